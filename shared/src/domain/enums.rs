@@ -1,0 +1,191 @@
+//! The closed vocabularies of the contract. Each is stored as text, shown as
+//! its contract spelling, and refuses any other spelling.
+
+/// Declares a string-backed enum: serde, sqlx (as `text`), OpenAPI and `FromStr`
+/// all use the same spellings, so no other spelling gets in anywhere.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s { $($text => Ok($name::$variant),)+ _ => Err(UnknownVariant) }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Ok(text.parse()?)
+            }
+        }
+    };
+}
+
+/// A spelling that is not one of the enum's.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value")]
+pub struct UnknownVariant;
+
+text_enum!(
+    /// Where a validation is in its life. Moves only forward:
+    /// `new → sent → validated | failed`, or `new → failed`.
+    ValidationStatus {
+        New = "new",
+        Sent = "sent",
+        Validated = "validated",
+        Failed = "failed",
+    }
+);
+
+impl ValidationStatus {
+    /// Whether the status machine allows moving from `self` to `next`.
+    pub fn can_become(self, next: ValidationStatus) -> bool {
+        use ValidationStatus::*;
+        matches!(
+            (self, next),
+            (New, Sent) | (New, Failed) | (Sent, Validated) | (Sent, Failed)
+        )
+    }
+
+    /// A validated or failed validation never changes again.
+    pub fn is_final(self) -> bool {
+        matches!(self, ValidationStatus::Validated | ValidationStatus::Failed)
+    }
+}
+
+text_enum!(
+    /// How the code reaches the phone.
+    Gateway {
+        Sms = "sms",
+        Whatsapp = "whatsapp",
+        /// Nothing is sent (the client delivers the code some other way, or a test number).
+        None = "none",
+    }
+);
+
+text_enum!(
+    /// What the validation is for.
+    ValidationType {
+        Validation = "validation",
+        Login = "login",
+        Onboarding = "onboarding",
+        OneTimeLink = "oneTimeLink",
+    }
+);
+
+text_enum!(
+    ValidationMethod {
+        VerificationCode = "verificationCode",
+        Manual = "manual",
+    }
+);
+
+text_enum!(
+    /// Language of the message the user receives.
+    Language {
+        En = "en",
+        Es = "es",
+    }
+);
+
+text_enum!(
+    /// Kind of project flow.
+    FlowType {
+        Login = "login",
+        Onboarding = "onboarding",
+    }
+);
+
+text_enum!(
+    /// Why a validation failed.
+    FailedReason {
+        Expired = "expired",
+        MaxAttemptsExceeded = "max_attempts_exceeded",
+        /// The provider refused the message for good (bad number, opted out, ...).
+        ProviderRejected = "provider_rejected",
+        /// The provider could not be reached, or kept failing, until the code expired.
+        ProviderUnavailable = "provider_unavailable",
+    }
+);
+
+impl FailedReason {
+    /// Failures of delivery, as opposed to failures of the user.
+    pub fn is_send_failure(self) -> bool {
+        matches!(
+            self,
+            FailedReason::ProviderRejected | FailedReason::ProviderUnavailable
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_moves_only_forward() {
+        use ValidationStatus::*;
+        for from in ValidationStatus::ALL {
+            for to in ValidationStatus::ALL {
+                let allowed = from.can_become(*to);
+                let forward = matches!(
+                    (from, to),
+                    (New, Sent) | (New, Failed) | (Sent, Validated) | (Sent, Failed)
+                );
+                assert_eq!(allowed, forward, "{from} -> {to}");
+            }
+            if from.is_final() {
+                assert!(ValidationStatus::ALL.iter().all(|to| !from.can_become(*to)));
+            }
+        }
+    }
+
+    #[test]
+    fn spellings_round_trip_through_serde_and_from_str() {
+        for gateway in Gateway::ALL {
+            let json = serde_json::to_string(gateway).unwrap();
+            assert_eq!(json, format!("\"{gateway}\""));
+            assert_eq!(gateway.as_str().parse::<Gateway>().unwrap(), *gateway);
+        }
+        assert!("SMS".parse::<Gateway>().is_err());
+        assert_eq!(ValidationType::OneTimeLink.as_str(), "oneTimeLink");
+    }
+}

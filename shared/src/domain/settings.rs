@@ -1,0 +1,181 @@
+//! A project flow's phone settings: what every validation created under the
+//! flow inherits. Stored whole (JSONB) with defaults filled in.
+
+use super::{Gateway, Language};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// The settings as stored and shown, every field present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneSettings {
+    pub phone_gateway: Gateway,
+    /// Digits in a code, 4..=10.
+    pub otp_length: u8,
+    /// Lifetime of a code, 60..=86400 seconds.
+    pub otp_expires_in_seconds: u32,
+    /// Wrong codes allowed before the validation fails, 1..=20.
+    pub max_attempts: u32,
+    /// Minimum gap between two codes to the same phone, 0..=86400 seconds.
+    pub resend_cooldown_seconds: u32,
+    /// Codes per phone per rolling hour, 1..=1000.
+    pub max_sends_per_hour: u32,
+    pub language: Language,
+    /// Where `validated` / `failed` events are delivered (a validation's own URL wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// E.164 number → fixed code: those numbers get no message and accept that
+    /// code (app-store review, demos).
+    #[serde(default)]
+    pub test_numbers: BTreeMap<String, String>,
+    /// With gateway `whatsapp`: fall back to SMS when the number is not on WhatsApp.
+    #[serde(default)]
+    pub sms_fallback: bool,
+}
+
+impl Default for PhoneSettings {
+    fn default() -> Self {
+        Self {
+            phone_gateway: Gateway::Sms,
+            otp_length: 6,
+            otp_expires_in_seconds: 600,
+            max_attempts: 3,
+            resend_cooldown_seconds: 60,
+            max_sends_per_hour: 10,
+            language: Language::En,
+            webhook_url: None,
+            test_numbers: BTreeMap::new(),
+            sms_fallback: false,
+        }
+    }
+}
+
+/// The settings as a request sends them: any subset, applied over a base.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneSettingsPatch {
+    pub phone_gateway: Option<Gateway>,
+    pub otp_length: Option<u8>,
+    pub otp_expires_in_seconds: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub resend_cooldown_seconds: Option<u32>,
+    pub max_sends_per_hour: Option<u32>,
+    pub language: Option<Language>,
+    pub webhook_url: Option<String>,
+    pub test_numbers: Option<BTreeMap<String, String>>,
+    pub sms_fallback: Option<bool>,
+}
+
+/// A setting out of range; `0` names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {0}")]
+pub struct SettingsError(pub &'static str);
+
+fn in_range<T: PartialOrd>(value: T, range: std::ops::RangeInclusive<T>, field: &'static str) -> Result<T, SettingsError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(SettingsError(field))
+    }
+}
+
+/// An absolute http(s) URL of sane length.
+pub fn check_url(value: &str, field: &'static str) -> Result<(), SettingsError> {
+    let parsed = url::Url::parse(value).map_err(|_| SettingsError(field))?;
+    if value.len() > 2048 || !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(SettingsError(field));
+    }
+    Ok(())
+}
+
+impl PhoneSettingsPatch {
+    /// The patch over `base`, every field checked.
+    pub fn apply(self, base: PhoneSettings) -> Result<PhoneSettings, SettingsError> {
+        let settings = PhoneSettings {
+            phone_gateway: self.phone_gateway.unwrap_or(base.phone_gateway),
+            otp_length: in_range(self.otp_length.unwrap_or(base.otp_length), 4..=10, "otpLength")?,
+            otp_expires_in_seconds: in_range(
+                self.otp_expires_in_seconds.unwrap_or(base.otp_expires_in_seconds),
+                60..=86_400,
+                "otpExpiresInSeconds",
+            )?,
+            max_attempts: in_range(self.max_attempts.unwrap_or(base.max_attempts), 1..=20, "maxAttempts")?,
+            resend_cooldown_seconds: in_range(
+                self.resend_cooldown_seconds.unwrap_or(base.resend_cooldown_seconds),
+                0..=86_400,
+                "resendCooldownSeconds",
+            )?,
+            max_sends_per_hour: in_range(
+                self.max_sends_per_hour.unwrap_or(base.max_sends_per_hour),
+                1..=1000,
+                "maxSendsPerHour",
+            )?,
+            language: self.language.unwrap_or(base.language),
+            webhook_url: match self.webhook_url {
+                Some(url) if url.is_empty() => None,
+                Some(url) => Some(url),
+                None => base.webhook_url,
+            },
+            test_numbers: self.test_numbers.unwrap_or(base.test_numbers),
+            sms_fallback: self.sms_fallback.unwrap_or(base.sms_fallback),
+        };
+        if let Some(url) = &settings.webhook_url {
+            check_url(url, "webhookUrl")?;
+        }
+        check_test_numbers(&settings)?;
+        Ok(settings)
+    }
+}
+
+fn check_test_numbers(settings: &PhoneSettings) -> Result<(), SettingsError> {
+    const FIELD: &str = "testNumbers";
+    if settings.test_numbers.len() > 100 {
+        return Err(SettingsError(FIELD));
+    }
+    for (number, code) in &settings.test_numbers {
+        let digits = number.strip_prefix('+').ok_or(SettingsError(FIELD))?;
+        let number_ok = (4..=17).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        let code_ok = code.len() == usize::from(settings.otp_length) && code.bytes().all(|b| b.is_ascii_digit());
+        if !number_ok || !code_ok {
+            return Err(SettingsError(FIELD));
+        }
+    }
+    Ok(())
+}
+
+impl PhoneSettings {
+    /// The fixed code of a test number, if `e164` is one.
+    pub fn test_code(&self, e164: &str) -> Option<&str> {
+        self.test_numbers.get(e164).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_patch_gives_the_contract_defaults() {
+        let settings = PhoneSettingsPatch::default().apply(PhoneSettings::default()).unwrap();
+        assert_eq!(settings.otp_length, 6);
+        assert_eq!(settings.otp_expires_in_seconds, 600);
+        assert_eq!(settings.max_attempts, 3);
+        assert_eq!(settings.resend_cooldown_seconds, 60);
+        assert_eq!(settings.max_sends_per_hour, 10);
+        assert_eq!(settings.phone_gateway, Gateway::Sms);
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let patch = PhoneSettingsPatch { otp_length: Some(3), ..Default::default() };
+        assert_eq!(patch.apply(PhoneSettings::default()), Err(SettingsError("otpLength")));
+        let patch = PhoneSettingsPatch { webhook_url: Some("ftp://x".into()), ..Default::default() };
+        assert_eq!(patch.apply(PhoneSettings::default()), Err(SettingsError("webhookUrl")));
+        let patch = PhoneSettingsPatch {
+            test_numbers: Some([("+5073001234".to_owned(), "12345".to_owned())].into()),
+            ..Default::default()
+        };
+        assert_eq!(patch.apply(PhoneSettings::default()), Err(SettingsError("testNumbers")));
+    }
+}

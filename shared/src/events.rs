@@ -1,0 +1,94 @@
+//! The messages that travel through RabbitMQ, one type per routing key
+//! (CONTRACT §6). Producers and consumers share these definitions.
+
+use crate::validation::PhoneValidation;
+use crate::ObjectId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Routing keys on the `otp.events` exchange.
+pub mod routing {
+    pub const OTP_REQUESTED: &str = "otp.requested";
+    pub const VALIDATED: &str = "phone_validation.validated";
+    pub const FAILED: &str = "phone_validation.failed";
+}
+
+/// An event that can be published: it knows its routing key and id.
+pub trait Event: Serialize {
+    fn routing_key(&self) -> &'static str;
+    /// Unique per event, stable across redeliveries: the AMQP message-id.
+    fn event_id(&self) -> &str;
+}
+
+/// A validation was accepted and needs a code sent. Carries no secret: the
+/// dispatcher reads the record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpRequested {
+    pub event_id: ObjectId,
+    pub validation_id: ObjectId,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl OtpRequested {
+    pub fn new(validation_id: ObjectId) -> Self {
+        Self { event_id: ObjectId::new(), validation_id, occurred_at: Utc::now() }
+    }
+}
+
+impl Event for OtpRequested {
+    fn routing_key(&self) -> &'static str {
+        routing::OTP_REQUESTED
+    }
+    fn event_id(&self) -> &str {
+        self.event_id.as_str()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidationEventType {
+    #[serde(rename = "phone_validation_validated")]
+    Validated,
+    #[serde(rename = "phone_validation_failed")]
+    Failed,
+}
+
+impl ValidationEventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValidationEventType::Validated => "phone_validation_validated",
+            ValidationEventType::Failed => "phone_validation_failed",
+        }
+    }
+}
+
+/// A validation reached a final status: `validated` or `failed`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationEvent {
+    pub event_id: ObjectId,
+    #[serde(rename = "type")]
+    pub kind: ValidationEventType,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub occurred_at: DateTime<Utc>,
+    pub data: PhoneValidation,
+}
+
+impl ValidationEvent {
+    pub fn new(kind: ValidationEventType, data: PhoneValidation) -> Self {
+        Self { event_id: ObjectId::new(), kind, occurred_at: Utc::now(), data }
+    }
+}
+
+impl Event for ValidationEvent {
+    fn routing_key(&self) -> &'static str {
+        match self.kind {
+            ValidationEventType::Validated => routing::VALIDATED,
+            ValidationEventType::Failed => routing::FAILED,
+        }
+    }
+    fn event_id(&self) -> &str {
+        self.event_id.as_str()
+    }
+}

@@ -1,0 +1,229 @@
+//! Transactional outbox. An event row is written in the transaction that
+//! changes the record, so once the transaction commits the event cannot be
+//! lost. Two paths then publish it, with publisher confirms:
+//!
+//! - the fast path: right after commit the row is handed to an in-process
+//!   task that publishes it and deletes it (in batches under load);
+//! - the sweeper: every `sweep_interval` it takes rows older than
+//!   `sweep_after` (`FOR UPDATE SKIP LOCKED`, so API instances share the work)
+//!   and publishes them; this is what a broker outage or a crash falls back on.
+//!
+//! The fast path drops anything older than half of `sweep_after`, so the two
+//! never race for the same row and each event is published once.
+
+use crate::amqp::{Broker, BasicProperties, PublishError};
+use crate::events::Event;
+use futures_util::future::join_all;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Rows published per sweep transaction.
+const SWEEP_BATCH: i64 = 500;
+/// Messages the fast path publishes before awaiting their confirms together.
+const FAST_BATCH: usize = 256;
+
+/// An event row, committed or about to be.
+#[derive(Clone, Debug)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub routing_key: String,
+    pub message_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// Writes `event` to the outbox inside the caller's transaction.
+pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<OutboxMessage, sqlx::Error> {
+    let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let text = std::str::from_utf8(&payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id",
+    )
+    .bind(event.routing_key())
+    .bind(event.event_id())
+    .bind(text)
+    .fetch_one(conn)
+    .await?;
+    Ok(OutboxMessage {
+        id,
+        routing_key: event.routing_key().to_owned(),
+        message_id: event.event_id().to_owned(),
+        payload,
+    })
+}
+
+/// When the sweeper runs and what it takes.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayConfig {
+    /// `OUTBOX_SWEEP_INTERVAL_MS`: how often the sweeper looks.
+    pub sweep_interval: Duration,
+    /// `OUTBOX_SWEEP_AFTER_MS`: rows older than this belong to the sweeper.
+    pub sweep_after: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { sweep_interval: Duration::from_secs(1), sweep_after: Duration::from_secs(4) }
+    }
+}
+
+struct Pending {
+    message: OutboxMessage,
+    committed: Instant,
+}
+
+/// Hands committed outbox rows to the fast path.
+#[derive(Clone)]
+pub struct Relay {
+    sender: mpsc::Sender<Pending>,
+}
+
+impl Relay {
+    /// Starts the fast path and the sweeper.
+    pub fn start(pool: PgPool, broker: Broker, config: RelayConfig, cancel: CancellationToken) -> (Self, Vec<JoinHandle<()>>) {
+        let (sender, receiver) = mpsc::channel(16_384);
+        let fast = tokio::spawn(fast_path(receiver, pool.clone(), broker.clone(), config, cancel.clone()));
+        let sweep = tokio::spawn(sweeper(pool, broker, config, cancel));
+        (Self { sender }, vec![fast, sweep])
+    }
+
+    /// Publishes soon; never waits. If the fast path is saturated the row
+    /// stays for the sweeper.
+    pub fn publish_soon(&self, messages: impl IntoIterator<Item = OutboxMessage>) {
+        let committed = Instant::now();
+        for message in messages {
+            if self.sender.try_send(Pending { message, committed }).is_err() {
+                metrics::counter!("outbox_fast_path_overflow_total").increment(1);
+            }
+        }
+    }
+}
+
+async fn fast_path(
+    mut receiver: mpsc::Receiver<Pending>,
+    pool: PgPool,
+    broker: Broker,
+    config: RelayConfig,
+    cancel: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(FAST_BATCH);
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => { receiver.close(); receiver.recv_many(&mut batch, FAST_BATCH).await }
+            n = receiver.recv_many(&mut batch, FAST_BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let fresh: Vec<OutboxMessage> = batch
+            .drain(..)
+            .filter(|p| p.committed.elapsed() < config.sweep_after / 2)
+            .map(|p| p.message)
+            .collect();
+        let published = publish_all(&broker, &fresh).await;
+        if let Err(error) = delete(&pool, &published).await {
+            // The rows stay; the sweeper publishes them again (consumers de-duplicate).
+            tracing::warn!(%error, "could not delete published outbox rows");
+        }
+    }
+}
+
+/// Publishes every message (pipelined) and returns the ids the broker confirmed.
+async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
+    let exchange = broker.topology().exchange();
+    let mut pending = Vec::with_capacity(messages.len());
+    for message in messages {
+        let properties = BasicProperties::default().with_message_id(message.message_id.as_str().into());
+        match broker.start_publish(&exchange, &message.routing_key, &message.payload, properties).await {
+            Ok(confirm) => pending.push((message, confirm)),
+            Err(error) => {
+                tracing::debug!(%error, "outbox publish deferred to the sweeper");
+                break;
+            }
+        }
+    }
+    let results = join_all(pending.into_iter().map(|(message, confirm)| async move {
+        (message, Broker::confirmed(confirm, &message.routing_key).await)
+    }))
+    .await;
+    let mut published = Vec::with_capacity(results.len());
+    for (message, result) in results {
+        match result {
+            Ok(()) => {
+                metrics::counter!("events_published_total", "routing_key" => message.routing_key.clone()).increment(1);
+                published.push(message.id);
+            }
+            Err(PublishError::NotConnected) => {}
+            Err(error) => tracing::warn!(%error, event_id = %message.message_id, "event not confirmed; will retry"),
+        }
+    }
+    published
+}
+
+async fn delete(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if !ids.is_empty() {
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(pool).await?;
+    }
+    Ok(())
+}
+
+async fn sweeper(pool: PgPool, broker: Broker, config: RelayConfig, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !broker.is_connected() {
+            continue;
+        }
+        loop {
+            match sweep_once(&pool, &broker, config.sweep_after).await {
+                Ok(n) if n as i64 == SWEEP_BATCH => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes one batch of old rows; returns how many were taken.
+pub async fn sweep_once(pool: &PgPool, broker: &Broker, older_than: Duration) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(i64, String, String, Json<serde_json::Value>)> = sqlx::query_as(
+        "SELECT id, routing_key, message_id, payload FROM outbox
+          WHERE created_at < now() - make_interval(secs => $1)
+          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(SWEEP_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let taken = rows.len();
+    let messages: Vec<OutboxMessage> = rows
+        .into_iter()
+        .map(|(id, routing_key, message_id, Json(payload))| OutboxMessage {
+            id,
+            routing_key,
+            message_id,
+            payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        })
+        .collect();
+    let published = publish_all(broker, &messages).await;
+    if !published.is_empty() {
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&published).execute(&mut *tx).await?;
+        tracing::info!(published = published.len(), "outbox sweep published delayed events");
+    }
+    tx.commit().await?;
+    Ok(if published.len() == taken { taken } else { 0 })
+}
