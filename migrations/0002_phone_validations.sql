@@ -17,6 +17,8 @@ CREATE TABLE phone_validations (
     type                text NOT NULL,
     -- bcrypt(HMAC-SHA256(pepper, id:code)); NULL until the dispatcher stores it.
     otp_hash            text,
+    -- Digits of the code, fixed from the flow when the validation is created.
+    otp_length          smallint NOT NULL CHECK (otp_length BETWEEN 4 AND 10),
     expires_at          timestamptz NOT NULL,
     name                text,
     phone_data          jsonb NOT NULL DEFAULT '{}',

@@ -1,1 +1,17 @@
-fn main(){}
+use anyhow::Context;
+use api::config::ApiConfig;
+use api::Application;
+use shared::amqp::Topology;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::config::load_dotenv();
+    shared::telemetry::init();
+    let config = ApiConfig::from_env().context("while reading the configuration")?;
+    let topology = Topology::new(config.common.amqp_prefix.clone());
+    let cancel = CancellationToken::new();
+    let app = Application::build(config, topology, cancel.clone()).await?;
+    tokio::spawn(shared::telemetry::shutdown_signal(cancel));
+    app.run().await.context("while serving HTTP")
+}

@@ -19,3 +19,25 @@ pub fn init() {
     // Already installed (several apps in one test process): keep the first.
     let _ = result;
 }
+
+/// Resolves on SIGTERM or SIGINT and cancels `cancel`.
+pub async fn shutdown_signal(cancel: tokio_util::sync::CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+    cancel.cancel();
+}

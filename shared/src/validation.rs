@@ -35,6 +35,9 @@ pub struct PhoneValidation {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[sqlx(rename = "otp_hash")]
     pub otp: Option<String>,
+    /// Digits of the code (internal: the dispatcher generates, the API checks).
+    #[serde(skip)]
+    pub otp_length: i16,
     #[serde(serialize_with = "crate::time::serialize")]
     pub expires_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,7 +76,7 @@ pub struct PhoneValidation {
 
 /// Every column of the object, for `SELECT` and `RETURNING` lists.
 pub const COLUMNS: &str = "id, client_id, project_id, project_flow_id, status, country_code, phone, \
-    phone_gateway, validation_method, type, otp_hash, expires_at, name, phone_data, extra_params, \
+    phone_gateway, validation_method, type, otp_hash, otp_length, expires_at, name, phone_data, extra_params, \
     redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, attempts, \
     max_attempts, provider_confirmation, validated_at, failed_reason, created_at, updated_at";
 

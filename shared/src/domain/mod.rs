@@ -8,4 +8,4 @@ pub use enums::{
     FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType,
 };
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
-pub use settings::{PhoneSettings, PhoneSettingsPatch, SettingsError};
+pub use settings::{check_url, PhoneSettings, PhoneSettingsPatch, SettingsError};

@@ -1,0 +1,92 @@
+//! The HTTP API: projects, project flows and phone validations (CONTRACT §4).
+//! `build` assembles the application from its configuration and returns it
+//! unstarted, so tests can run it on port 0 with their own database and queues.
+
+pub mod auth;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use anyhow::Context;
+use auth::Jwt;
+use config::ApiConfig;
+use shared::amqp::{Broker, Topology};
+use shared::otp::OtpHasher;
+use shared::outbox::Relay;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub broker: Broker,
+    pub relay: Relay,
+    pub jwt: Jwt,
+    pub hasher: OtpHasher,
+    /// Bounds concurrent bcrypt checks to the cores, so a guessing burst
+    /// cannot starve the runtime's blocking pool.
+    pub bcrypt_slots: Arc<Semaphore>,
+}
+
+/// A built, bound, not yet running API.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+    pub state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, starts the broker supervisor and the outbox
+    /// relay, and binds the listener. `topology` names the queues.
+    pub async fn build(config: ApiConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
+            .await
+            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let broker = Broker::start(config.common.amqp_url.clone(), topology, "api", cancel.clone());
+        let (relay, background) = Relay::start(pool.clone(), broker.clone(), config.relay, cancel.clone());
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let state = AppState {
+            pool,
+            broker,
+            relay,
+            jwt: Jwt::new(&config.jwt_secret),
+            // The API only verifies; the cost travels inside each stored hash.
+            hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
+            bcrypt_slots: Arc::new(Semaphore::new(cores)),
+        };
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("while binding API_ADDR {}", config.addr))?;
+        let router = routes::router(state.clone());
+        Ok(Self { listener, router, cancel, background, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the cancellation token fires, then drains in-flight
+    /// requests and lets the relay publish what it holds.
+    pub async fn run(self) -> std::io::Result<()> {
+        let cancel = self.cancel.clone();
+        tracing::info!(addr = %self.listener.local_addr()?, "API listening");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await?;
+        for task in self.background {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}

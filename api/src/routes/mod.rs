@@ -1,0 +1,49 @@
+//! The router: `/v2` resources behind the request-id middleware, the body
+//! limit and a panic guard; the operations endpoints beside them.
+
+mod ops;
+pub mod phone_validations;
+pub mod project_flows;
+pub mod projects;
+
+use crate::envelope::request_id;
+use crate::error::{code_for, envelope, ApiError};
+use crate::extract::MAX_BODY_BYTES;
+use crate::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub fn router(state: AppState) -> Router {
+    let v2 = Router::new()
+        .route("/projects", post(projects::create).get(projects::list))
+        .route("/projects/{id}", get(projects::read))
+        .route("/project-flows", post(project_flows::create).get(project_flows::list))
+        .route("/project-flows/{id}", get(project_flows::read).put(project_flows::update))
+        .route("/phone-validations", post(phone_validations::create::create).get(phone_validations::read::list))
+        .route("/phone-validations/validate", post(phone_validations::validate::validate))
+        .route("/phone-validations/{id}", get(phone_validations::read::read));
+    Router::new()
+        .nest("/v2", v2)
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            envelope(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "500:internal_error".into())
+        }))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> Response {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    envelope(status, &code_for(status), "405:method_not_allowed".into()).into_response()
+}

@@ -1,0 +1,103 @@
+//! Projects: a client's containers for flows.
+
+use crate::auth::AuthClient;
+use crate::envelope::{Envelope, Page};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{path_id, ApiJson, ListQuery};
+use crate::AppState;
+use axum::extract::{Path, RawQuery, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::ObjectId;
+use utoipa::ToSchema;
+
+/// The Project object.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[sqlx(rename = "client_id")]
+    pub client: ObjectId,
+    pub name: String,
+    pub demo: bool,
+    #[serde(serialize_with = "shared::time::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "shared::time::serialize")]
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, client_id, name, demo, created_at, updated_at";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProject {
+    /// 1 to 200 characters.
+    pub name: Option<String>,
+    pub demo: Option<bool>,
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/v2/projects", tag = "projects", request_body = CreateProject,
+    responses((status = 200, body = Project), (status = 400), (status = 401), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn create(State(app): State<AppState>, AuthClient(client): AuthClient, ApiJson(body): ApiJson<CreateProject>) -> ApiResult<Envelope<Project>> {
+    let name = body.name.map(|n| n.trim().to_owned()).ok_or(ApiError::Missing(vec!["name"]))?;
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("name"));
+    }
+    let project: Project = sqlx::query_as(&format!(
+        "INSERT INTO projects (id, client_id, name, demo) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+    ))
+    .bind(ObjectId::new())
+    .bind(&client)
+    .bind(&name)
+    .bind(body.demo.unwrap_or(false))
+    .fetch_one(&app.pool)
+    .await
+    .map_err(unknown_client)?;
+    Ok(Envelope(project))
+}
+
+/// A valid token whose client no longer exists cannot create anything.
+pub fn unknown_client(error: sqlx::Error) -> ApiError {
+    match &error {
+        sqlx::Error::Database(db) if db.constraint().is_some_and(|c| c.ends_with("client_id_fkey")) => ApiError::unauthorized(),
+        _ => ApiError::Database(error),
+    }
+}
+
+/// Retrieve a project.
+#[utoipa::path(get, path = "/v2/projects/{id}", tag = "projects",
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = Project), (status = 404)), security(("bearer" = [])))]
+pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, Path(id): Path<String>) -> ApiResult<Envelope<Project>> {
+    let id = path_id(&id, "project")?;
+    let project: Option<Project> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND client_id = $2"))
+        .bind(&id)
+        .bind(&client)
+        .fetch_optional(&app.pool)
+        .await?;
+    project.map(Envelope).ok_or_else(|| ApiError::not_found("project"))
+}
+
+/// List the client's projects, newest first.
+#[utoipa::path(get, path = "/v2/projects", tag = "projects",
+    params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = [Project])), security(("bearer" = [])))]
+pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, RawQuery(query): RawQuery) -> ApiResult<Page<Project>> {
+    let paging = ListQuery::parse(query.as_deref()).paging()?;
+    let data: Vec<Project> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE client_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(&client)
+    .bind(paging.limit)
+    .bind(paging.offset())
+    .fetch_all(&app.pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE client_id = $1")
+        .bind(&client)
+        .fetch_one(&app.pool)
+        .await?;
+    Ok(Page { data, page: paging.page, limit: paging.limit, total })
+}
