@@ -16,4 +16,7 @@ pub mod telemetry;
 pub mod time;
 pub mod validation;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use id::ObjectId;

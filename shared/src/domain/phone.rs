@@ -78,9 +78,25 @@ impl PhoneNumber {
         let significant = parsed.national().to_string();
         let metadata = DATABASE.by_code(&country.value()).ok_or(InvalidPhone::Number)?;
         let length = u16::try_from(significant.len()).map_err(|_| InvalidPhone::Number)?;
-        let possible = metadata
-            .iter()
-            .any(|meta| meta.descriptors().general().possible_length().contains(&length));
+        let possible = metadata.iter().any(|meta| {
+            let d = meta.descriptors();
+            [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+            ]
+            .into_iter()
+            .flatten()
+            .chain([d.general()])
+            .any(|descriptor| descriptor.possible_length().contains(&length))
+        });
         if !possible {
             return Err(InvalidPhone::Number);
         }

@@ -1,0 +1,94 @@
+//! Health, readiness, metrics, the OpenAPI document and the operator CLI.
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::process::Command;
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer_without_a_token() {
+    let app = TestApp::spawn().await;
+    app.wait_for_broker().await;
+    let health = app.request(reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = app.request(reqwest::Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.body, json!({"database": true, "broker": true}));
+    let (project, flow) = app.project_and_flow(json!({})).await;
+    app.create_validation(&project, &flow, "62617737").await;
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("phone_validations_created_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app.http.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    let expected = [
+        ("/v2/projects", vec!["get", "post"]),
+        ("/v2/projects/{id}", vec!["get"]),
+        ("/v2/project-flows", vec!["get", "post"]),
+        ("/v2/project-flows/{id}", vec!["get", "put"]),
+        ("/v2/phone-validations", vec!["get", "post"]),
+        ("/v2/phone-validations/validate", vec!["post"]),
+        ("/v2/phone-validations/{id}", vec!["get"]),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
+    for (path, methods) in expected {
+        for method in methods {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+    }
+    assert!(doc["components"]["schemas"]["PhoneValidation"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+fn otpctl(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_otpctl"))
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env("JWT_SECRET", common::JWT_SECRET)
+        .output()
+        .expect("run otpctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (output.status.success(), serde_json::from_str(&stdout).unwrap_or(Value::Null), String::from_utf8_lossy(&output.stderr).into())
+}
+
+#[tokio::test]
+async fn otpctl_migrates_creates_clients_and_issues_tokens_the_api_accepts() {
+    let app = TestApp::spawn().await;
+    let (ok, migrated, _) = otpctl(&app, &["migrate"]);
+    assert!(ok);
+    assert_eq!(migrated["migrated"], true);
+
+    let (ok, client, stderr) = otpctl(&app, &["client", "create", "--name", "Globex"]);
+    assert!(ok, "{stderr}");
+    let id = client["_id"].as_str().unwrap().to_owned();
+    assert_eq!(client["name"], "Globex");
+    assert!(client["webhookSecret"].as_str().unwrap().starts_with("whsec_"));
+    let token = client["token"].as_str().unwrap();
+    let projects = app.request(reqwest::Method::GET, "/v2/projects", Some(token), None).await;
+    assert_eq!(projects.status, StatusCode::OK);
+
+    let (ok, issued, _) = otpctl(&app, &["token", "create", "--client", &id, "--expires-in-days", "2"]);
+    assert!(ok);
+    let created = app.request(reqwest::Method::POST, "/v2/projects", Some(issued["token"].as_str().unwrap()), Some(json!({"name": "P"}))).await;
+    assert_eq!(created.data()["client"], id.as_str());
+
+    let (ok, rotated, _) = otpctl(&app, &["client", "rotate-secret", "--client", &id]);
+    assert!(ok);
+    assert_ne!(rotated["webhookSecret"], client["webhookSecret"]);
+    let previous: Option<String> = sqlx::query_scalar("SELECT previous_webhook_secret FROM clients WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(previous.as_deref(), client["webhookSecret"].as_str());
+
+    let (ok, _, stderr) = otpctl(&app, &["token", "create", "--client", "ffffffffffffffffffffffff"]);
+    assert!(!ok);
+    assert!(stderr.contains("no client"), "{stderr}");
+}

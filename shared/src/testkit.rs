@@ -1,0 +1,135 @@
+//! Test support (feature `testkit`): every integration test gets its own
+//! PostgreSQL database and its own RabbitMQ namespace on the machine's real
+//! servers, so tests run in parallel without seeing each other.
+
+use crate::amqp::Topology;
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
+use rand::Rng;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The server tests create their databases on (`TEST_DATABASE_URL`, without a
+/// database name), default `postgres://postgres@127.0.0.1:5432`.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// RabbitMQ for tests (`TEST_AMQP_URL`), default the machine's local broker.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn random_suffix() -> String {
+    let mut rng = rand::thread_rng();
+    (0..8).map(|_| char::from(b'a' + rng.gen_range(0..26u8))).collect()
+}
+
+/// A fresh, migrated database. Databases of earlier runs older than an hour are
+/// dropped on the way (best effort).
+pub async fn database() -> (String, PgPool) {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL must be running for the tests (see README)");
+    let now = chrono::Utc::now().timestamp();
+    let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'otp_test_%'")
+        .fetch_all(&admin)
+        .await
+        .unwrap_or_default();
+    for name in old {
+        let created = name.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
+        if now - created > 3600 {
+            let _ = admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str()).await;
+        }
+    }
+    let name = format!("otp_test_{now}_{}", random_suffix());
+    admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
+    let url = format!("{}/{name}", server_url());
+    let pool = PgPoolOptions::new().max_connections(10).connect(&url).await.expect("connect to test database");
+    crate::db::MIGRATOR.run(&pool).await.expect("migrate test database");
+    (url, pool)
+}
+
+/// A private namespace of exchanges and queues that expire when unused.
+pub fn topology() -> Topology {
+    Topology::new(format!("test.{}.", random_suffix())).with_queue_expiry(Duration::from_secs(600))
+}
+
+/// A plain connection for inspecting queues.
+pub async fn amqp() -> Connection {
+    Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ must be running for the tests (see README)")
+}
+
+/// Takes every message now in `queue` (acking them).
+pub async fn drain(connection: &Connection, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let channel = connection.create_channel().await.expect("channel");
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await {
+        messages.push(message);
+    }
+    let _ = channel.close(200, "drained".into()).await;
+    messages
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A TCP proxy in front of a real server that a test can switch off and on:
+/// off, it drops every open connection and refuses new ones, as a dead
+/// broker would.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr, up: bool) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (sender, receiver) = watch::channel(up);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*receiver.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut state = receiver.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Arc::new(Self { addr, up: sender })
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
