@@ -35,7 +35,10 @@ pub struct Jwt {
 impl Jwt {
     pub fn new(secret: &SecretString) -> Self {
         let bytes = secret.expose_secret().as_bytes();
-        Self { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes) }
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        }
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
@@ -92,7 +95,10 @@ impl FromRequestParts<AppState> for AuthClient {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        let client = state.jwt.verify_client(token.trim()).ok_or_else(ApiError::unauthorized)?;
+        let client = state
+            .jwt
+            .verify_client(token.trim())
+            .ok_or_else(ApiError::unauthorized)?;
         Ok(AuthClient(client))
     }
 }

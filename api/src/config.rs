@@ -24,10 +24,12 @@ impl ApiConfig {
         let addr = config::var_or("API_ADDR", "127.0.0.1:8080");
         Ok(Self {
             common: CommonConfig::from_env(32)?,
-            addr: addr.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                name: "API_ADDR",
-                reason: e.to_string(),
-            })?,
+            addr: addr
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "API_ADDR",
+                    reason: e.to_string(),
+                })?,
             jwt_secret: config::secret("JWT_SECRET")?,
             otp_pepper: config::secret("OTP_PEPPER")?,
             relay: RelayConfig {

@@ -19,7 +19,9 @@ const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 fn new_request_id() -> String {
     let mut rng = rand::thread_rng();
-    (0..5).map(|_| char::from(ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())])).collect()
+    (0..5)
+        .map(|_| char::from(ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())]))
+        .collect()
 }
 
 /// The current request's id (empty outside a request).
@@ -30,12 +32,17 @@ pub fn current_request_id() -> String {
 /// Gives the request an id, a span carrying it, and the `x-request-id` header.
 pub async fn request_id(request: Request, next: Next) -> Response {
     let id = new_request_id();
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
             let started = std::time::Instant::now();
             let response = next.run(request).await;
-            tracing::debug!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request done");
+            tracing::debug!(
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request done"
+            );
             response
         })
         .instrument(span)
@@ -78,7 +85,11 @@ impl<T: Serialize> IntoResponse for Envelope<T> {
 
 impl<T: Serialize> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
-        let pages = if self.total == 0 { 0 } else { (self.total + self.limit - 1) / self.limit };
+        let pages = if self.total == 0 {
+            0
+        } else {
+            (self.total + self.limit - 1) / self.limit
+        };
         Json(serde_json::json!({
             "data": self.data,
             "pagination": {"page": self.page, "limit": self.limit, "total": self.total, "pages": pages},

@@ -31,7 +31,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, token: impl Into<Cow<'static, str>>) -> Self {
-        ApiError::Client { status, token: token.into(), retry_after: None }
+        ApiError::Client {
+            status,
+            token: token.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(token: impl Into<Cow<'static, str>>) -> Self {
@@ -58,7 +62,11 @@ impl ApiError {
 
     pub fn with_retry_after(self, seconds: u64) -> Self {
         match self {
-            ApiError::Client { status, token, .. } => ApiError::Client { status, token, retry_after: Some(seconds.max(1)) },
+            ApiError::Client { status, token, .. } => ApiError::Client {
+                status,
+                token,
+                retry_after: Some(seconds.max(1)),
+            },
             other => other,
         }
     }
@@ -80,7 +88,11 @@ pub fn envelope(status: StatusCode, code: &str, message: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Client { status, token, retry_after } => {
+            ApiError::Client {
+                status,
+                token,
+                retry_after,
+            } => {
                 let mut response = envelope(status, &code_for(status), format!("{}:{token}", status.as_u16()));
                 if let Some(seconds) = retry_after {
                     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
@@ -91,7 +103,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Missing(fields) => {
                 let list: Vec<String> = fields.iter().map(|f| format!("missing {f}")).collect();
-                envelope(StatusCode::CONFLICT, "MissingParameter", format!("409:{}", list.join(", ")))
+                envelope(
+                    StatusCode::CONFLICT,
+                    "MissingParameter",
+                    format!("409:{}", list.join(", ")),
+                )
             }
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("database pool exhausted");
@@ -114,7 +130,11 @@ impl IntoResponse for ApiError {
 }
 
 fn internal() -> Response {
-    envelope(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "500:internal_error".into())
+    envelope(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        "500:internal_error".into(),
+    )
 }
 
 #[cfg(test)]

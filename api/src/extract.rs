@@ -38,13 +38,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if !inner.is_data() {
             return ApiError::bad_request("invalid_json");
         }
-        let field = error
-            .path()
-            .iter()
-            .find_map(|segment| match segment {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                _ => None,
-            });
+        let field = error.path().iter().find_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        });
         match field {
             Some(field) if field.len() <= 64 && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
                 ApiError::invalid(&field)
@@ -80,32 +77,52 @@ pub struct ListQuery(pub Vec<(String, String)>);
 
 impl ListQuery {
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect())
+        Self(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     /// The value of `name`, `None` when absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn paging(&self) -> Result<Paging, ApiError> {
         let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
             match self.get(name) {
                 None => Ok(default),
-                Some(raw) => raw.parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| ApiError::invalid(name)),
+                Some(raw) => raw
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| ApiError::invalid(name)),
             }
         };
-        Ok(Paging { page: number("page", 1, 1_000_000)?, limit: number("limit", 10, 100)? })
+        Ok(Paging {
+            page: number("page", 1, 1_000_000)?,
+            limit: number("limit", 10, 100)?,
+        })
     }
 
     /// An optional id filter; a malformed id is `400:invalid_<name>`.
     pub fn id(&self, name: &str) -> Result<Option<ObjectId>, ApiError> {
-        self.get(name).map(|raw| ObjectId::parse(raw).map_err(|_| ApiError::invalid(name))).transpose()
+        self.get(name)
+            .map(|raw| ObjectId::parse(raw).map_err(|_| ApiError::invalid(name)))
+            .transpose()
     }
 
     /// An optional enum filter; an unknown value is `400:invalid_<name>`.
     pub fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.get(name).map(|raw| raw.parse().map_err(|_| ApiError::invalid(name))).transpose()
+        self.get(name)
+            .map(|raw| raw.parse().map_err(|_| ApiError::invalid(name)))
+            .transpose()
     }
 }
 

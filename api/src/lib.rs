@@ -55,6 +55,7 @@ impl Application {
             .context("while connecting to PostgreSQL (DATABASE_URL)")?;
         let broker = Broker::start(config.common.amqp_url.clone(), topology, "api", cancel.clone());
         let (relay, background) = Relay::start(pool.clone(), broker.clone(), config.relay, cancel.clone());
+        shared::ops::prometheus();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
             pool,
@@ -69,7 +70,13 @@ impl Application {
             .await
             .with_context(|| format!("while binding API_ADDR {}", config.addr))?;
         let router = routes::router(state.clone());
-        Ok(Self { listener, router, cancel, background, state })
+        Ok(Self {
+            listener,
+            router,
+            cancel,
+            background,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -81,9 +88,12 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let cancel = self.cancel.clone();
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await?;
         for task in self.background {
             let _ = task.await;
         }

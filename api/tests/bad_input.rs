@@ -1,4 +1,5 @@
 //! Bad input gets the contract's error envelope, never a 500, and writes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -7,7 +8,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn raw_post(app: &TestApp, path: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-    let mut request = app.http.post(format!("{}{path}", app.base)).header("content-type", "application/json").body(body);
+    let mut request = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -17,22 +22,43 @@ async fn raw_post(app: &TestApp, path: &str, token: Option<&str>, body: Vec<u8>)
 }
 
 async fn count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM phone_validations").fetch_one(&app.pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM phone_validations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies_are_refused_in_the_envelope() {
     let app = TestApp::spawn().await;
-    let (status, body) = raw_post(&app, "/v2/phone-validations", Some(&app.token), b"{\"project\": ".to_vec()).await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, json!({"code": "BadRequest", "message": "400:invalid_json"})));
+    let (status, body) = raw_post(
+        &app,
+        "/v2/phone-validations",
+        Some(&app.token),
+        b"{\"project\": ".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"code": "BadRequest", "message": "400:invalid_json"})
+        )
+    );
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
     let (status, body) = raw_post(&app, "/v2/projects", Some(&app.token), big.into_bytes()).await;
     assert_eq!(
         (status, body),
-        (StatusCode::PAYLOAD_TOO_LARGE, json!({"code": "PayloadTooLarge", "message": "413:payload_too_large"}))
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"code": "PayloadTooLarge", "message": "413:payload_too_large"})
+        )
     );
     let (status, body) = raw_post(&app, "/v2/projects", Some(&app.token), b"[]".to_vec()).await;
-    assert_eq!((status, body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("400:invalid_json")));
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("400:invalid_json"))
+    );
     assert_eq!(count(&app).await, 0);
 }
 
@@ -40,9 +66,17 @@ async fn malformed_and_oversized_bodies_are_refused_in_the_envelope() {
 async fn missing_and_ill_typed_fields_are_named() {
     let app = TestApp::spawn().await;
     let (project, flow) = app.project_and_flow(json!({})).await;
-    let missing = app.post("/v2/phone-validations", json!({"project": project, "projectFlow": flow, "validationMethod": "verificationCode", "type": "login"})).await;
+    let missing = app
+        .post(
+            "/v2/phone-validations",
+            json!({"project": project, "projectFlow": flow, "validationMethod": "verificationCode", "type": "login"}),
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::CONFLICT);
-    assert_eq!(missing.body, json!({"code": "MissingParameter", "message": "409:missing countryCode, missing phone"}));
+    assert_eq!(
+        missing.body,
+        json!({"code": "MissingParameter", "message": "409:missing countryCode, missing phone"})
+    );
 
     let base = TestApp::create_body(&project, &flow, "62617737");
     let cases: Vec<(&str, Value, &str)> = vec![
@@ -52,19 +86,31 @@ async fn missing_and_ill_typed_fields_are_named() {
         ("phone", json!("6261773x"), "400:invalid_phone"),
         ("phone", json!(true), "400:invalid_phone"),
         ("type", json!("banana"), "400:invalid_type"),
-        ("validationMethod", json!("carrierPigeon"), "400:invalid_validationMethod"),
+        (
+            "validationMethod",
+            json!("carrierPigeon"),
+            "400:invalid_validationMethod",
+        ),
         ("phoneGateway", json!("fax"), "400:invalid_phoneGateway"),
         ("language", json!("fr"), "400:invalid_language"),
         ("requires2FA", json!("yes"), "400:invalid_requires2FA"),
         ("name", json!("n".repeat(201)), "400:invalid_name"),
         ("webhookUrl", json!("not a url"), "400:invalid_webhookUrl"),
-        ("redirectUrl", json!(format!("https://example.com/{}", "a".repeat(3000))), "400:invalid_redirectUrl"),
+        (
+            "redirectUrl",
+            json!(format!("https://example.com/{}", "a".repeat(3000))),
+            "400:invalid_redirectUrl",
+        ),
         ("ipAddress", json!("999.1.1.1"), "400:invalid_ipAddress"),
         ("expiresAt", json!("yesterday"), "400:invalid_expiresAt"),
         ("expiresAt", json!("2001-01-01T00:00:00Z"), "400:invalid_expiresAt"),
         ("extraParams", json!([1, 2]), "400:invalid_extraParams"),
         ("project", json!("not-an-id"), "404:project_not_found"),
-        ("projectFlow", json!("ffffffffffffffffffffffff"), "404:projectFlow_not_found"),
+        (
+            "projectFlow",
+            json!("ffffffffffffffffffffffff"),
+            "404:projectFlow_not_found",
+        ),
     ];
     for (field, value, expected) in cases {
         let mut body = base.clone();
@@ -81,7 +127,9 @@ async fn missing_and_ill_typed_fields_are_named() {
 async fn tokens_must_be_present_valid_and_unexpired() {
     let app = TestApp::spawn().await;
     let expired = app.jwt.client_token(&app.client, -1).unwrap();
-    let forged = api::auth::Jwt::new(&secrecy::SecretString::from("not-the-secret")).client_token(&app.client, 1).unwrap();
+    let forged = api::auth::Jwt::new(&secrecy::SecretString::from("not-the-secret"))
+        .client_token(&app.client, 1)
+        .unwrap();
     for token in [None, Some("garbage"), Some(expired.as_str()), Some(forged.as_str())] {
         let r = app.request(reqwest::Method::GET, "/v2/projects", token, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -97,14 +145,31 @@ async fn sql_metacharacters_are_only_data() {
     assert_eq!(project.status, StatusCode::OK);
     assert_eq!(project.data()["name"], nasty);
     let project_id = project.data()["_id"].as_str().unwrap().to_owned();
-    let flow = app.post("/v2/project-flows", json!({"project": project_id, "type": "login"})).await;
+    let flow = app
+        .post("/v2/project-flows", json!({"project": project_id, "type": "login"}))
+        .await;
     let flow_id = flow.data()["_id"].as_str().unwrap().to_owned();
     let mut body = TestApp::create_body(&project_id, &flow_id, "62617737");
     for field in ["name", "extraParams"] {
-        body[field] = if field == "extraParams" { json!({"k": nasty}) } else { json!(nasty) };
+        body[field] = if field == "extraParams" {
+            json!({"k": nasty})
+        } else {
+            json!(nasty)
+        };
     }
     assert_eq!(app.post("/v2/phone-validations", body).await.status, StatusCode::OK);
-    for field in ["project", "projectFlow", "countryCode", "phone", "validationMethod", "type", "phoneGateway", "language", "webhookUrl", "ipAddress"] {
+    for field in [
+        "project",
+        "projectFlow",
+        "countryCode",
+        "phone",
+        "validationMethod",
+        "type",
+        "phoneGateway",
+        "language",
+        "webhookUrl",
+        "ipAddress",
+    ] {
         let mut body = TestApp::create_body(&project_id, &flow_id, "62617738");
         body[field] = json!(nasty);
         let r = app.post("/v2/phone-validations", body).await;
@@ -125,7 +190,15 @@ async fn sql_metacharacters_are_only_data() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -133,7 +206,9 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let app = TestApp::spawn().await;
     let r = app.get("/v2/nothing-here").await;
     assert_eq!((r.status, r.message()), (StatusCode::NOT_FOUND, "404:route_not_found"));
-    let r = app.request(reqwest::Method::DELETE, "/v2/projects", Some(&app.token.clone()), None).await;
+    let r = app
+        .request(reqwest::Method::DELETE, "/v2/projects", Some(&app.token.clone()), None)
+        .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.body["code"], "MethodNotAllowed");
 }

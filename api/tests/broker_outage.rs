@@ -1,6 +1,7 @@
 //! A RabbitMQ outage costs latency, never an accepted request: the API answers
 //! 200 while the broker is unreachable, and once it is back every accepted
 //! request's event is published exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -27,21 +28,36 @@ async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_on
 
     let mut accepted = Vec::new();
     for phone in ["62617731", "62617732", "62617733", "62617734", "62617735"] {
-        accepted.push(app.create_validation(&project, &flow, phone).await["_id"].as_str().unwrap().to_owned());
+        accepted.push(
+            app.create_validation(&project, &flow, phone).await["_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&app.pool).await.unwrap();
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(waiting, 5, "every accepted request's event is kept");
 
     proxy.set_up(true);
     app.wait_for_broker().await;
     // One more while the broker is up: the fast path.
-    accepted.push(app.create_validation(&project, &flow, "62617736").await["_id"].as_str().unwrap().to_owned());
+    accepted.push(
+        app.create_validation(&project, &flow, "62617736").await["_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
     app.wait_outbox_empty().await;
 
     let messages = app.drain(&app.topology.dispatch_queue()).await;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for message in &messages {
-        *seen.entry(message["validationId"].as_str().unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(message["validationId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     for id in &accepted {
         assert_eq!(seen.get(id), Some(&1), "{id} published exactly once: {seen:?}");
@@ -54,7 +70,10 @@ async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_on
         (app.get("/ready").await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
-    let during = app.create_validation(&project, &flow, "62617739").await["_id"].as_str().unwrap().to_owned();
+    let during = app.create_validation(&project, &flow, "62617739").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     proxy.set_up(true);
     app.wait_for_broker().await;
     app.wait_outbox_empty().await;

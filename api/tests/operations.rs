@@ -1,4 +1,5 @@
 //! Health, readiness, metrics, the OpenAPI document and the operator CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -17,15 +18,35 @@ async fn health_ready_and_metrics_answer_without_a_token() {
     assert_eq!(ready.body, json!({"database": true, "broker": true}));
     let (project, flow) = app.project_and_flow(json!({})).await;
     app.create_validation(&project, &flow, "62617737").await;
-    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("phone_validations_created_total"), "{metrics}");
 }
 
 #[tokio::test]
 async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
     let app = TestApp::spawn().await;
-    let doc: Value = app.http.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let expected = [
         ("/v2/projects", vec!["get", "post"]),
         ("/v2/projects/{id}", vec!["get"]),
@@ -54,7 +75,11 @@ fn otpctl(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
         .output()
         .expect("run otpctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    (output.status.success(), serde_json::from_str(&stdout).unwrap_or(Value::Null), String::from_utf8_lossy(&output.stderr).into())
+    (
+        output.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 #[tokio::test]
@@ -70,12 +95,21 @@ async fn otpctl_migrates_creates_clients_and_issues_tokens_the_api_accepts() {
     assert_eq!(client["name"], "Globex");
     assert!(client["webhookSecret"].as_str().unwrap().starts_with("whsec_"));
     let token = client["token"].as_str().unwrap();
-    let projects = app.request(reqwest::Method::GET, "/v2/projects", Some(token), None).await;
+    let projects = app
+        .request(reqwest::Method::GET, "/v2/projects", Some(token), None)
+        .await;
     assert_eq!(projects.status, StatusCode::OK);
 
     let (ok, issued, _) = otpctl(&app, &["token", "create", "--client", &id, "--expires-in-days", "2"]);
     assert!(ok);
-    let created = app.request(reqwest::Method::POST, "/v2/projects", Some(issued["token"].as_str().unwrap()), Some(json!({"name": "P"}))).await;
+    let created = app
+        .request(
+            reqwest::Method::POST,
+            "/v2/projects",
+            Some(issued["token"].as_str().unwrap()),
+            Some(json!({"name": "P"})),
+        )
+        .await;
     assert_eq!(created.data()["client"], id.as_str());
 
     let (ok, rotated, _) = otpctl(&app, &["client", "rotate-secret", "--client", &id]);

@@ -1,5 +1,6 @@
 //! Create → (code stored as the dispatcher does) → validate, against the real
 //! PostgreSQL and RabbitMQ.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -17,7 +18,12 @@ async fn app_with_flow(phone: Value) -> (TestApp, String, String) {
 #[tokio::test]
 async fn the_seed_create_request_answers_new_and_queues_otp_requested() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let response = app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, "62647737")).await;
+    let response = app
+        .post(
+            "/v2/phone-validations",
+            TestApp::create_body(&project, &flow, "62647737"),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
     let data = response.data();
     for (field, expected) in [
@@ -45,7 +51,10 @@ async fn the_seed_create_request_answers_new_and_queues_otp_requested() {
     assert_eq!((expires - created).num_seconds(), 600);
     assert!(data["createdAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(response.body["id"].as_str().unwrap().len(), 5);
-    assert_eq!(response.headers["x-request-id"].to_str().unwrap(), response.body["id"].as_str().unwrap());
+    assert_eq!(
+        response.headers["x-request-id"].to_str().unwrap(),
+        response.body["id"].as_str().unwrap()
+    );
     assert_eq!(response.body["signature"]["message"], "Certified by Verifik.co");
 
     app.wait_outbox_empty().await;
@@ -62,11 +71,17 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
     let id = created["_id"].as_str().unwrap();
 
     let early = app.validate("62617737", json!("123456")).await;
-    assert_eq!((early.status, early.message()), (StatusCode::CONFLICT, "409:otp_not_sent"));
+    assert_eq!(
+        (early.status, early.message()),
+        (StatusCode::CONFLICT, "409:otp_not_sent")
+    );
 
     app.store_code(id, "123456").await;
     let read = app.get(&format!("/v2/phone-validations/{id}")).await;
-    assert!(read.data()["otp"].as_str().unwrap().starts_with("$2b$"), "the object shows only the hash");
+    assert!(
+        read.data()["otp"].as_str().unwrap().starts_with("$2b$"),
+        "the object shows only the hash"
+    );
 
     let ok = app.validate("6261-7737", json!(123456)).await;
     assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
@@ -75,10 +90,16 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
     assert_eq!(ok.data()["showFaceLivenessRecommendation"], false);
     let token = ok.data()["token"].as_str().expect("login validations get a token");
     assert_eq!(token.split('.').count(), 3);
-    assert!(app.jwt.verify_client(token).is_none(), "a login token is not a client token");
+    assert!(
+        app.jwt.verify_client(token).is_none(),
+        "a login token is not a client token"
+    );
 
     let again = app.validate("62617737", json!("123456")).await;
-    assert_eq!((again.status, again.message()), (StatusCode::CONFLICT, "409:phone_validation_already_validated"));
+    assert_eq!(
+        (again.status, again.message()),
+        (StatusCode::CONFLICT, "409:phone_validation_already_validated")
+    );
     let read = app.get(&format!("/v2/phone-validations/{id}")).await;
     assert_eq!(read.data()["status"], "validated");
     assert!(read.data()["validatedAt"].as_str().is_some());
@@ -95,15 +116,25 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
 #[tokio::test]
 async fn a_wrong_code_three_times_fails_the_validation() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "654321").await;
 
     for attempt in 1..=2 {
         let wrong = app.validate("62617737", json!("111111")).await;
-        assert_eq!((wrong.status, wrong.message()), (StatusCode::FORBIDDEN, "403:otp_does_not_match"), "attempt {attempt}");
+        assert_eq!(
+            (wrong.status, wrong.message()),
+            (StatusCode::FORBIDDEN, "403:otp_does_not_match"),
+            "attempt {attempt}"
+        );
     }
     let third = app.validate("62617737", json!("111111")).await;
-    assert_eq!((third.status, third.message()), (StatusCode::FORBIDDEN, "403:max_attempts_exceeded"));
+    assert_eq!(
+        (third.status, third.message()),
+        (StatusCode::FORBIDDEN, "403:max_attempts_exceeded")
+    );
     let right_too_late = app.validate("62617737", json!("654321")).await;
     assert_eq!(right_too_late.message(), "403:max_attempts_exceeded");
 
@@ -122,7 +153,10 @@ async fn a_wrong_code_three_times_fails_the_validation() {
 #[tokio::test]
 async fn an_expired_code_answers_412_and_fails_once() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "123456").await;
     sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(&id)
@@ -132,10 +166,16 @@ async fn an_expired_code_answers_412_and_fails_once() {
 
     for _ in 0..2 {
         let expired = app.validate("62617737", json!("123456")).await;
-        assert_eq!((expired.status, expired.message()), (StatusCode::PRECONDITION_FAILED, "412:phoneValidation_has_expired"));
+        assert_eq!(
+            (expired.status, expired.message()),
+            (StatusCode::PRECONDITION_FAILED, "412:phoneValidation_has_expired")
+        );
     }
     let read = app.get(&format!("/v2/phone-validations/{id}")).await;
-    assert_eq!((read.data()["status"].as_str(), read.data()["failedReason"].as_str()), (Some("failed"), Some("expired")));
+    assert_eq!(
+        (read.data()["status"].as_str(), read.data()["failedReason"].as_str()),
+        (Some("failed"), Some("expired"))
+    );
     app.wait_outbox_empty().await;
     let events = app.drain(&app.topology.webhook_queue()).await;
     assert_eq!(events.len(), 1, "the failed event is emitted once: {events:?}");
@@ -145,11 +185,17 @@ async fn an_expired_code_answers_412_and_fails_once() {
 #[tokio::test]
 async fn leading_zeros_are_part_of_the_code() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "012345").await;
 
     let as_number = app.validate("62617737", json!(12345)).await;
-    assert_eq!((as_number.status, as_number.message()), (StatusCode::BAD_REQUEST, "400:invalid_otp"));
+    assert_eq!(
+        (as_number.status, as_number.message()),
+        (StatusCode::BAD_REQUEST, "400:invalid_otp")
+    );
     let letters = app.validate("62617737", json!("01234a")).await;
     assert_eq!(letters.message(), "400:invalid_otp");
     let ok = app.validate("62617737", json!("012345")).await;
@@ -159,14 +205,28 @@ async fn leading_zeros_are_part_of_the_code() {
 #[tokio::test]
 async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
     let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "999999").await;
 
     let guesses = (0..20).map(|i| app.validate("62617737", json!(format!("{:06}", i))));
     let answers = futures_util::future::join_all(guesses).await;
-    let exceeded = answers.iter().filter(|r| r.message() == "403:max_attempts_exceeded").count();
-    let mismatched = answers.iter().filter(|r| r.message() == "403:otp_does_not_match").count();
-    assert_eq!((mismatched, exceeded), (19, 1), "{:?}", answers.iter().map(|r| r.message()).collect::<Vec<_>>());
+    let exceeded = answers
+        .iter()
+        .filter(|r| r.message() == "403:max_attempts_exceeded")
+        .count();
+    let mismatched = answers
+        .iter()
+        .filter(|r| r.message() == "403:otp_does_not_match")
+        .count();
+    assert_eq!(
+        (mismatched, exceeded),
+        (19, 1),
+        "{:?}",
+        answers.iter().map(|r| r.message()).collect::<Vec<_>>()
+    );
     let read = app.get(&format!("/v2/phone-validations/{id}")).await;
     assert_eq!(read.data()["attempts"], 20);
     assert_eq!(read.data()["status"], "failed");
@@ -175,7 +235,10 @@ async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
 #[tokio::test]
 async fn concurrent_right_guesses_validate_exactly_once() {
     let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "424242").await;
     let answers = futures_util::future::join_all((0..20).map(|_| app.validate("62617737", json!("424242")))).await;
     let successes = answers.iter().filter(|r| r.status == StatusCode::OK).count();
@@ -192,15 +255,28 @@ async fn concurrent_right_guesses_validate_exactly_once() {
 async fn a_second_code_within_the_cooldown_is_refused_unless_forced() {
     let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
     app.create_validation(&project, &flow, "62617737").await;
-    let again = app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, "62617737")).await;
-    assert_eq!((again.status, again.message()), (StatusCode::CONFLICT, "409:otp_recently_sent"));
+    let again = app
+        .post(
+            "/v2/phone-validations",
+            TestApp::create_body(&project, &flow, "62617737"),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.message()),
+        (StatusCode::CONFLICT, "409:otp_recently_sent")
+    );
     let retry_after: u64 = again.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
 
     let mut forced = TestApp::create_body(&project, &flow, "62617737");
     forced["force"] = json!(true);
     assert_eq!(app.post("/v2/phone-validations", forced).await.status, StatusCode::OK);
-    let other_phone = app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, "62617738")).await;
+    let other_phone = app
+        .post(
+            "/v2/phone-validations",
+            TestApp::create_body(&project, &flow, "62617738"),
+        )
+        .await;
     assert_eq!(other_phone.status, StatusCode::OK);
 }
 
@@ -213,7 +289,10 @@ async fn the_hourly_cap_answers_429_even_when_forced() {
     let mut forced = TestApp::create_body(&project, &flow, "62617737");
     forced["force"] = json!(true);
     let capped = app.post("/v2/phone-validations", forced).await;
-    assert_eq!((capped.status, capped.message()), (StatusCode::TOO_MANY_REQUESTS, "429:too_many_requests"));
+    assert_eq!(
+        (capped.status, capped.message()),
+        (StatusCode::TOO_MANY_REQUESTS, "429:too_many_requests")
+    );
     let retry_after: u64 = capped.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((3500..=3600).contains(&retry_after), "{retry_after}");
 }
@@ -222,7 +301,8 @@ async fn the_hourly_cap_answers_429_even_when_forced() {
 async fn concurrent_creates_for_one_phone_respect_the_cooldown() {
     let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
     let body = TestApp::create_body(&project, &flow, "62617737");
-    let answers = futures_util::future::join_all((0..10).map(|_| app.post("/v2/phone-validations", body.clone()))).await;
+    let answers =
+        futures_util::future::join_all((0..10).map(|_| app.post("/v2/phone-validations", body.clone()))).await;
     assert_eq!(answers.iter().filter(|r| r.status == StatusCode::OK).count(), 1);
     assert_eq!(answers.iter().filter(|r| r.status == StatusCode::CONFLICT).count(), 9);
 }
@@ -241,13 +321,20 @@ async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
     };
     let first: Value = send(body.clone()).await.unwrap().json().await.unwrap();
     let second = send(body.clone()).await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK, "a replay is not refused by the cooldown");
+    assert_eq!(
+        second.status(),
+        StatusCode::OK,
+        "a replay is not refused by the cooldown"
+    );
     let second: Value = second.json().await.unwrap();
     assert_eq!(first["data"], second["data"]);
     let mut changed = body.clone();
     changed["phone"] = json!("62617738");
     assert_eq!(send(changed).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_validations").fetch_one(&app.pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_validations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
     app.wait_outbox_empty().await;
     assert_eq!(app.drain(&app.topology.dispatch_queue()).await.len(), 1);
@@ -256,7 +343,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
 #[tokio::test]
 async fn another_client_sees_nothing_of_this_one() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"].as_str().unwrap().to_owned();
+    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.store_code(&id, "123456").await;
     let other = common::create_client(&app.pool, "Other").await;
     let token = app.jwt.client_token(&other, 1).unwrap();
@@ -274,11 +364,26 @@ async fn another_client_sees_nothing_of_this_one() {
         let r = as_b(Method::GET, path, None).await;
         assert_eq!((r.status, r.message()), (StatusCode::NOT_FOUND, token));
     }
-    let put = as_b(Method::PUT, format!("/v2/project-flows/{flow}"), Some(json!({"phone": {"otpLength": 4}}))).await;
+    let put = as_b(
+        Method::PUT,
+        format!("/v2/project-flows/{flow}"),
+        Some(json!({"phone": {"otpLength": 4}})),
+    )
+    .await;
     assert_eq!(put.message(), "404:projectFlow_not_found");
-    let create = as_b(Method::POST, "/v2/phone-validations".into(), Some(TestApp::create_body(&project, &flow, "62617737"))).await;
+    let create = as_b(
+        Method::POST,
+        "/v2/phone-validations".into(),
+        Some(TestApp::create_body(&project, &flow, "62617737")),
+    )
+    .await;
     assert_eq!(create.message(), "404:project_not_found");
-    let flow_create = as_b(Method::POST, "/v2/project-flows".into(), Some(json!({"project": project, "type": "login"}))).await;
+    let flow_create = as_b(
+        Method::POST,
+        "/v2/project-flows".into(),
+        Some(json!({"project": project, "type": "login"})),
+    )
+    .await;
     assert_eq!(flow_create.message(), "404:project_not_found");
     let validate = as_b(
         Method::POST,
@@ -304,30 +409,54 @@ async fn lists_page_and_filter() {
     }
     let page = app.get("/v2/phone-validations?page=2&limit=2").await;
     assert_eq!(page.data().as_array().unwrap().len(), 1);
-    assert_eq!(page.body["pagination"], json!({"page": 2, "limit": 2, "total": 3, "pages": 2}));
-    let filtered = app.get(&format!("/v2/phone-validations?phone=62617732&countryCode=%2B507&status=new&projectFlow={flow}")).await;
+    assert_eq!(
+        page.body["pagination"],
+        json!({"page": 2, "limit": 2, "total": 3, "pages": 2})
+    );
+    let filtered = app
+        .get(&format!(
+            "/v2/phone-validations?phone=62617732&countryCode=%2B507&status=new&projectFlow={flow}"
+        ))
+        .await;
     assert_eq!(filtered.data().as_array().unwrap().len(), 1);
     assert_eq!(filtered.data()[0]["phone"], "62617732");
     let newest_first = app.get("/v2/phone-validations").await;
     assert_eq!(newest_first.data()[0]["phone"], "62617733");
-    assert_eq!(app.get("/v2/phone-validations?limit=100000").await.message(), "400:invalid_limit");
-    assert_eq!(app.get("/v2/phone-validations?status=lost").await.message(), "400:invalid_status");
+    assert_eq!(
+        app.get("/v2/phone-validations?limit=100000").await.message(),
+        "400:invalid_limit"
+    );
+    assert_eq!(
+        app.get("/v2/phone-validations?status=lost").await.message(),
+        "400:invalid_status"
+    );
     let flows = app.get(&format!("/v2/project-flows?project={project}")).await;
     assert_eq!(flows.data()[0]["phone"]["resendCooldownSeconds"], 0);
 }
 
 #[tokio::test]
 async fn flows_update_only_the_settings_given() {
-    let (app, _project, flow) = app_with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
+    let (app, _project, flow) =
+        app_with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
     let updated = app
-        .request(reqwest::Method::PUT, &format!("/v2/project-flows/{flow}"), Some(&app.token.clone()), Some(json!({"phone": {"maxAttempts": 5}})))
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v2/project-flows/{flow}"),
+            Some(&app.token.clone()),
+            Some(json!({"phone": {"maxAttempts": 5}})),
+        )
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.data()["phone"]["otpLength"], 8);
     assert_eq!(updated.data()["phone"]["maxAttempts"], 5);
     assert_eq!(updated.data()["phone"]["testNumbers"]["+5073001234"], "12345678");
     let bad = app
-        .request(reqwest::Method::PUT, &format!("/v2/project-flows/{flow}"), Some(&app.token.clone()), Some(json!({"phone": {"otpLength": 3}})))
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v2/project-flows/{flow}"),
+            Some(&app.token.clone()),
+            Some(json!({"phone": {"otpLength": 3}})),
+        )
         .await;
     assert_eq!(bad.message(), "400:invalid_otpLength");
 }

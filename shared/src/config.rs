@@ -94,10 +94,7 @@ pub struct CommonConfig {
 impl CommonConfig {
     pub fn from_env(default_pool: u32) -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: SecretString::from(var_or(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/otp",
-            )),
+            database_url: SecretString::from(var_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/otp")),
             amqp_url: SecretString::from(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
             amqp_prefix: var_or("AMQP_PREFIX", ""),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", default_pool)?,

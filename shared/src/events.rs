@@ -33,7 +33,11 @@ pub struct OtpRequested {
 
 impl OtpRequested {
     pub fn new(validation_id: ObjectId) -> Self {
-        Self { event_id: ObjectId::new(), validation_id, occurred_at: Utc::now() }
+        Self {
+            event_id: ObjectId::new(),
+            validation_id,
+            occurred_at: Utc::now(),
+        }
     }
 }
 
@@ -77,7 +81,12 @@ pub struct ValidationEvent {
 
 impl ValidationEvent {
     pub fn new(kind: ValidationEventType, data: PhoneValidation) -> Self {
-        Self { event_id: ObjectId::new(), kind, occurred_at: Utc::now(), data }
+        Self {
+            event_id: ObjectId::new(),
+            kind,
+            occurred_at: Utc::now(),
+            data,
+        }
     }
 }
 

@@ -47,10 +47,7 @@ impl ObjectId {
 
     /// Accepts exactly 24 lowercase hex characters.
     pub fn parse(value: &str) -> Result<Self, InvalidObjectId> {
-        let ok = value.len() == 24
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = value.len() == 24 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(Self(value.to_owned()))
         } else {

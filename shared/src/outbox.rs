@@ -11,7 +11,7 @@
 //! The fast path drops anything older than half of `sweep_after`, so the two
 //! never race for the same row and each event is published once.
 
-use crate::amqp::{Broker, BasicProperties, PublishError};
+use crate::amqp::{BasicProperties, Broker, PublishError};
 use crate::events::Event;
 use futures_util::future::join_all;
 use sqlx::types::Json;
@@ -66,7 +66,10 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { sweep_interval: Duration::from_secs(1), sweep_after: Duration::from_secs(4) }
+        Self {
+            sweep_interval: Duration::from_secs(1),
+            sweep_after: Duration::from_secs(4),
+        }
     }
 }
 
@@ -83,9 +86,20 @@ pub struct Relay {
 
 impl Relay {
     /// Starts the fast path and the sweeper.
-    pub fn start(pool: PgPool, broker: Broker, config: RelayConfig, cancel: CancellationToken) -> (Self, Vec<JoinHandle<()>>) {
+    pub fn start(
+        pool: PgPool,
+        broker: Broker,
+        config: RelayConfig,
+        cancel: CancellationToken,
+    ) -> (Self, Vec<JoinHandle<()>>) {
         let (sender, receiver) = mpsc::channel(16_384);
-        let fast = tokio::spawn(fast_path(receiver, pool.clone(), broker.clone(), config, cancel.clone()));
+        let fast = tokio::spawn(fast_path(
+            receiver,
+            pool.clone(),
+            broker.clone(),
+            config,
+            cancel.clone(),
+        ));
         let sweep = tokio::spawn(sweeper(pool, broker, config, cancel));
         (Self { sender }, vec![fast, sweep])
     }
@@ -137,7 +151,10 @@ async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
     let mut pending = Vec::with_capacity(messages.len());
     for message in messages {
         let properties = BasicProperties::default().with_message_id(message.message_id.as_str().into());
-        match broker.start_publish(&exchange, &message.routing_key, &message.payload, properties).await {
+        match broker
+            .start_publish(&exchange, &message.routing_key, &message.payload, properties)
+            .await
+        {
             Ok(confirm) => pending.push((message, confirm)),
             Err(error) => {
                 tracing::debug!(%error, "outbox publish deferred to the sweeper");
@@ -145,10 +162,11 @@ async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
             }
         }
     }
-    let results = join_all(pending.into_iter().map(|(message, confirm)| async move {
-        (message, Broker::confirmed(confirm, &message.routing_key).await)
-    }))
-    .await;
+    let results =
+        join_all(pending.into_iter().map(|(message, confirm)| async move {
+            (message, Broker::confirmed(confirm, &message.routing_key).await)
+        }))
+        .await;
     let mut published = Vec::with_capacity(results.len());
     for (message, result) in results {
         match result {
@@ -165,7 +183,10 @@ async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
 
 async fn delete(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
     if !ids.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(pool).await?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(pool)
+            .await?;
     }
     Ok(())
 }
@@ -221,7 +242,10 @@ pub async fn sweep_once(pool: &PgPool, broker: &Broker, older_than: Duration) ->
         .collect();
     let published = publish_all(broker, &messages).await;
     if !published.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&published).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
         tracing::info!(published = published.len(), "outbox sweep published delayed events");
     }
     tx.commit().await?;

@@ -2,6 +2,8 @@
 //! PostgreSQL database and its own RabbitMQ namespace on the machine's real
 //! servers, so tests run in parallel without seeing each other.
 
+#![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
+
 use crate::amqp::Topology;
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
@@ -45,15 +47,28 @@ pub async fn database() -> (String, PgPool) {
         .await
         .unwrap_or_default();
     for name in old {
-        let created = name.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(now);
         if now - created > 3600 {
-            let _ = admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str()).await;
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+                .await;
         }
     }
     let name = format!("otp_test_{now}_{}", random_suffix());
-    admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
+    admin
+        .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .expect("create test database");
     let url = format!("{}/{name}", server_url());
-    let pool = PgPoolOptions::new().max_connections(10).connect(&url).await.expect("connect to test database");
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await
+        .expect("connect to test database");
     crate::db::MIGRATOR.run(&pool).await.expect("migrate test database");
     (url, pool)
 }
@@ -92,7 +107,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -118,7 +136,9 @@ impl Proxy {
                 }
                 let mut state = receiver.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = state.wait_for(|up| !*up) => {}

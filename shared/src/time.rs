@@ -13,10 +13,7 @@ pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, serializer: S) -> Result<S::
 }
 
 /// `serialize_with` for `Option<DateTime<Utc>>`.
-pub fn serialize_opt<S: Serializer>(
-    ts: &Option<DateTime<Utc>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize_opt<S: Serializer>(ts: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
     match ts {
         Some(ts) => serializer.serialize_str(&format(ts)),
         None => serializer.serialize_none(),

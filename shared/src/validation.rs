@@ -64,7 +64,10 @@ pub struct PhoneValidation {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub provider_confirmation: Option<Json<serde_json::Value>>,
-    #[serde(serialize_with = "crate::time::serialize_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "crate::time::serialize_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub validated_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_reason: Option<FailedReason>,

@@ -10,7 +10,10 @@ use shared::ObjectId;
 use sqlx::PgPool;
 
 #[derive(Parser)]
-#[command(name = "otpctl", about = "Operate the OTP service: migrations, clients, tokens, dead letters")]
+#[command(
+    name = "otpctl",
+    about = "Operate the OTP service: migrations, clients, tokens, dead letters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +74,9 @@ async fn main() {
 
 async fn pool() -> anyhow::Result<PgPool> {
     let config = shared::config::CommonConfig::from_env(2)?;
-    shared::db::connect(&config.database_url, 2).await.context("while connecting to PostgreSQL (DATABASE_URL)")
+    shared::db::connect(&config.database_url, 2)
+        .await
+        .context("while connecting to PostgreSQL (DATABASE_URL)")
 }
 
 fn jwt() -> anyhow::Result<Jwt> {
@@ -89,13 +94,23 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
     match cli.command {
         Command::Migrate => {
             let pool = pool().await?;
-            shared::db::MIGRATOR.run(&pool).await.context("while applying migrations")?;
-            let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await?;
+            shared::db::MIGRATOR
+                .run(&pool)
+                .await
+                .context("while applying migrations")?;
+            let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+                .fetch_one(&pool)
+                .await?;
             Ok(serde_json::json!({"migrated": true, "applied": applied}))
         }
-        Command::Client { command: ClientCommand::Create { name } } => {
+        Command::Client {
+            command: ClientCommand::Create { name },
+        } => {
             let name = name.trim().to_owned();
-            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 200, "--name must be 1 to 200 characters");
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().count() <= 200,
+                "--name must be 1 to 200 characters"
+            );
             let jwt = jwt()?;
             let pool = pool().await?;
             let id = ObjectId::new();
@@ -110,7 +125,9 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             let token = jwt.client_token(&id, 365)?;
             Ok(serde_json::json!({"_id": id, "name": name, "token": token, "webhookSecret": secret}))
         }
-        Command::Client { command: ClientCommand::RotateSecret { client } } => {
+        Command::Client {
+            command: ClientCommand::RotateSecret { client },
+        } => {
             let id = ObjectId::parse(&client).context("--client must be a 24-hex client id")?;
             let pool = pool().await?;
             let secret = new_webhook_secret();
@@ -127,8 +144,16 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             anyhow::ensure!(updated.rows_affected() == 1, "no client {id}");
             Ok(serde_json::json!({"_id": id, "webhookSecret": secret, "previousSecretValidForHours": 24}))
         }
-        Command::Token { command: TokenCommand::Create { client, expires_in_days } } => {
-            anyhow::ensure!((1..=3650).contains(&expires_in_days), "--expires-in-days must be 1 to 3650");
+        Command::Token {
+            command: TokenCommand::Create {
+                client,
+                expires_in_days,
+            },
+        } => {
+            anyhow::ensure!(
+                (1..=3650).contains(&expires_in_days),
+                "--expires-in-days must be 1 to 3650"
+            );
             let id = ObjectId::parse(&client).context("--client must be a 24-hex client id")?;
             let jwt = jwt()?;
             let pool = pool().await?;

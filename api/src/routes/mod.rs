@@ -22,9 +22,18 @@ pub fn router(state: AppState) -> Router {
         .route("/projects", post(projects::create).get(projects::list))
         .route("/projects/{id}", get(projects::read))
         .route("/project-flows", post(project_flows::create).get(project_flows::list))
-        .route("/project-flows/{id}", get(project_flows::read).put(project_flows::update))
-        .route("/phone-validations", post(phone_validations::create::create).get(phone_validations::read::list))
-        .route("/phone-validations/validate", post(phone_validations::validate::validate))
+        .route(
+            "/project-flows/{id}",
+            get(project_flows::read).put(project_flows::update),
+        )
+        .route(
+            "/phone-validations",
+            post(phone_validations::create::create).get(phone_validations::read::list),
+        )
+        .route(
+            "/phone-validations/validate",
+            post(phone_validations::validate::validate),
+        )
         .route("/phone-validations/{id}", get(phone_validations::read::read));
     Router::new()
         .nest("/v2", v2)
@@ -33,7 +42,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
-            envelope(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "500:internal_error".into())
+            envelope(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "500:internal_error".into(),
+            )
         }))
         .layer(middleware::from_fn(request_id))
         .with_state(state)

@@ -17,19 +17,28 @@ pub fn router() -> Router<AppState> {
                 .route(
                     "/metrics",
                     get(|| async {
-                        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared::ops::prometheus().render())
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            shared::ops::prometheus().render(),
+                        )
                     }),
                 ),
         )
 }
 
 async fn ready(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    let readiness = Readiness { pool: state.pool.clone(), broker: state.broker.clone() };
+    let readiness = Readiness {
+        pool: state.pool.clone(),
+        broker: state.broker.clone(),
+    };
     let (database, broker) = readiness.check().await;
     let status = if database && broker {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(serde_json::json!({"database": database, "broker": broker})))
+    (
+        status,
+        Json(serde_json::json!({"database": database, "broker": broker})),
+    )
 }

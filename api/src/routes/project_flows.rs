@@ -56,14 +56,21 @@ pub struct UpdateProjectFlow {
 }
 
 fn settings(patch: Option<PhoneSettingsPatch>, base: PhoneSettings) -> ApiResult<PhoneSettings> {
-    patch.unwrap_or_default().apply(base).map_err(|e| ApiError::invalid(e.0))
+    patch
+        .unwrap_or_default()
+        .apply(base)
+        .map_err(|e| ApiError::invalid(e.0))
 }
 
 /// Create a project flow.
 #[utoipa::path(post, path = "/v2/project-flows", tag = "project flows", request_body = CreateProjectFlow,
     responses((status = 200, body = ProjectFlow), (status = 400), (status = 404), (status = 409)),
     security(("bearer" = [])))]
-pub async fn create(State(app): State<AppState>, AuthClient(client): AuthClient, ApiJson(body): ApiJson<CreateProjectFlow>) -> ApiResult<Envelope<ProjectFlow>> {
+pub async fn create(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    ApiJson(body): ApiJson<CreateProjectFlow>,
+) -> ApiResult<Envelope<ProjectFlow>> {
     let mut missing = Vec::new();
     if body.project.is_none() {
         missing.push("project");
@@ -104,12 +111,13 @@ pub async fn update(
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
     let mut tx = app.pool.begin().await?;
-    let current: Option<ProjectFlow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2 FOR UPDATE"))
-            .bind(&id)
-            .bind(&client)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let current: Option<ProjectFlow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2 FOR UPDATE"
+    ))
+    .bind(&id)
+    .bind(&client)
+    .fetch_optional(&mut *tx)
+    .await?;
     let current = current.ok_or_else(|| ApiError::not_found("projectFlow"))?;
     let settings = settings(body.phone, current.phone.0)?;
     let flow: ProjectFlow = sqlx::query_as(&format!(
@@ -127,13 +135,19 @@ pub async fn update(
 /// Retrieve a project flow.
 #[utoipa::path(get, path = "/v2/project-flows/{id}", tag = "project flows", params(("id" = String, Path)),
     responses((status = 200, body = ProjectFlow), (status = 404)), security(("bearer" = [])))]
-pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, Path(id): Path<String>) -> ApiResult<Envelope<ProjectFlow>> {
+pub async fn read(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
-    let flow: Option<ProjectFlow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2"))
-        .bind(&id)
-        .bind(&client)
-        .fetch_optional(&app.pool)
-        .await?;
+    let flow: Option<ProjectFlow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2"
+    ))
+    .bind(&id)
+    .bind(&client)
+    .fetch_optional(&app.pool)
+    .await?;
     flow.map(Envelope).ok_or_else(|| ApiError::not_found("projectFlow"))
 }
 
@@ -141,7 +155,11 @@ pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, P
 #[utoipa::path(get, path = "/v2/project-flows", tag = "project flows",
     params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("project" = Option<String>, Query)),
     responses((status = 200, body = [ProjectFlow])), security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, RawQuery(query): RawQuery) -> ApiResult<Page<ProjectFlow>> {
+pub async fn list(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Page<ProjectFlow>> {
     let query = ListQuery::parse(query.as_deref());
     let paging = query.paging()?;
     let project = query.id("project")?;
@@ -155,11 +173,17 @@ pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, R
     .bind(paging.offset())
     .fetch_all(&app.pool)
     .await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM project_flows WHERE client_id = $1 AND ($2::text IS NULL OR project_id = $2)")
-            .bind(&client)
-            .bind(&project)
-            .fetch_one(&app.pool)
-            .await?;
-    Ok(Page { data, page: paging.page, limit: paging.limit, total })
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM project_flows WHERE client_id = $1 AND ($2::text IS NULL OR project_id = $2)",
+    )
+    .bind(&client)
+    .bind(&project)
+    .fetch_one(&app.pool)
+    .await?;
+    Ok(Page {
+        data,
+        page: paging.page,
+        limit: paging.limit,
+        total,
+    })
 }

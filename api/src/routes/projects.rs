@@ -41,8 +41,15 @@ pub struct CreateProject {
 #[utoipa::path(post, path = "/v2/projects", tag = "projects", request_body = CreateProject,
     responses((status = 200, body = Project), (status = 400), (status = 401), (status = 409)),
     security(("bearer" = [])))]
-pub async fn create(State(app): State<AppState>, AuthClient(client): AuthClient, ApiJson(body): ApiJson<CreateProject>) -> ApiResult<Envelope<Project>> {
-    let name = body.name.map(|n| n.trim().to_owned()).ok_or(ApiError::Missing(vec!["name"]))?;
+pub async fn create(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult<Envelope<Project>> {
+    let name = body
+        .name
+        .map(|n| n.trim().to_owned())
+        .ok_or(ApiError::Missing(vec!["name"]))?;
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::invalid("name"));
     }
@@ -62,7 +69,9 @@ pub async fn create(State(app): State<AppState>, AuthClient(client): AuthClient,
 /// A valid token whose client no longer exists cannot create anything.
 pub fn unknown_client(error: sqlx::Error) -> ApiError {
     match &error {
-        sqlx::Error::Database(db) if db.constraint().is_some_and(|c| c.ends_with("client_id_fkey")) => ApiError::unauthorized(),
+        sqlx::Error::Database(db) if db.constraint().is_some_and(|c| c.ends_with("client_id_fkey")) => {
+            ApiError::unauthorized()
+        }
         _ => ApiError::Database(error),
     }
 }
@@ -71,13 +80,19 @@ pub fn unknown_client(error: sqlx::Error) -> ApiError {
 #[utoipa::path(get, path = "/v2/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
     responses((status = 200, body = Project), (status = 404)), security(("bearer" = [])))]
-pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, Path(id): Path<String>) -> ApiResult<Envelope<Project>> {
+pub async fn read(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<Project>> {
     let id = path_id(&id, "project")?;
-    let project: Option<Project> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND client_id = $2"))
-        .bind(&id)
-        .bind(&client)
-        .fetch_optional(&app.pool)
-        .await?;
+    let project: Option<Project> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE id = $1 AND client_id = $2"
+    ))
+    .bind(&id)
+    .bind(&client)
+    .fetch_optional(&app.pool)
+    .await?;
     project.map(Envelope).ok_or_else(|| ApiError::not_found("project"))
 }
 
@@ -85,7 +100,11 @@ pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, P
 #[utoipa::path(get, path = "/v2/projects", tag = "projects",
     params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = [Project])), security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, RawQuery(query): RawQuery) -> ApiResult<Page<Project>> {
+pub async fn list(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Page<Project>> {
     let paging = ListQuery::parse(query.as_deref()).paging()?;
     let data: Vec<Project> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM projects WHERE client_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
@@ -99,5 +118,10 @@ pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, R
         .bind(&client)
         .fetch_one(&app.pool)
         .await?;
-    Ok(Page { data, page: paging.page, limit: paging.limit, total })
+    Ok(Page {
+        data,
+        page: paging.page,
+        limit: paging.limit,
+        total,
+    })
 }

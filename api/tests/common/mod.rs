@@ -1,7 +1,7 @@
 //! The API's test harness: `TestApp::spawn()` starts the real application on
 //! port 0 against a fresh database and a private RabbitMQ namespace, with a
 //! client and its token ready.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use api::auth::Jwt;
 use api::config::ApiConfig;
@@ -77,17 +77,22 @@ impl TestApp {
             addr: "127.0.0.1:0".parse().unwrap(),
             jwt_secret: SecretString::from(JWT_SECRET),
             otp_pepper: SecretString::from(PEPPER),
-            relay: RelayConfig { sweep_interval: Duration::from_millis(200), sweep_after: Duration::from_secs(2) },
+            relay: RelayConfig {
+                sweep_interval: Duration::from_millis(200),
+                sweep_after: Duration::from_secs(2),
+            },
         };
         let cancel = CancellationToken::new();
-        let app = Application::build(config, topology.clone(), cancel.clone()).await.expect("build app");
+        let app = Application::build(config, topology.clone(), cancel.clone())
+            .await
+            .expect("build app");
         let base = format!("http://{}", app.local_addr().unwrap());
         tokio::spawn(app.run());
         let jwt = Jwt::new(&SecretString::from(JWT_SECRET));
         let client = create_client(&pool, "Acme").await;
         let token = jwt.client_token(&client, 1).unwrap();
         let amqp = testkit::amqp().await;
-        let app = TestApp {
+        TestApp {
             base,
             database_url,
             pool,
@@ -98,8 +103,7 @@ impl TestApp {
             token,
             cancel,
             amqp,
-        };
-        app
+        }
     }
 
     /// Waits until the API's broker connection has declared the topology.
@@ -111,7 +115,13 @@ impl TestApp {
         .await;
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -128,11 +138,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.request(reqwest::Method::POST, path, Some(&self.token.clone()), Some(body)).await
+        self.request(reqwest::Method::POST, path, Some(&self.token.clone()), Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.request(reqwest::Method::GET, path, Some(&self.token.clone()), None).await
+        self.request(reqwest::Method::GET, path, Some(&self.token.clone()), None)
+            .await
     }
 
     /// A project and a flow with `phone` settings; returns their ids.
@@ -140,7 +152,12 @@ impl TestApp {
         let project = self.post("/v2/projects", json!({"name": "Verifik Client"})).await;
         assert_eq!(project.status, StatusCode::OK, "{:?}", project.body);
         let project = project.data()["_id"].as_str().unwrap().to_owned();
-        let flow = self.post("/v2/project-flows", json!({"project": project, "type": "login", "phone": phone})).await;
+        let flow = self
+            .post(
+                "/v2/project-flows",
+                json!({"project": project, "type": "login", "phone": phone}),
+            )
+            .await;
         assert_eq!(flow.status, StatusCode::OK, "{:?}", flow.body);
         (project, flow.data()["_id"].as_str().unwrap().to_owned())
     }
@@ -158,7 +175,9 @@ impl TestApp {
     }
 
     pub async fn create_validation(&self, project: &str, flow: &str, phone: &str) -> Value {
-        let response = self.post("/v2/phone-validations", Self::create_body(project, flow, phone)).await;
+        let response = self
+            .post("/v2/phone-validations", Self::create_body(project, flow, phone))
+            .await;
         assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
         response.data().clone()
     }
@@ -168,23 +187,31 @@ impl TestApp {
     pub async fn store_code(&self, validation_id: &str, code: &str) {
         let hasher = OtpHasher::new(SecretString::from(PEPPER), 4);
         let hash = hasher.hash(validation_id, &OtpCode::parse(code).unwrap()).unwrap();
-        let updated = sqlx::query("UPDATE phone_validations SET otp_hash = $2, status = 'sent' WHERE id = $1 AND status = 'new'")
-            .bind(validation_id)
-            .bind(hash)
-            .execute(&self.pool)
-            .await
-            .unwrap();
+        let updated =
+            sqlx::query("UPDATE phone_validations SET otp_hash = $2, status = 'sent' WHERE id = $1 AND status = 'new'")
+                .bind(validation_id)
+                .bind(hash)
+                .execute(&self.pool)
+                .await
+                .unwrap();
         assert_eq!(updated.rows_affected(), 1);
     }
 
     pub async fn validate(&self, phone: &str, otp: Value) -> Response {
-        self.post("/v2/phone-validations/validate", json!({"phone": phone, "countryCode": "+507", "otp": otp})).await
+        self.post(
+            "/v2/phone-validations/validate",
+            json!({"phone": phone, "countryCode": "+507", "otp": otp}),
+        )
+        .await
     }
 
     /// Waits until the outbox is empty: every event confirmed by RabbitMQ.
     pub async fn wait_outbox_empty(&self) {
         testkit::eventually(Duration::from_secs(20), "the outbox to empty", || async {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.ok()?;
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(&self.pool)
+                .await
+                .ok()?;
             (left == 0).then_some(())
         })
         .await;

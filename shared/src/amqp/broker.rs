@@ -4,10 +4,10 @@
 //! on a dead broker: `publish` fails at once while it is down.
 
 use super::Topology;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Confirmation, PublisherConfirm};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event};
 use futures_util::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event};
+use lapin::{Confirmation, PublisherConfirm};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +50,12 @@ impl Broker {
     /// Starts the supervisor; returns at once, connected or not.
     pub fn start(url: SecretString, topology: Topology, name: &str, cancel: CancellationToken) -> Self {
         let (sender, live) = watch::channel(None);
-        let supervisor = Supervisor { url, topology: topology.clone(), name: name.to_owned(), sender };
+        let supervisor = Supervisor {
+            url,
+            topology: topology.clone(),
+            name: name.to_owned(),
+            sender,
+        };
         tokio::spawn(supervisor.run(cancel));
         Self { live, topology }
     }
@@ -69,15 +74,23 @@ impl Broker {
     /// Waits until connected, or `timeout` passes.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut live = self.live.clone();
-        tokio::time::timeout(timeout, live.wait_for(Option::is_some)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, live.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// A fresh channel (for a consumer), waiting for a connection if needed.
     pub async fn channel(&self) -> Result<Channel, PublishError> {
         let mut live = self.live.clone();
         let connection = {
-            let current = live.wait_for(Option::is_some).await.map_err(|_| PublishError::NotConnected)?;
-            current.as_ref().map(|l| l.connection.clone()).ok_or(PublishError::NotConnected)?
+            let current = live
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| PublishError::NotConnected)?;
+            current
+                .as_ref()
+                .map(|l| l.connection.clone())
+                .ok_or(PublishError::NotConnected)?
         };
         Ok(connection.create_channel().await?)
     }
@@ -105,7 +118,10 @@ impl Broker {
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 payload,
                 properties,
             )
@@ -128,13 +144,20 @@ impl Broker {
     /// Publishes to the events exchange and waits for the confirm.
     pub async fn publish_event(&self, routing_key: &str, payload: &[u8], message_id: &str) -> Result<(), PublishError> {
         let properties = BasicProperties::default().with_message_id(message_id.into());
-        let confirm = self.start_publish(&self.topology.exchange(), routing_key, payload, properties).await?;
+        let confirm = self
+            .start_publish(&self.topology.exchange(), routing_key, payload, properties)
+            .await?;
         Self::confirmed(confirm, routing_key).await
     }
 
     /// Publishes straight to a queue (default exchange) and waits for the
     /// confirm: retries into delay tiers, dead letters, replays.
-    pub async fn publish_to_queue(&self, queue: &str, payload: &[u8], properties: BasicProperties) -> Result<(), PublishError> {
+    pub async fn publish_to_queue(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         let confirm = self.start_publish("", queue, payload, properties).await?;
         Self::confirmed(confirm, queue).await
     }
@@ -186,7 +209,10 @@ impl Supervisor {
         let _ = setup.close(200, "declared".into()).await;
         let publisher = connection.create_channel().await?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Live { connection: Arc::new(connection), publisher })
+        Ok(Live {
+            connection: Arc::new(connection),
+            publisher,
+        })
     }
 
     /// Returns `true` when the connection died, `false` on shutdown.

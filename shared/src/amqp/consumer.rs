@@ -51,7 +51,12 @@ where
         let started = async {
             channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
             channel
-                .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
         };
         let mut consumer = match started.await {
@@ -99,10 +104,8 @@ where
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(DRAIN_TIMEOUT, async { while in_flight.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(%queue, "in-flight handlers did not finish in time; their messages return to the queue");
             in_flight.abort_all();

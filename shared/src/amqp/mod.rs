@@ -8,6 +8,6 @@ mod topology;
 
 pub use broker::{Broker, PublishError};
 pub use consumer::{consume, Handled};
-pub use topology::Topology;
 pub use lapin::message::Delivery;
 pub use lapin::BasicProperties;
+pub use topology::Topology;

@@ -34,7 +34,10 @@ fn millis(duration: Duration) -> AMQPValue {
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), queue_expires: None }
+        Self {
+            prefix: prefix.into(),
+            queue_expires: None,
+        }
     }
 
     /// Lets every queue expire after `after` without consumers (tests).
@@ -80,9 +83,17 @@ impl Topology {
     /// The exchanges, the work queues and their dead-letter queues. Every
     /// process declares these at connect, so no event is published into a void.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .exchange_declare(self.exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                self.exchange().as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         channel
             .exchange_declare(
@@ -92,18 +103,24 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        self.declare_work_queue(channel, &self.dispatch_queue(), &[routing::OTP_REQUESTED]).await?;
+        self.declare_work_queue(channel, &self.dispatch_queue(), &[routing::OTP_REQUESTED])
+            .await?;
         self.declare_work_queue(channel, &self.webhook_queue(), &[routing::VALIDATED, routing::FAILED])
             .await?;
         Ok(())
     }
 
     async fn declare_work_queue(&self, channel: &Channel, queue: &str, keys: &[&str]) -> lapin::Result<()> {
-        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         let dlq = Self::dead_letter_queue(queue);
         let mut args = self.base_args();
         args.insert("x-queue-type".into(), long("quorum"));
-        channel.queue_declare(dlq.as_str().into(), durable, args.clone()).await?;
+        channel
+            .queue_declare(dlq.as_str().into(), durable, args.clone())
+            .await?;
         channel
             .queue_bind(
                 dlq.as_str().into(),
@@ -144,7 +161,10 @@ impl Topology {
         channel
             .queue_declare(
                 name.as_str().into(),
-                QueueDeclareOptions { durable: true, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 args,
             )
             .await?;
@@ -155,7 +175,9 @@ impl Topology {
     pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
         for queue in [self.dispatch_queue(), self.webhook_queue()] {
             for name in [Self::dead_letter_queue(&queue), queue] {
-                channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await?;
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await?;
             }
         }
         Ok(())

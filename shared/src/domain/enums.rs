@@ -149,10 +149,7 @@ text_enum!(
 impl FailedReason {
     /// Failures of delivery, as opposed to failures of the user.
     pub fn is_send_failure(self) -> bool {
-        matches!(
-            self,
-            FailedReason::ProviderRejected | FailedReason::ProviderUnavailable
-        )
+        matches!(self, FailedReason::ProviderRejected | FailedReason::ProviderUnavailable)
     }
 }
 

@@ -4,8 +4,6 @@ mod enums;
 mod phone;
 mod settings;
 
-pub use enums::{
-    FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType,
-};
+pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
 pub use settings::{check_url, PhoneSettings, PhoneSettingsPatch, SettingsError};

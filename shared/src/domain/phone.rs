@@ -64,10 +64,7 @@ impl PhoneNumber {
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
-        if national.is_empty()
-            || national.len() > 17
-            || !national.bytes().all(|b| b.is_ascii_digit())
-        {
+        if national.is_empty() || national.len() > 17 || !national.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidPhone::Number);
         }
         let full = format!("+{}{}", country.value(), national);

@@ -72,7 +72,11 @@ pub struct PhoneSettingsPatch {
 #[error("invalid {0}")]
 pub struct SettingsError(pub &'static str);
 
-fn in_range<T: PartialOrd>(value: T, range: std::ops::RangeInclusive<T>, field: &'static str) -> Result<T, SettingsError> {
+fn in_range<T: PartialOrd>(
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    field: &'static str,
+) -> Result<T, SettingsError> {
     if range.contains(&value) {
         Ok(value)
     } else {
@@ -168,9 +172,15 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_field() {
-        let patch = PhoneSettingsPatch { otp_length: Some(3), ..Default::default() };
+        let patch = PhoneSettingsPatch {
+            otp_length: Some(3),
+            ..Default::default()
+        };
         assert_eq!(patch.apply(PhoneSettings::default()), Err(SettingsError("otpLength")));
-        let patch = PhoneSettingsPatch { webhook_url: Some("ftp://x".into()), ..Default::default() };
+        let patch = PhoneSettingsPatch {
+            webhook_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
         assert_eq!(patch.apply(PhoneSettings::default()), Err(SettingsError("webhookUrl")));
         let patch = PhoneSettingsPatch {
             test_numbers: Some([("+5073001234".to_owned(), "12345".to_owned())].into()),

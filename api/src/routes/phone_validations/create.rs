@@ -101,7 +101,8 @@ impl CreatePhoneValidation {
             }
         }
         if let Some(ip) = &self.ip_address {
-            ip.parse::<std::net::IpAddr>().map_err(|_| ApiError::invalid("ipAddress"))?;
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::invalid("ipAddress"))?;
         }
         if let Some(expires_at) = self.expires_at {
             let now = Utc::now();
@@ -183,7 +184,10 @@ fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempot
         .map(str::trim)
         .filter(|k| (1..=255).contains(&k.len()))
         .ok_or_else(|| ApiError::invalid("idempotencyKey"))?;
-    Ok(Some(IdempotencyKey { key: key.to_owned(), request_hash: hex::encode(Sha256::digest(body)) }))
+    Ok(Some(IdempotencyKey {
+        key: key.to_owned(),
+        request_hash: hex::encode(Sha256::digest(body)),
+    }))
 }
 
 /// The stored answer for this key, if one is younger than 24 h. The same key
@@ -199,15 +203,21 @@ async fn replay(app: &AppState, client: &ObjectId, key: &IdempotencyKey) -> ApiR
     .await?;
     match stored {
         None => Ok(None),
-        Some((hash, _)) if hash != key.request_hash => {
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"))
-        }
+        Some((hash, _)) if hash != key.request_hash => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        )),
         Some((_, Json(response))) => Ok(Some(response)),
     }
 }
 
 /// Keeps the answer for the key; `false` if another request holds the key.
-async fn remember(tx: &mut PgConnection, client: &ObjectId, key: &IdempotencyKey, data: &serde_json::Value) -> ApiResult<bool> {
+async fn remember(
+    tx: &mut PgConnection,
+    client: &ObjectId,
+    key: &IdempotencyKey,
+    data: &serde_json::Value,
+) -> ApiResult<bool> {
     let stored = sqlx::query(
         "INSERT INTO idempotency_keys (client_id, key, request_hash, response) VALUES ($1, $2, $3, $4)
          ON CONFLICT (client_id, key) DO UPDATE
@@ -225,7 +235,12 @@ async fn remember(tx: &mut PgConnection, client: &ObjectId, key: &IdempotencyKey
 
 /// The flow's settings and the project's name (the message title), checking
 /// that both belong to the client and to each other.
-async fn load_flow(conn: &mut PgConnection, client: &ObjectId, project: &ObjectId, flow: &ObjectId) -> ApiResult<(PhoneSettings, String)> {
+async fn load_flow(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    project: &ObjectId,
+    flow: &ObjectId,
+) -> ApiResult<(PhoneSettings, String)> {
     let row: Option<(String, Option<Json<PhoneSettings>>)> = sqlx::query_as(
         "SELECT p.name, f.phone FROM projects p
            LEFT JOIN project_flows f ON f.id = $2 AND f.project_id = p.id AND f.client_id = p.client_id
@@ -245,18 +260,23 @@ async fn load_flow(conn: &mut PgConnection, client: &ObjectId, project: &ObjectI
 
 /// The resend cooldown and the hourly cap, checked under a per-phone advisory
 /// lock so concurrent creates for one phone cannot both slip through.
-async fn enforce_limits(tx: &mut PgConnection, client: &ObjectId, new: &NewValidation, (settings, _): &(PhoneSettings, String)) -> ApiResult<()> {
+async fn enforce_limits(
+    tx: &mut PgConnection,
+    client: &ObjectId,
+    new: &NewValidation,
+    (settings, _): &(PhoneSettings, String),
+) -> ApiResult<()> {
     let country = new.phone.country().to_string();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("{client}|{country}|{}", new.phone.national()))
         .execute(&mut *tx)
         .await?;
     let window = f64::from(settings.resend_cooldown_seconds.max(3600));
-    let (newest, last_hour, oldest_in_hour, now): (Option<DateTime<Utc>>, i64, Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(
-        "SELECT max(created_at),
-                count(*) FILTER (WHERE created_at > now() - interval '1 hour'),
-                min(created_at) FILTER (WHERE created_at > now() - interval '1 hour'),
-                now()
+    let history: PhoneHistory = sqlx::query_as(
+        "SELECT max(created_at) AS newest,
+                count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
+                min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') AS oldest_in_hour,
+                now() AS now
            FROM phone_validations
           WHERE client_id = $1 AND country_code = $2 AND phone = $3
             AND created_at > now() - make_interval(secs => $4)",
@@ -267,11 +287,14 @@ async fn enforce_limits(tx: &mut PgConnection, client: &ObjectId, new: &NewValid
     .bind(window)
     .fetch_one(&mut *tx)
     .await?;
-    if last_hour >= i64::from(settings.max_sends_per_hour) {
-        let free_at = oldest_in_hour.unwrap_or(now) + Duration::hours(1);
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests").with_retry_after(seconds_until(now, free_at)));
+    if history.last_hour >= i64::from(settings.max_sends_per_hour) {
+        let now = history.now;
+        let free_at = history.oldest_in_hour.unwrap_or(now) + Duration::hours(1);
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            .with_retry_after(seconds_until(now, free_at)));
     }
-    if let Some(newest) = newest {
+    if let Some(newest) = history.newest {
+        let now = history.now;
         let allowed_at = newest + Duration::seconds(i64::from(settings.resend_cooldown_seconds));
         if !new.body.force.unwrap_or(false) && allowed_at > now {
             return Err(ApiError::conflict("otp_recently_sent").with_retry_after(seconds_until(now, allowed_at)));
@@ -280,12 +303,26 @@ async fn enforce_limits(tx: &mut PgConnection, client: &ObjectId, new: &NewValid
     Ok(())
 }
 
+/// Codes recently sent to one phone, as the database clock sees them.
+#[derive(sqlx::FromRow)]
+struct PhoneHistory {
+    newest: Option<DateTime<Utc>>,
+    last_hour: i64,
+    oldest_in_hour: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+}
+
 fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
     let millis = (then - now).num_milliseconds().max(0);
     u64::try_from((millis + 999) / 1000).unwrap_or(1)
 }
 
-async fn insert(tx: &mut PgConnection, client: &ObjectId, new: &NewValidation, (settings, title): &(PhoneSettings, String)) -> ApiResult<PhoneValidation> {
+async fn insert(
+    tx: &mut PgConnection,
+    client: &ObjectId,
+    new: &NewValidation,
+    (settings, title): &(PhoneSettings, String),
+) -> ApiResult<PhoneValidation> {
     let body = &new.body;
     let expires_at = body
         .expires_at

@@ -12,15 +12,22 @@ use shared::validation::{PhoneValidation, COLUMNS};
 /// Retrieve a phone validation.
 #[utoipa::path(get, path = "/v2/phone-validations/{id}", tag = "phone validations", params(("id" = String, Path)),
     responses((status = 200, body = PhoneValidation), (status = 404)), security(("bearer" = [])))]
-pub async fn read(State(app): State<AppState>, AuthClient(client): AuthClient, Path(id): Path<String>) -> ApiResult<Envelope<PhoneValidation>> {
+pub async fn read(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<PhoneValidation>> {
     let id = path_id(&id, "phone_validation")?;
-    let validation: Option<PhoneValidation> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM phone_validations WHERE id = $1 AND client_id = $2"))
-            .bind(&id)
-            .bind(&client)
-            .fetch_optional(&app.pool)
-            .await?;
-    validation.map(Envelope).ok_or_else(|| ApiError::not_found("phone_validation"))
+    let validation: Option<PhoneValidation> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM phone_validations WHERE id = $1 AND client_id = $2"
+    ))
+    .bind(&id)
+    .bind(&client)
+    .fetch_optional(&app.pool)
+    .await?;
+    validation
+        .map(Envelope)
+        .ok_or_else(|| ApiError::not_found("phone_validation"))
 }
 
 const FILTER: &str = "client_id = $1
@@ -38,7 +45,11 @@ const FILTER: &str = "client_id = $1
         ("status" = Option<ValidationStatus>, Query), ("type" = Option<ValidationType>, Query),
         ("countryCode" = Option<String>, Query), ("phone" = Option<String>, Query)),
     responses((status = 200, body = [PhoneValidation])), security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, RawQuery(query): RawQuery) -> ApiResult<Page<PhoneValidation>> {
+pub async fn list(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Page<PhoneValidation>> {
     let query = ListQuery::parse(query.as_deref());
     let paging = query.paging()?;
     let project = query.id("project")?;
@@ -50,14 +61,23 @@ pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, R
         .get("countryCode")
         .map(|raw| {
             let raw = raw.trim();
-            let raw = if raw.starts_with('+') { raw.to_owned() } else { format!("+{raw}") };
-            CountryCode::parse(&raw).map(|c| c.to_string()).map_err(|_| ApiError::invalid("countryCode"))
+            let raw = if raw.starts_with('+') {
+                raw.to_owned()
+            } else {
+                format!("+{raw}")
+            };
+            CountryCode::parse(&raw)
+                .map(|c| c.to_string())
+                .map_err(|_| ApiError::invalid("countryCode"))
         })
         .transpose()?;
     let phone = query
         .get("phone")
         .map(|raw| {
-            let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+            let digits: String = raw
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+                .collect();
             if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 Err(ApiError::invalid("phone"))
             } else {
@@ -90,5 +110,10 @@ pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient, R
         .bind(&phone)
         .fetch_one(&app.pool)
         .await?;
-    Ok(Page { data, page: paging.page, limit: paging.limit, total })
+    Ok(Page {
+        data,
+        page: paging.page,
+        limit: paging.limit,
+        total,
+    })
 }

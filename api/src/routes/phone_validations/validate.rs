@@ -56,7 +56,9 @@ pub struct Validated {
 pub enum Decision {
     AlreadyValidated,
     /// Past `expiresAt`; `fail` when it still has to be marked failed.
-    Expired { fail: bool },
+    Expired {
+        fail: bool,
+    },
     MaxAttemptsExceeded,
     SendFailed,
     NotSent,
@@ -108,7 +110,11 @@ pub async fn validate(
     ApiJson(body): ApiJson<ValidatePhoneValidation>,
 ) -> ApiResult<Envelope<Validated>> {
     let mut missing = Vec::new();
-    for (absent, name) in [(body.phone.is_none(), "phone"), (body.country_code.is_none(), "countryCode"), (body.otp.is_none(), "otp")] {
+    for (absent, name) in [
+        (body.phone.is_none(), "phone"),
+        (body.country_code.is_none(), "countryCode"),
+        (body.otp.is_none(), "otp"),
+    ] {
         if absent {
             missing.push(name);
         }
@@ -118,8 +124,16 @@ pub async fn validate(
     };
     let phone = parse_phone(&country, &phone.into_string())?;
     let code = OtpCode::parse(&otp.into_string()).map_err(|_| ApiError::invalid("otp"))?;
-    let project = body.project.as_deref().map(|p| path_id(p, "phone_validation")).transpose()?;
-    let flow = body.project_flow.as_deref().map(|f| path_id(f, "phone_validation")).transpose()?;
+    let project = body
+        .project
+        .as_deref()
+        .map(|p| path_id(p, "phone_validation"))
+        .transpose()?;
+    let flow = body
+        .project_flow
+        .as_deref()
+        .map(|f| path_id(f, "phone_validation"))
+        .transpose()?;
 
     let current: Option<PhoneValidation> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM phone_validations
@@ -181,13 +195,21 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
             drop(tx);
             return Err(reread_refusal(app, &current.id).await?);
         };
-        let message = outbox::enqueue(&mut tx, &ValidationEvent::new(ValidationEventType::Validated, validated.clone())).await?;
+        let message = outbox::enqueue(
+            &mut tx,
+            &ValidationEvent::new(ValidationEventType::Validated, validated.clone()),
+        )
+        .await?;
         tx.commit().await?;
         app.relay.publish_soon([message]);
         metrics::counter!("phone_validations_validated_total").increment(1);
         tracing::info!(validation_id = %validated.id, "phone validated");
         let token = match validated.kind {
-            ValidationType::Login => Some(app.jwt.login_token(&validated.id, e164).context("while signing the login token")?),
+            ValidationType::Login => Some(
+                app.jwt
+                    .login_token(&validated.id, e164)
+                    .context("while signing the login token")?,
+            ),
             _ => None,
         };
         return Ok(Envelope(Validated {
@@ -289,7 +311,10 @@ mod tests {
 
     #[test]
     fn a_sent_unexpired_validation_compares_the_code() {
-        assert_eq!(decide(&validation(ValidationStatus::Sent), Utc::now()), Decision::Compare);
+        assert_eq!(
+            decide(&validation(ValidationStatus::Sent), Utc::now()),
+            Decision::Compare
+        );
     }
 
     #[test]
@@ -317,7 +342,10 @@ mod tests {
 
     #[test]
     fn nothing_to_compare_before_the_code_is_sent() {
-        assert_eq!(decide(&validation(ValidationStatus::New), Utc::now()), Decision::NotSent);
+        assert_eq!(
+            decide(&validation(ValidationStatus::New), Utc::now()),
+            Decision::NotSent
+        );
         let mut v = validation(ValidationStatus::Sent);
         v.attempts = 3;
         assert_eq!(decide(&v, Utc::now()), Decision::MaxAttemptsExceeded);
