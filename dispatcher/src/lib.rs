@@ -1,0 +1,157 @@
+//! The dispatcher: consumes `otp.requested`, generates each code, stores only
+//! its keyed bcrypt hash, sends it through the SMS or WhatsApp provider with
+//! retries, and records the provider's confirmation (CONTRACT §6–7).
+//! `Dispatcher::build` returns the process unstarted, so tests can run it
+//! in-process with their own database, queues and provider stand-ins.
+
+pub mod config;
+pub mod message;
+pub mod pipeline;
+pub mod plan;
+pub mod providers;
+pub mod store;
+
+use anyhow::Context;
+use config::{DispatcherConfig, SmsConfig, WhatsappConfig};
+use pipeline::Pipeline;
+use providers::{LogProvider, MetaWhatsapp, Sms, Twilio, Whatsapp};
+use shared::amqp::{Broker, Topology};
+use shared::ops::Readiness;
+use shared::otp::OtpHasher;
+use shared::outbox::Relay;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Dispatcher {
+    pipeline: Arc<Pipeline>,
+    health: TcpListener,
+    readiness: Readiness,
+    prefetch: u16,
+    cancel: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+fn providers(config: &DispatcherConfig) -> anyhow::Result<(Sms, Whatsapp)> {
+    let http = reqwest::Client::builder()
+        .timeout(config.provider_timeout)
+        .connect_timeout(config.provider_timeout)
+        .pool_max_idle_per_host(256)
+        .build()
+        .context("while building the HTTP client")?;
+    let sms = match &config.sms {
+        SmsConfig::Log => Sms::Log(LogProvider { channel: "sms" }),
+        SmsConfig::Twilio {
+            base_url,
+            account_sid,
+            auth_token,
+            sender,
+        } => Sms::Twilio(Twilio {
+            http: http.clone(),
+            base_url: base_url.clone(),
+            account_sid: account_sid.clone(),
+            auth_token: auth_token.clone(),
+            sender: sender.clone(),
+        }),
+    };
+    let whatsapp = match &config.whatsapp {
+        WhatsappConfig::Log => Whatsapp::Log(LogProvider { channel: "whatsapp" }),
+        WhatsappConfig::Meta {
+            base_url,
+            api_version,
+            token,
+            phone_number_id,
+            template,
+        } => Whatsapp::Meta(MetaWhatsapp {
+            http,
+            base_url: base_url.clone(),
+            api_version: api_version.clone(),
+            token: token.clone(),
+            phone_number_id: phone_number_id.clone(),
+            template: template.clone(),
+        }),
+    };
+    Ok((sms, whatsapp))
+}
+
+impl Dispatcher {
+    pub async fn build(
+        config: DispatcherConfig,
+        topology: Topology,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        shared::ops::prometheus();
+        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
+            .await
+            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let broker = Broker::start(config.common.amqp_url.clone(), topology, "dispatcher", cancel.clone());
+        let (relay, background) = Relay::start(pool.clone(), broker.clone(), config.relay, cancel.clone());
+        let (sms, whatsapp) = providers(&config)?;
+        let health = TcpListener::bind(config.health_addr)
+            .await
+            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
+        let pipeline = Arc::new(Pipeline {
+            pool: pool.clone(),
+            broker: broker.clone(),
+            relay,
+            hasher: OtpHasher::new(config.otp_pepper.clone(), config.bcrypt_cost),
+            hash_slots: Arc::new(Semaphore::new(config.hash_concurrency)),
+            sms,
+            whatsapp,
+            inline_attempts: config.inline_retries.max(1),
+            retry_schedule: config.retry_schedule.clone(),
+            lease: config.lease,
+        });
+        Ok(Self {
+            pipeline,
+            health,
+            readiness: Readiness { pool, broker },
+            prefetch: config.prefetch,
+            cancel,
+            background,
+        })
+    }
+
+    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
+        self.health.local_addr()
+    }
+
+    /// Consumes until cancelled, then finishes in-flight sends and returns.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let broker = self.pipeline.broker.clone();
+        let health = axum::serve(self.health, shared::ops::router(self.readiness.clone()))
+            .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
+        let health = tokio::spawn(async move { health.await });
+
+        // The delay tiers, declared once the broker is reachable.
+        let channel = tokio::select! {
+            _ = self.cancel.cancelled() => return Ok(()),
+            channel = broker.channel() => channel.context("while opening a channel")?,
+        };
+        let queue = broker.topology().dispatch_queue();
+        for tier in &self.pipeline.retry_schedule {
+            broker
+                .topology()
+                .declare_retry_tier(&channel, &queue, *tier)
+                .await
+                .context("while declaring the retry tiers")?;
+        }
+        let _ = channel.close(200, "declared".into()).await;
+
+        let pipeline = self.pipeline.clone();
+        shared::amqp::consume(broker, queue, self.prefetch, self.cancel.clone(), move |delivery| {
+            let pipeline = pipeline.clone();
+            pipeline.handle(delivery)
+        })
+        .await;
+        tracing::info!("dispatcher stopped consuming; finishing background work");
+        for task in self.background {
+            let _ = task.await;
+        }
+        let _ = health.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Message providers behind one trait: Twilio (SMS), Meta's WhatsApp Cloud
+//! API, and `log` for development. Each classifies its failures as transient
+//! (retry while the code is valid) or permanent (give up now).
+
+mod log;
+mod meta;
+mod twilio;
+
+pub use self::log::LogProvider;
+pub use meta::MetaWhatsapp;
+pub use twilio::Twilio;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// What to send, to whom.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// E.164, e.g. `+50762617737`.
+    pub to: String,
+    /// The full SMS text (code included).
+    pub text: String,
+    /// The bare code, for WhatsApp templates.
+    pub code: String,
+    pub language: shared::domain::Language,
+}
+
+/// The provider accepted the message.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    pub message_id: String,
+}
+
+/// Why a send did not go through.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try: timeout, connection error, 5xx, 429.
+    #[error("transient provider failure {code:?}: {message}")]
+    Transient {
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never worth another try with this provider (bad number, opted out, ...).
+    #[error("provider rejected the message {code:?}: {message}")]
+    Permanent {
+        code: Option<String>,
+        message: String,
+        /// WhatsApp says the number is not on WhatsApp: SMS may still reach it.
+        not_on_whatsapp: bool,
+    },
+}
+
+impl SendError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SendError::Transient { code, .. } | SendError::Permanent { code, .. } => code.as_deref(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            SendError::Transient { message, .. } | SendError::Permanent { message, .. } => message,
+        }
+    }
+
+    /// A transport-level failure (timeout, refused connection): transient.
+    pub fn from_transport(error: &reqwest::Error) -> Self {
+        let message = if error.is_timeout() {
+            "provider request timed out".to_owned()
+        } else {
+            format!("provider unreachable: {error}")
+        };
+        SendError::Transient {
+            code: None,
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// A way to deliver a code.
+pub trait Provider: Send + Sync {
+    /// The name recorded in `providerConfirmation.provider` and in metrics.
+    fn name(&self) -> &'static str;
+    fn send(&self, message: &Outbound) -> impl Future<Output = Result<Receipt, SendError>> + Send;
+}
+
+/// The configured SMS provider.
+pub enum Sms {
+    Twilio(Twilio),
+    Log(LogProvider),
+}
+
+/// The configured WhatsApp provider.
+pub enum Whatsapp {
+    Meta(MetaWhatsapp),
+    Log(LogProvider),
+}
+
+impl Provider for Sms {
+    fn name(&self) -> &'static str {
+        match self {
+            Sms::Twilio(p) => p.name(),
+            Sms::Log(p) => p.name(),
+        }
+    }
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
+        match self {
+            Sms::Twilio(p) => p.send(message).await,
+            Sms::Log(p) => p.send(message).await,
+        }
+    }
+}
+
+impl Provider for Whatsapp {
+    fn name(&self) -> &'static str {
+        match self {
+            Whatsapp::Meta(p) => p.name(),
+            Whatsapp::Log(p) => p.name(),
+        }
+    }
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
+        match self {
+            Whatsapp::Meta(p) => p.send(message).await,
+            Whatsapp::Log(p) => p.send(message).await,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+/// Classifies an HTTP status: 429 and 5xx are transient, other 4xx permanent.
+pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+}

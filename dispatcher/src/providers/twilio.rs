@@ -1,0 +1,94 @@
+//! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json`,
+//! form-encoded, HTTP basic auth (account SID and auth token).
+
+use super::{is_transient_status, retry_after, Outbound, Provider, Receipt, SendError};
+use crate::config::TwilioSender;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Twilio error codes that no retry can fix: invalid 'To' (21211), the user
+/// opted out (21610), not a mobile number (21614), and a few more of the kind.
+const PERMANENT_CODES: &[i64] = &[21211, 21408, 21610, 21612, 21614, 21617, 21635];
+
+pub struct Twilio {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    pub sender: TwilioSender,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    sid: String,
+}
+
+#[derive(Deserialize)]
+struct TwilioError {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+impl Provider for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        );
+        let sender = match &self.sender {
+            TwilioSender::From(from) => ("From", from.as_str()),
+            TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
+        };
+        let form = [("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SendError::from_transport(&e))?;
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let body = response.bytes().await.map_err(|e| SendError::from_transport(&e))?;
+        if status.is_success() {
+            let created: Created = serde_json::from_slice(&body).map_err(|_| SendError::Transient {
+                code: None,
+                message: format!("Twilio answered {status} without a message sid"),
+                retry_after: None,
+            })?;
+            return Ok(Receipt {
+                message_id: created.sid,
+            });
+        }
+        let error: Option<TwilioError> = serde_json::from_slice(&body).ok();
+        let code = error.as_ref().and_then(|e| e.code);
+        let text = error
+            .and_then(|e| e.message)
+            .unwrap_or_else(|| format!("Twilio answered {status}"));
+        if code.is_some_and(|c| PERMANENT_CODES.contains(&c)) || !is_transient_status(status) {
+            Err(SendError::Permanent {
+                code: Some(
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| status.as_u16().to_string()),
+                ),
+                message: text,
+                not_on_whatsapp: false,
+            })
+        } else {
+            Err(SendError::Transient {
+                code: Some(
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| status.as_u16().to_string()),
+                ),
+                message: text,
+                retry_after: wait,
+            })
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The dispatcher's reads and conditional writes. Every write names the
+//! status it expects, so duplicates and races cannot move a validation back.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use shared::domain::FailedReason;
+use shared::outbox::OutboxMessage;
+use shared::validation::{self, PhoneValidation};
+use shared::ObjectId;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// A validation with what its flow says about sending it.
+pub struct Target {
+    pub validation: PhoneValidation,
+    /// The flow's fixed code when the phone is one of its test numbers.
+    pub test_code: Option<String>,
+    /// The flow allows SMS when WhatsApp cannot reach the number.
+    pub sms_fallback: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct FlowBits {
+    test_numbers: Option<Json<std::collections::BTreeMap<String, String>>>,
+    sms_fallback: Option<bool>,
+}
+
+pub async fn load(pool: &PgPool, id: &ObjectId) -> Result<Option<Target>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let Some(validation) = validation::fetch(&mut conn, id).await? else {
+        return Ok(None);
+    };
+    let flow: Option<FlowBits> = sqlx::query_as(
+        "SELECT phone->'testNumbers' AS test_numbers, (phone->>'smsFallback')::boolean AS sms_fallback
+           FROM project_flows WHERE id = $1",
+    )
+    .bind(&validation.project_flow)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let e164 = format!("{}{}", validation.country_code, validation.phone);
+    let (test_code, sms_fallback) = match flow {
+        Some(flow) => (
+            flow.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned()),
+            flow.sms_fallback.unwrap_or(false),
+        ),
+        None => (None, false),
+    };
+    Ok(Some(Target {
+        validation,
+        test_code,
+        sms_fallback,
+    }))
+}
+
+/// Takes the send for `lease` and stores the code's hash, if the validation is
+/// still `new` and nobody else holds it. `false` otherwise.
+pub async fn claim(pool: &PgPool, id: &ObjectId, hash: &str, lease: Duration) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "UPDATE phone_validations
+            SET otp_hash = $2, dispatch_lease_until = now() + make_interval(secs => $3), updated_at = now()
+          WHERE id = $1 AND status = 'new' AND (dispatch_lease_until IS NULL OR dispatch_lease_until < now())",
+    )
+    .bind(id)
+    .bind(hash)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// How long another holder's lease still runs (`None`: not held, or not `new` any more).
+pub async fn lease_left(pool: &PgPool, id: &ObjectId) -> Result<Option<Duration>, sqlx::Error> {
+    let left: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM (dispatch_lease_until - now()))::float8 FROM phone_validations
+          WHERE id = $1 AND status = 'new' AND dispatch_lease_until > now()",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    Ok(left.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Gives the send back (before parking the message in a delay queue).
+pub async fn release(pool: &PgPool, id: &ObjectId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE phone_validations SET dispatch_lease_until = NULL WHERE id = $1 AND status = 'new'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Records the provider's confirmation and moves the validation to `sent`.
+pub async fn mark_sent(
+    pool: &PgPool,
+    id: &ObjectId,
+    provider: &str,
+    message_id: Option<&str>,
+    attempts: u32,
+    sent_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let mut confirmation = json!({
+        "sent": provider != "none" && provider != "test",
+        "status": "ok",
+        "provider": provider,
+        "attempts": attempts,
+        "sentAt": shared::time::format(&sent_at),
+    });
+    if let Some(message_id) = message_id {
+        confirmation["messageId"] = json!(message_id);
+    }
+    let updated = sqlx::query(
+        "UPDATE phone_validations
+            SET status = 'sent', provider_confirmation = $2, dispatch_lease_until = NULL, updated_at = now()
+          WHERE id = $1 AND status = 'new'",
+    )
+    .bind(id)
+    .bind(Json(confirmation))
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// What went wrong with the provider, for `providerConfirmation`.
+pub struct ProviderFailure<'a> {
+    pub provider: &'a str,
+    pub code: Option<&'a str>,
+    pub message: &'a str,
+    pub attempts: u32,
+}
+
+/// Fails the validation (with the provider's error, if any) and queues its
+/// `failed` event in the same transaction.
+pub async fn fail(
+    pool: &PgPool,
+    id: &ObjectId,
+    reason: FailedReason,
+    failure: Option<ProviderFailure<'_>>,
+) -> Result<Option<OutboxMessage>, sqlx::Error> {
+    let confirmation = failure.map(|f| {
+        json!({
+            "sent": false,
+            "status": "error",
+            "provider": f.provider,
+            "errorCode": f.code,
+            "error": f.message,
+            "attempts": f.attempts,
+        })
+    });
+    let mut tx = pool.begin().await?;
+    let failed = validation::fail(&mut tx, id, reason, confirmation).await?;
+    tx.commit().await?;
+    Ok(failed.map(|(_, message)| message))
+}
