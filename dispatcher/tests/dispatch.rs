@@ -17,7 +17,12 @@ fn created(sid: &str) -> ResponseTemplate {
 #[tokio::test]
 async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).and(path(twilio_path())).respond_with(created("SM0123456789abcdef0123456789abcdef")).expect(1).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .and(path(twilio_path()))
+        .respond_with(created("SM0123456789abcdef0123456789abcdef"))
+        .expect(1)
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
@@ -25,7 +30,10 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     let sent = h.settled(&id).await;
     assert_eq!(sent["status"], "sent");
     assert_eq!(sent["providerConfirmation"]["provider"], "twilio");
-    assert_eq!(sent["providerConfirmation"]["messageId"], "SM0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        sent["providerConfirmation"]["messageId"],
+        "SM0123456789abcdef0123456789abcdef"
+    );
     assert_eq!(sent["providerConfirmation"]["attempts"], 1);
     assert_eq!(sent["providerConfirmation"]["sent"], true);
     assert!(sent["otp"].as_str().unwrap().starts_with("$2b$"));
@@ -37,7 +45,10 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     assert_eq!(fields["From"], FROM);
     let code = code_in(&fields["Body"]);
     assert_eq!(code.len(), 6);
-    assert_eq!(fields["Body"], format!("Your Acme verification code is {code}. It expires in 10 minutes."));
+    assert_eq!(
+        fields["Body"],
+        format!("Your Acme verification code is {code}. It expires in 10 minutes.")
+    );
     let auth = requests[0].headers.get("authorization").unwrap().to_str().unwrap();
     assert!(auth.starts_with("Basic "));
 
@@ -49,22 +60,37 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
 #[tokio::test]
 async fn spanish_messages_are_written_in_spanish() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(created("SMes")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMes"))
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({"language": "es", "otpLength": 4, "otpExpiresInSeconds": 300})).await;
+    let (project, flow) = h
+        .flow(json!({"language": "es", "otpLength": 4, "otpExpiresInSeconds": 300}))
+        .await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
     h.settled(&id).await;
     let body = form(&h.twilio.received_requests().await.unwrap()[0])["Body"].clone();
     let code = code_in(&body);
     assert_eq!(code.len(), 4);
-    assert_eq!(body, format!("Tu código de verificación de Acme es {code}. Vence en 5 minutos."));
+    assert_eq!(
+        body,
+        format!("Tu código de verificación de Acme es {code}. Vence en 5 minutos.")
+    );
 }
 
 #[tokio::test]
 async fn two_server_errors_then_success_send_once_in_three_attempts() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).up_to_n_times(2).mount(&h.twilio).await;
-    Mock::given(method("POST")).respond_with(created("SMthird")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .mount(&h.twilio)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMthird"))
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
@@ -79,29 +105,50 @@ async fn two_server_errors_then_success_send_once_in_three_attempts() {
 async fn too_many_requests_waits_for_retry_after() {
     let h = Harness::new().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2").set_body_json(json!({"code": 20429, "message": "Too Many Requests"})))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(json!({"code": 20429, "message": "Too Many Requests"})),
+        )
         .up_to_n_times(1)
         .mount(&h.twilio)
         .await;
-    Mock::given(method("POST")).respond_with(created("SMlater")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMlater"))
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
     h.settled(&id).await;
     let requests = h.twilio.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
-    let sent: chrono::DateTime<chrono::Utc> =
-        h.get(&format!("/v2/phone-validations/{id}")).await["data"]["providerConfirmation"]["sentAt"].as_str().unwrap().parse().unwrap();
-    let created_at: chrono::DateTime<chrono::Utc> =
-        h.get(&format!("/v2/phone-validations/{id}")).await["data"]["createdAt"].as_str().unwrap().parse().unwrap();
-    assert!((sent - created_at).num_milliseconds() >= 2000, "the retry waited {} ms", (sent - created_at).num_milliseconds());
+    let sent: chrono::DateTime<chrono::Utc> = h.get(&format!("/v2/phone-validations/{id}")).await["data"]
+        ["providerConfirmation"]["sentAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let created_at: chrono::DateTime<chrono::Utc> = h.get(&format!("/v2/phone-validations/{id}")).await["data"]
+        ["createdAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (sent - created_at).num_milliseconds() >= 2000,
+        "the retry waited {} ms",
+        (sent - created_at).num_milliseconds()
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_number_fails_at_once_with_the_providers_error() {
     let h = Harness::new().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
+        ))
         .expect(1)
         .mount(&h.twilio)
         .await;
@@ -115,7 +162,10 @@ async fn an_invalid_number_fails_at_once_with_the_providers_error() {
     assert_eq!(failed["providerConfirmation"]["sent"], false);
     assert_eq!(failed["providerConfirmation"]["attempts"], 1);
     let (status, body) = h.validate("62647737", "123456").await;
-    assert_eq!((status.as_u16(), body["message"].as_str()), (409, Some("409:otp_send_failed")));
+    assert_eq!(
+        (status.as_u16(), body["message"].as_str()),
+        (409, Some("409:otp_send_failed"))
+    );
     // The failed event reaches the webhook queue.
     let events = testkit::eventually(Duration::from_secs(10), "the failed event", || async {
         let events = testkit::drain(&h.amqp, &h.topology.webhook_queue()).await;
@@ -128,41 +178,92 @@ async fn an_invalid_number_fails_at_once_with_the_providers_error() {
     assert_eq!(h.twilio.received_requests().await.unwrap().len(), 1, "no retry");
 }
 
+/// Answers `template` and notes when each request arrived.
+struct Stamped {
+    at: std::sync::Arc<std::sync::Mutex<Vec<chrono::DateTime<chrono::Utc>>>>,
+    template: ResponseTemplate,
+}
+
+impl wiremock::Respond for Stamped {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.at.lock().unwrap().push(chrono::Utc::now());
+        self.template.clone()
+    }
+}
+
 #[tokio::test]
 async fn a_provider_down_past_expiry_fails_the_validation_and_sends_nothing_late() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&h.twilio).await;
+    let at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .respond_with(Stamped {
+            at: at.clone(),
+            template: ResponseTemplate::new(503),
+        })
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({})).await;
     let expires = chrono::Utc::now() + chrono::Duration::seconds(4);
-    let id = h.create(&project, &flow, "62647737", json!({"expiresAt": shared::time::format(&expires)})).await;
+    let id = h
+        .create(
+            &project,
+            &flow,
+            "62647737",
+            json!({"expiresAt": shared::time::format(&expires)}),
+        )
+        .await;
     let failed = h.settled(&id).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["failedReason"], "provider_unavailable");
-    let requests = h.twilio.received_requests().await.unwrap();
-    assert!(requests.len() >= 2, "it retried");
-    // Nothing after expiry: give a late retry the chance to show up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(h.twilio.received_requests().await.unwrap().len(), requests.len());
+    assert_eq!(failed["providerConfirmation"]["errorCode"], "503");
+    let stamps = at.lock().unwrap().clone();
+    assert!(stamps.len() >= 2, "it retried");
+    // Parsed back from the API, the expiry has millisecond precision.
+    let expires: chrono::DateTime<chrono::Utc> = failed["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        stamps.iter().all(|t| *t < expires),
+        "a request went out after expiry: {stamps:?} vs {expires}"
+    );
+    // Once failed, the validation is final: a late retry is refused at the source.
+    assert_eq!(
+        failed["providerConfirmation"]["attempts"].as_u64().unwrap() as usize,
+        stamps.len()
+    );
 }
 
 #[tokio::test]
 async fn the_same_message_delivered_five_times_sends_one_sms() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(created("SMonce")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMonce"))
+        .mount(&h.twilio)
+        .await;
     let (project, flow) = h.flow(json!({})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
     // Wait for the API's own event, then publish four copies of it.
     testkit::eventually(Duration::from_secs(10), "the outbox to empty", || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&h.pool).await.ok()?;
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&h.pool)
+            .await
+            .ok()?;
         (left == 0).then_some(())
     })
     .await;
     let channel = h.amqp.create_channel().await.unwrap();
-    let event = serde_json::to_vec(&json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"})).unwrap();
+    let event = serde_json::to_vec(
+        &json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"}),
+    )
+    .unwrap();
     for _ in 0..4 {
         channel
-            .basic_publish(h.topology.exchange().as_str().into(), "otp.requested".into(), Default::default(), &event, Default::default())
+            .basic_publish(
+                h.topology.exchange().as_str().into(),
+                "otp.requested".into(),
+                Default::default(),
+                &event,
+                Default::default(),
+            )
             .await
             .unwrap();
     }
@@ -170,7 +271,14 @@ async fn the_same_message_delivered_five_times_sends_one_sms() {
     h.settled(&id).await;
     testkit::eventually(Duration::from_secs(10), "the queue to drain", || async {
         let q = channel
-            .queue_declare(h.topology.dispatch_queue().as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+            .queue_declare(
+                h.topology.dispatch_queue().as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
             .await
             .ok()?;
         (q.message_count() == 0).then_some(())
@@ -182,20 +290,39 @@ async fn the_same_message_delivered_five_times_sends_one_sms() {
 #[tokio::test]
 async fn an_expired_validation_is_never_sent() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(created("SMnever")).expect(0).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMnever"))
+        .expect(0)
+        .mount(&h.twilio)
+        .await;
     let (project, flow) = h.flow(json!({})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
-    sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1").bind(&id).execute(&h.pool).await.unwrap();
+    sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(&id)
+        .execute(&h.pool)
+        .await
+        .unwrap();
     h.start_dispatcher().await;
     let failed = h.settled(&id).await;
-    assert_eq!((failed["status"].as_str(), failed["failedReason"].as_str()), (Some("failed"), Some("expired")));
+    assert_eq!(
+        (failed["status"].as_str(), failed["failedReason"].as_str()),
+        (Some("failed"), Some("expired"))
+    );
 }
 
 #[tokio::test]
 async fn test_numbers_and_gateway_none_send_nothing_and_the_test_code_validates() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(created("SMnever")).expect(0).mount(&h.twilio).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&h.whatsapp).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMnever"))
+        .expect(0)
+        .mount(&h.twilio)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&h.whatsapp)
+        .await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({"testNumbers": {"+50762647737": "024680"}})).await;
     let id = h.create(&project, &flow, "62647737", json!({})).await;
@@ -206,9 +333,17 @@ async fn test_numbers_and_gateway_none_send_nothing_and_the_test_code_validates(
     let (status, _) = h.validate("62647737", "024680").await;
     assert_eq!(status, 200);
 
-    let id = h.create(&project, &flow, "62647738", json!({"phoneGateway": "none"})).await;
+    let id = h
+        .create(&project, &flow, "62647738", json!({"phoneGateway": "none"}))
+        .await;
     let sent = h.settled(&id).await;
-    assert_eq!((sent["status"].as_str(), sent["providerConfirmation"]["provider"].as_str()), (Some("sent"), Some("none")));
+    assert_eq!(
+        (
+            sent["status"].as_str(),
+            sent["providerConfirmation"]["provider"].as_str()
+        ),
+        (Some("sent"), Some("none"))
+    );
 }
 
 #[tokio::test]
@@ -216,7 +351,10 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
     let h = Harness::new().await;
     Mock::given(method("POST"))
         .and(path("/v21.0/1234567890/messages"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.ABC"}]})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.ABC"}]})),
+        )
         .up_to_n_times(1)
         .mount(&h.whatsapp)
         .await;
@@ -224,9 +362,14 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "Recipient is not a valid WhatsApp user", "type": "OAuthException", "code": 131026}})))
         .mount(&h.whatsapp)
         .await;
-    Mock::given(method("POST")).respond_with(created("SMfallback")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMfallback"))
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({"phoneGateway": "whatsapp", "smsFallback": true, "resendCooldownSeconds": 0})).await;
+    let (project, flow) = h
+        .flow(json!({"phoneGateway": "whatsapp", "smsFallback": true, "resendCooldownSeconds": 0}))
+        .await;
 
     let id = h.create(&project, &flow, "62647737", json!({})).await;
     let sent = h.settled(&id).await;
@@ -239,10 +382,16 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
     assert_eq!(body["to"], "50762647737");
     assert_eq!(body["template"]["name"], "verification_code");
     assert_eq!(body["template"]["language"]["code"], "en");
-    let code = body["template"]["components"][0]["parameters"][0]["text"].as_str().unwrap().to_owned();
+    let code = body["template"]["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(body["template"]["components"][1]["sub_type"], "url");
     assert_eq!(body["template"]["components"][1]["index"], "0");
-    assert_eq!(body["template"]["components"][1]["parameters"][0]["text"], code.as_str());
+    assert_eq!(
+        body["template"]["components"][1]["parameters"][0]["text"],
+        code.as_str()
+    );
     assert_eq!(h.validate("62647737", &code).await.0, 200);
 
     let id = h.create(&project, &flow, "62647738", json!({})).await;
@@ -257,7 +406,10 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
 #[tokio::test]
 async fn two_dispatchers_on_one_queue_send_each_code_once() {
     let h = Harness::new().await;
-    Mock::given(method("POST")).respond_with(created("SMpair")).mount(&h.twilio).await;
+    Mock::given(method("POST"))
+        .respond_with(created("SMpair"))
+        .mount(&h.twilio)
+        .await;
     h.start_dispatcher().await;
     h.start_dispatcher().await;
     let (project, flow) = h.flow(json!({})).await;

@@ -51,15 +51,24 @@ fn common(database_url: &str) -> CommonConfig {
 }
 
 fn relay() -> RelayConfig {
-    RelayConfig { sweep_interval: Duration::from_millis(200), sweep_after: Duration::from_secs(2) }
+    RelayConfig {
+        sweep_interval: Duration::from_millis(200),
+        sweep_after: Duration::from_secs(2),
+    }
 }
 
 impl Harness {
     /// API and stand-ins running; the dispatcher not yet (see `start_dispatcher`).
     pub async fn new() -> Self {
+        Self::with_topology(testkit::topology()).await
+    }
+
+    /// With queues named by `topology` (a dispatcher process started from the
+    /// binary declares its queues without the test expiry, so such tests use a
+    /// plain topology and delete it at the end).
+    pub async fn with_topology(topology: Topology) -> Self {
         shared::telemetry::init();
         let (database_url, pool) = testkit::database().await;
-        let topology = testkit::topology();
         let cancel = CancellationToken::new();
         let config = ApiConfig {
             common: common(&database_url),
@@ -68,7 +77,9 @@ impl Harness {
             otp_pepper: SecretString::from(PEPPER),
             relay: relay(),
         };
-        let app = api::Application::build(config, topology.clone(), cancel.clone()).await.unwrap();
+        let app = api::Application::build(config, topology.clone(), cancel.clone())
+            .await
+            .unwrap();
         let api = format!("http://{}", app.local_addr().unwrap());
         tokio::spawn(app.run());
         let client = ObjectId::new();
@@ -126,24 +137,46 @@ impl Harness {
     }
 
     pub async fn start_dispatcher_with(&self, config: DispatcherConfig) {
-        let dispatcher = Dispatcher::build(config, self.topology.clone(), self.cancel.clone()).await.unwrap();
+        let dispatcher = Dispatcher::build(config, self.topology.clone(), self.cancel.clone())
+            .await
+            .unwrap();
         tokio::spawn(dispatcher.run());
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
-        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.api)).bearer_auth(&self.token).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn flow(&self, phone: Value) -> (String, String) {
         let (_, project) = self.post("/v2/projects", json!({"name": "Acme"})).await;
         let project = project["data"]["_id"].as_str().unwrap().to_owned();
-        let (status, flow) = self.post("/v2/project-flows", json!({"project": project, "type": "login", "phone": phone})).await;
+        let (status, flow) = self
+            .post(
+                "/v2/project-flows",
+                json!({"project": project, "type": "login", "phone": phone}),
+            )
+            .await;
         assert_eq!(status, 200, "{flow}");
         (project, flow["data"]["_id"].as_str().unwrap().to_owned())
     }
@@ -165,15 +198,23 @@ impl Harness {
 
     /// Waits until the validation leaves `new`; returns the object.
     pub async fn settled(&self, id: &str) -> Value {
-        testkit::eventually(Duration::from_secs(20), "the validation to be sent or failed", || async {
-            let v = self.get(&format!("/v2/phone-validations/{id}")).await;
-            (v["data"]["status"] != "new").then(|| v["data"].clone())
-        })
+        testkit::eventually(
+            Duration::from_secs(20),
+            "the validation to be sent or failed",
+            || async {
+                let v = self.get(&format!("/v2/phone-validations/{id}")).await;
+                (v["data"]["status"] != "new").then(|| v["data"].clone())
+            },
+        )
         .await
     }
 
     pub async fn validate(&self, phone: &str, otp: &str) -> (reqwest::StatusCode, Value) {
-        self.post("/v2/phone-validations/validate", json!({"phone": phone, "countryCode": "+507", "otp": otp})).await
+        self.post(
+            "/v2/phone-validations/validate",
+            json!({"phone": phone, "countryCode": "+507", "otp": otp}),
+        )
+        .await
     }
 }
 
@@ -184,7 +225,11 @@ pub fn form(request: &wiremock::Request) -> std::collections::HashMap<String, St
 
 /// The digits of the code inside an SMS body.
 pub fn code_in(body: &str) -> String {
-    body.split_whitespace().find(|w| w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()) && w.len() >= 4).unwrap().trim_end_matches('.').to_owned()
+    body.split_whitespace()
+        .find(|w| w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()) && w.len() >= 4)
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 pub fn twilio_path() -> String {
