@@ -35,24 +35,43 @@ pub struct OutboxMessage {
     pub payload: Vec<u8>,
 }
 
+/// An event serialized for the outbox, before its row exists. Lets a caller
+/// insert the row inside a larger statement (see `INSERT_SQL`).
+pub struct Prepared {
+    pub routing_key: &'static str,
+    pub message_id: String,
+    payload: Vec<u8>,
+}
+
+impl Prepared {
+    pub fn new<E: Event>(event: &E) -> Result<Self, sqlx::Error> {
+        let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        Ok(Self { routing_key: event.routing_key(), message_id: event.event_id().to_owned(), payload })
+    }
+
+    /// The payload as text, for binding (`$n::text::jsonb`).
+    pub fn payload_text(&self) -> Result<&str, sqlx::Error> {
+        std::str::from_utf8(&self.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+    }
+
+    /// The message once its row has id `id`.
+    pub fn into_message(self, id: i64) -> OutboxMessage {
+        OutboxMessage { id, routing_key: self.routing_key.to_owned(), message_id: self.message_id, payload: self.payload }
+    }
+}
+
 /// Writes `event` to the outbox inside the caller's transaction.
 pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<OutboxMessage, sqlx::Error> {
-    let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let text = std::str::from_utf8(&payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let prepared = Prepared::new(event)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id",
     )
-    .bind(event.routing_key())
-    .bind(event.event_id())
-    .bind(text)
+    .bind(prepared.routing_key)
+    .bind(&prepared.message_id)
+    .bind(prepared.payload_text()?)
     .fetch_one(conn)
     .await?;
-    Ok(OutboxMessage {
-        id,
-        routing_key: event.routing_key().to_owned(),
-        message_id: event.event_id().to_owned(),
-        payload,
-    })
+    Ok(prepared.into_message(id))
 }
 
 /// When the sweeper runs and what it takes.

@@ -145,12 +145,13 @@ pub async fn create(
         }
     }
     let new = request.check()?;
-    let settings = load_flow(&mut *app.pool.acquire().await?, &client, &new.project, &new.flow).await?;
 
+    // Five round trips: BEGIN, the per-phone lock, one read (flow, project,
+    // recent sends), one write (validation + its event), COMMIT.
     let mut tx = app.pool.begin().await?;
-    enforce_limits(&mut tx, &client, &new, &settings).await?;
-    let validation = insert(&mut tx, &client, &new, &settings).await?;
-    let message = outbox::enqueue(&mut tx, &OtpRequested::new(validation.id.clone())).await?;
+    let context = lock_and_load(&mut tx, &client, &new).await?;
+    enforce_limits(&context, new.body.force.unwrap_or(false))?;
+    let (validation, message) = insert(&mut tx, &client, &new, &context).await?;
     let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
     if let Some(key) = &idempotency {
         if !remember(&mut tx, &client, key, &data).await? {
@@ -233,83 +234,87 @@ async fn remember(
     Ok(stored.rows_affected() == 1)
 }
 
-/// The flow's settings and the project's name (the message title), checking
-/// that both belong to the client and to each other.
-async fn load_flow(
-    conn: &mut PgConnection,
-    client: &ObjectId,
-    project: &ObjectId,
-    flow: &ObjectId,
-) -> ApiResult<(PhoneSettings, String)> {
-    let row: Option<(String, Option<Json<PhoneSettings>>)> = sqlx::query_as(
-        "SELECT p.name, f.phone FROM projects p
-           LEFT JOIN project_flows f ON f.id = $2 AND f.project_id = p.id AND f.client_id = p.client_id
-          WHERE p.id = $1 AND p.client_id = $3",
-    )
-    .bind(project)
-    .bind(flow)
-    .bind(client)
-    .fetch_optional(conn)
-    .await?;
-    match row {
-        None => Err(ApiError::not_found("project")),
-        Some((_, None)) => Err(ApiError::not_found("projectFlow")),
-        Some((name, Some(Json(settings)))) => Ok((settings, name)),
-    }
+/// What a create needs to know, read in one statement under the lock.
+#[derive(sqlx::FromRow)]
+struct CreateContext {
+    /// The project's name: the title of the message.
+    project_name: String,
+    settings: Json<PhoneSettings>,
+    /// Codes recently sent to this phone, as the database clock sees them.
+    newest: Option<DateTime<Utc>>,
+    last_hour: i64,
+    oldest_in_hour: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
 }
 
-/// The resend cooldown and the hourly cap, checked under a per-phone advisory
-/// lock so concurrent creates for one phone cannot both slip through.
-async fn enforce_limits(
-    tx: &mut PgConnection,
-    client: &ObjectId,
-    new: &NewValidation,
-    (settings, _): &(PhoneSettings, String),
-) -> ApiResult<()> {
+/// Takes the per-phone advisory lock (so concurrent creates for one phone
+/// cannot both slip past the limits), then reads the project, the flow (both
+/// the client's, and the flow the project's) and the phone's recent history.
+async fn lock_and_load(tx: &mut PgConnection, client: &ObjectId, new: &NewValidation) -> ApiResult<CreateContext> {
     let country = new.phone.country().to_string();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("{client}|{country}|{}", new.phone.national()))
         .execute(&mut *tx)
         .await?;
-    let window = f64::from(settings.resend_cooldown_seconds.max(3600));
-    let history: PhoneHistory = sqlx::query_as(
-        "SELECT max(created_at) AS newest,
-                count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
-                min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') AS oldest_in_hour,
-                now() AS now
-           FROM phone_validations
-          WHERE client_id = $1 AND country_code = $2 AND phone = $3
-            AND created_at > now() - make_interval(secs => $4)",
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        project_name: String,
+        settings: Option<Json<PhoneSettings>>,
+        newest: Option<DateTime<Utc>>,
+        last_hour: i64,
+        oldest_in_hour: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT p.name AS project_name, f.phone AS settings, h.newest, h.last_hour, h.oldest_in_hour, now() AS now
+           FROM projects p
+           LEFT JOIN project_flows f ON f.id = $2 AND f.project_id = p.id AND f.client_id = p.client_id
+          CROSS JOIN LATERAL (
+                SELECT max(created_at) AS newest,
+                       count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
+                       min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') AS oldest_in_hour
+                  FROM phone_validations
+                 WHERE client_id = $3 AND country_code = $4 AND phone = $5
+                   AND created_at > now() - make_interval(secs =>
+                         greatest(3600, coalesce((f.phone->>'resendCooldownSeconds')::float8, 0)))
+          ) h
+          WHERE p.id = $1 AND p.client_id = $3",
     )
+    .bind(&new.project)
+    .bind(&new.flow)
     .bind(client)
     .bind(&country)
     .bind(new.phone.national())
-    .bind(window)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if history.last_hour >= i64::from(settings.max_sends_per_hour) {
-        let now = history.now;
-        let free_at = history.oldest_in_hour.unwrap_or(now) + Duration::hours(1);
+    let row = row.ok_or_else(|| ApiError::not_found("project"))?;
+    let settings = row.settings.ok_or_else(|| ApiError::not_found("projectFlow"))?;
+    Ok(CreateContext {
+        project_name: row.project_name,
+        settings,
+        newest: row.newest,
+        last_hour: row.last_hour,
+        oldest_in_hour: row.oldest_in_hour,
+        now: row.now,
+    })
+}
+
+/// The hourly cap (always) and the resend cooldown (unless forced).
+fn enforce_limits(context: &CreateContext, force: bool) -> ApiResult<()> {
+    let settings = &context.settings.0;
+    let now = context.now;
+    if context.last_hour >= i64::from(settings.max_sends_per_hour) {
+        let free_at = context.oldest_in_hour.unwrap_or(now) + Duration::hours(1);
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             .with_retry_after(seconds_until(now, free_at)));
     }
-    if let Some(newest) = history.newest {
-        let now = history.now;
+    if let Some(newest) = context.newest {
         let allowed_at = newest + Duration::seconds(i64::from(settings.resend_cooldown_seconds));
-        if !new.body.force.unwrap_or(false) && allowed_at > now {
+        if !force && allowed_at > now {
             return Err(ApiError::conflict("otp_recently_sent").with_retry_after(seconds_until(now, allowed_at)));
         }
     }
     Ok(())
-}
-
-/// Codes recently sent to one phone, as the database clock sees them.
-#[derive(sqlx::FromRow)]
-struct PhoneHistory {
-    newest: Option<DateTime<Utc>>,
-    last_hour: i64,
-    oldest_in_hour: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
 }
 
 fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
@@ -317,24 +322,41 @@ fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
     u64::try_from((millis + 999) / 1000).unwrap_or(1)
 }
 
+/// The validation and its `otp.requested` event, in one statement.
+#[derive(sqlx::FromRow)]
+struct Inserted {
+    #[sqlx(flatten)]
+    validation: PhoneValidation,
+    outbox_id: i64,
+}
+
 async fn insert(
     tx: &mut PgConnection,
     client: &ObjectId,
     new: &NewValidation,
-    (settings, title): &(PhoneSettings, String),
-) -> ApiResult<PhoneValidation> {
+    context: &CreateContext,
+) -> ApiResult<(PhoneValidation, outbox::OutboxMessage)> {
     let body = &new.body;
-    let expires_at = body
-        .expires_at
-        .unwrap_or_else(|| Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds)));
-    let validation = sqlx::query_as(&format!(
-        "INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
-            phone_gateway, validation_method, type, otp_length, expires_at, name, phone_data, extra_params,
-            redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, max_attempts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-         RETURNING {COLUMNS}"
+    let settings = &context.settings.0;
+    let id = ObjectId::new();
+    let event = outbox::Prepared::new(&OtpRequested::new(id.clone()))?;
+    let expires_at =
+        body.expires_at.unwrap_or_else(|| Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds)));
+    let inserted: Inserted = sqlx::query_as(&format!(
+        "WITH v AS (
+            INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
+                phone_gateway, validation_method, type, otp_length, expires_at, name, phone_data, extra_params,
+                redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, max_attempts)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+            RETURNING {COLUMNS}
+         ), o AS (
+            INSERT INTO outbox (routing_key, message_id, payload)
+            SELECT $22, $23, $24::text::jsonb FROM v
+            RETURNING id
+         )
+         SELECT v.*, o.id AS outbox_id FROM v, o"
     ))
-    .bind(ObjectId::new())
+    .bind(&id)
     .bind(client)
     .bind(&new.project)
     .bind(&new.flow)
@@ -346,7 +368,7 @@ async fn insert(
     .bind(i16::from(settings.otp_length))
     .bind(expires_at)
     .bind(&body.name)
-    .bind(Json(serde_json::json!({ "title": title })))
+    .bind(Json(serde_json::json!({ "title": context.project_name })))
     .bind(body.extra_params.clone().map(|p| Json(serde_json::Value::Object(p))))
     .bind(&body.redirect_url)
     .bind(&body.webhook_url)
@@ -355,7 +377,10 @@ async fn insert(
     .bind(&body.ip_address)
     .bind(body.language.unwrap_or(settings.language))
     .bind(i32::try_from(settings.max_attempts).unwrap_or(i32::MAX))
+    .bind(event.routing_key)
+    .bind(&event.message_id)
+    .bind(event.payload_text()?)
     .fetch_one(tx)
     .await?;
-    Ok(validation)
+    Ok((inserted.validation, event.into_message(inserted.outbox_id)))
 }
