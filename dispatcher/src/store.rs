@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::domain::FailedReason;
 use shared::outbox::OutboxMessage;
-use shared::validation::{self, PhoneValidation};
+use shared::validation::{self, PhoneValidation, COLUMNS};
 use shared::ObjectId;
 use sqlx::types::Json;
 use sqlx::PgPool;
@@ -21,35 +21,27 @@ pub struct Target {
 }
 
 #[derive(sqlx::FromRow)]
-struct FlowBits {
+struct Row {
+    #[sqlx(flatten)]
+    validation: PhoneValidation,
     test_numbers: Option<Json<std::collections::BTreeMap<String, String>>>,
     sms_fallback: Option<bool>,
 }
 
+/// The validation and its flow's sending settings, in one round trip.
 pub async fn load(pool: &PgPool, id: &ObjectId) -> Result<Option<Target>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let Some(validation) = validation::fetch(&mut conn, id).await? else {
-        return Ok(None);
-    };
-    let flow: Option<FlowBits> = sqlx::query_as(
-        "SELECT phone->'testNumbers' AS test_numbers, (phone->>'smsFallback')::boolean AS sms_fallback
-           FROM project_flows WHERE id = $1",
-    )
-    .bind(&validation.project_flow)
-    .fetch_optional(&mut *conn)
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT v.*, f.phone->'testNumbers' AS test_numbers, (f.phone->>'smsFallback')::boolean AS sms_fallback
+           FROM (SELECT {COLUMNS} FROM phone_validations WHERE id = $1) v
+           LEFT JOIN project_flows f ON f.id = v.project_flow_id"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
     .await?;
-    let e164 = format!("{}{}", validation.country_code, validation.phone);
-    let (test_code, sms_fallback) = match flow {
-        Some(flow) => (
-            flow.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned()),
-            flow.sms_fallback.unwrap_or(false),
-        ),
-        None => (None, false),
-    };
-    Ok(Some(Target {
-        validation,
-        test_code,
-        sms_fallback,
+    Ok(row.map(|row| {
+        let e164 = format!("{}{}", row.validation.country_code, row.validation.phone);
+        let test_code = row.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned());
+        Target { validation: row.validation, test_code, sms_fallback: row.sms_fallback.unwrap_or(false) }
     }))
 }
 
