@@ -41,7 +41,11 @@ pub async fn load(pool: &PgPool, id: &ObjectId) -> Result<Option<Target>, sqlx::
     Ok(row.map(|row| {
         let e164 = format!("{}{}", row.validation.country_code, row.validation.phone);
         let test_code = row.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned());
-        Target { validation: row.validation, test_code, sms_fallback: row.sms_fallback.unwrap_or(false) }
+        Target {
+            validation: row.validation,
+            test_code,
+            sms_fallback: row.sms_fallback.unwrap_or(false),
+        }
     }))
 }
 

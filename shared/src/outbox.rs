@@ -46,7 +46,11 @@ pub struct Prepared {
 impl Prepared {
     pub fn new<E: Event>(event: &E) -> Result<Self, sqlx::Error> {
         let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        Ok(Self { routing_key: event.routing_key(), message_id: event.event_id().to_owned(), payload })
+        Ok(Self {
+            routing_key: event.routing_key(),
+            message_id: event.event_id().to_owned(),
+            payload,
+        })
     }
 
     /// The payload as text, for binding (`$n::text::jsonb`).
@@ -56,7 +60,12 @@ impl Prepared {
 
     /// The message once its row has id `id`.
     pub fn into_message(self, id: i64) -> OutboxMessage {
-        OutboxMessage { id, routing_key: self.routing_key.to_owned(), message_id: self.message_id, payload: self.payload }
+        OutboxMessage {
+            id,
+            routing_key: self.routing_key.to_owned(),
+            message_id: self.message_id,
+            payload: self.payload,
+        }
     }
 }
 

@@ -34,10 +34,16 @@ struct Args {
 
 type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
 
-async fn twilio(State(arrivals): State<Arrivals>, Form(form): Form<HashMap<String, String>>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn twilio(
+    State(arrivals): State<Arrivals>,
+    Form(form): Form<HashMap<String, String>>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let to = form.get("To").cloned().unwrap_or_default();
     arrivals.lock().map(|mut a| a.push((to, Instant::now()))).ok();
-    (axum::http::StatusCode::CREATED, Json(json!({"sid": format!("SM{}", ObjectId::new()), "status": "queued"})))
+    (
+        axum::http::StatusCode::CREATED,
+        Json(json!({"sid": format!("SM{}", ObjectId::new()), "status": "queued"})),
+    )
 }
 
 struct Children(Vec<Child>);
@@ -60,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
     let arrivals: Arrivals = Arc::new(Mutex::new(Vec::with_capacity(args.count)));
     let stand_in = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let twilio_url = format!("http://{}", stand_in.local_addr()?);
-    let app = Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio)).with_state(arrivals.clone());
+    let app = Router::new()
+        .route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio))
+        .with_state(arrivals.clone());
     tokio::spawn(async move { axum::serve(stand_in, app).await });
 
     let api_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -76,7 +84,8 @@ async fn main() -> anyhow::Result<()> {
     let mut children = Children(Vec::new());
     let mut api = Command::new(format!("{}/api", args.bin_dir));
     env(&mut api);
-    api.env("API_ADDR", format!("127.0.0.1:{api_port}")).env("DATABASE_MAX_CONNECTIONS", "32");
+    api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
+        .env("DATABASE_MAX_CONNECTIONS", "32");
     children.0.push(api.spawn().context("start api")?);
     for _ in 0..args.dispatchers {
         let mut dispatcher = Command::new(format!("{}/dispatcher", args.bin_dir));
@@ -93,9 +102,16 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let base = format!("http://127.0.0.1:{api_port}");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     testkit::eventually(Duration::from_secs(30), "the API to be ready", || async {
-        http.get(format!("{base}/ready")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+        http.get(format!("{base}/ready"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
     })
     .await;
     let client = ObjectId::new();
@@ -104,8 +120,14 @@ async fn main() -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     let token = api::auth::Jwt::new(&SecretString::from("bench-jwt")).client_token(&client, 1)?;
-    let project: serde_json::Value =
-        http.post(format!("{base}/v2/projects")).bearer_auth(&token).json(&json!({"name": "Bench"})).send().await?.json().await?;
+    let project: serde_json::Value = http
+        .post(format!("{base}/v2/projects"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
     let project = project["data"]["_id"].as_str().context("project id")?.to_owned();
     let flow: serde_json::Value = http
         .post(format!("{base}/v2/project-flows"))
@@ -119,7 +141,10 @@ async fn main() -> anyhow::Result<()> {
     // Let the dispatchers connect and declare their tiers before the burst.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    println!("burst: {} creates, {} connections, {} dispatcher(s)", args.count, args.concurrency, args.dispatchers);
+    println!(
+        "burst: {} creates, {} connections, {} dispatcher(s)",
+        args.count, args.concurrency, args.dispatchers
+    );
     let started = Instant::now();
     let results: Vec<(String, Instant, bool)> = futures_util::stream::iter(0..args.count)
         .map(|n| {
@@ -130,8 +155,10 @@ async fn main() -> anyhow::Result<()> {
                 let ok = http
                     .post(format!("{base}/v2/phone-validations"))
                     .bearer_auth(token)
-                    .json(&json!({"project": project, "projectFlow": flow, "countryCode": "+507", "phone": phone,
-                        "validationMethod": "verificationCode", "type": "login"}))
+                    .json(
+                        &json!({"project": project, "projectFlow": flow, "countryCode": "+507", "phone": phone,
+                        "validationMethod": "verificationCode", "type": "login"}),
+                    )
                     .send()
                     .await
                     .map(|r| r.status().is_success())
@@ -147,7 +174,15 @@ async fn main() -> anyhow::Result<()> {
     let accepted = args.count - errors;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let distinct = arrivals.lock().map(|a| a.iter().map(|(to, _)| to.clone()).collect::<std::collections::HashSet<_>>().len()).unwrap_or(0);
+        let distinct = arrivals
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .map(|(to, _)| to.clone())
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            })
+            .unwrap_or(0);
         if distinct >= accepted || Instant::now() > deadline {
             break;
         }
@@ -171,17 +206,33 @@ async fn main() -> anyhow::Result<()> {
         (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
         _ => 0.0,
     };
-    println!("creates: {accepted} accepted, {errors} errors, all answered in {:.2} s ({:.0}/s)", creates_done.as_secs_f64(), args.count as f64 / creates_done.as_secs_f64());
-    println!("SMS: {} distinct of {accepted}, {} duplicates", first_arrival.len(), arrivals.len() - first_arrival.len());
+    println!(
+        "creates: {accepted} accepted, {errors} errors, all answered in {:.2} s ({:.0}/s)",
+        creates_done.as_secs_f64(),
+        args.count as f64 / creates_done.as_secs_f64()
+    );
+    println!(
+        "SMS: {} distinct of {accepted}, {} duplicates",
+        first_arrival.len(),
+        arrivals.len() - first_arrival.len()
+    );
     println!("first create -> last SMS: {:.2} s", total.as_secs_f64());
     println!("create -> SMS latency: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
-    println!("dispatch throughput: {:.0} SMS/s (first to last SMS)", first_arrival.len() as f64 / sms_window.max(0.001));
+    println!(
+        "dispatch throughput: {:.0} SMS/s (first to last SMS)",
+        first_arrival.len() as f64 / sms_window.max(0.001)
+    );
     drop(children);
     if let Ok(channel) = testkit::amqp().await.create_channel().await {
         let topology = shared::amqp::Topology::new(prefix.clone());
         let _ = topology.delete(&channel).await;
         for tier in ["5000ms", "30000ms", "120000ms"] {
-            let _ = channel.queue_delete(format!("{}.retry.{tier}", topology.dispatch_queue()).as_str().into(), Default::default()).await;
+            let _ = channel
+                .queue_delete(
+                    format!("{}.retry.{tier}", topology.dispatch_queue()).as_str().into(),
+                    Default::default(),
+                )
+                .await;
         }
     }
     Ok(())

@@ -340,8 +340,9 @@ async fn insert(
     let settings = &context.settings.0;
     let id = ObjectId::new();
     let event = outbox::Prepared::new(&OtpRequested::new(id.clone()))?;
-    let expires_at =
-        body.expires_at.unwrap_or_else(|| Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds)));
+    let expires_at = body
+        .expires_at
+        .unwrap_or_else(|| Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds)));
     let inserted: Inserted = sqlx::query_as(&format!(
         "WITH v AS (
             INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
