@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers and their types.
 
-use crate::routes::{phone_validations, project_flows, projects};
+use crate::routes::{phone_validations, project_flows, projects, webhook_deliveries};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         project_flows::create, project_flows::list, project_flows::read, project_flows::update,
         phone_validations::create::create, phone_validations::validate::validate,
         phone_validations::read::read, phone_validations::read::list,
+        webhook_deliveries::list,
     ),
     modifiers(&BearerAuth),
 )]

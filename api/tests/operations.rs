@@ -55,6 +55,7 @@ async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
         ("/v2/phone-validations", vec!["get", "post"]),
         ("/v2/phone-validations/validate", vec!["post"]),
         ("/v2/phone-validations/{id}", vec!["get"]),
+        ("/v2/webhook-deliveries", vec!["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
@@ -125,4 +126,78 @@ async fn otpctl_migrates_creates_clients_and_issues_tokens_the_api_accepts() {
     let (ok, _, stderr) = otpctl(&app, &["token", "create", "--client", "ffffffffffffffffffffffff"]);
     assert!(!ok);
     assert!(stderr.contains("no client"), "{stderr}");
+}
+
+/// Runs `otpctl` against the test's RabbitMQ namespace.
+fn otpctl_amqp(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
+    let prefix = app.topology.webhook_queue().trim_end_matches("otp.webhooks").to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_otpctl"))
+        .args(args)
+        .env("AMQP_URL", shared::testkit::amqp_url())
+        .env("AMQP_PREFIX", prefix)
+        .output()
+        .expect("run otpctl");
+    (
+        output.status.success(),
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn otpctl_lists_and_replays_dead_letters_with_a_fresh_schedule() {
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let app = TestApp::spawn().await;
+    app.wait_for_broker().await;
+    for (queue, work_queue) in [
+        ("webhooks", app.topology.webhook_queue()),
+        ("dispatch", app.topology.dispatch_queue()),
+    ] {
+        let dlq = shared::amqp::Topology::dead_letter_queue(&work_queue);
+        let mut headers = FieldTable::default();
+        headers.insert("x-attempt".into(), AMQPValue::LongLongInt(9));
+        headers.insert("x-round".into(), AMQPValue::LongLongInt(0));
+        headers.insert(
+            "x-dead-letter-reason".into(),
+            AMQPValue::LongString(LongString::from("attempts_exhausted")),
+        );
+        let channel = app.amqp.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                dlq.as_str().into(),
+                Default::default(),
+                br#"{"eventId":"e1"}"#,
+                lapin::BasicProperties::default()
+                    .with_message_id("e1".into())
+                    .with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+
+        let (ok, listed, stderr) = otpctl_amqp(&app, &["dlq", "list", "--queue", queue]);
+        assert!(ok, "{stderr}");
+        assert_eq!(listed["count"], 1);
+        assert_eq!(listed["messages"][0]["messageId"], "e1");
+        assert_eq!(
+            listed["messages"][0]["headers"]["x-dead-letter-reason"],
+            "attempts_exhausted"
+        );
+        assert_eq!(listed["messages"][0]["body"]["eventId"], "e1");
+
+        let (ok, replayed, stderr) = otpctl_amqp(&app, &["dlq", "replay", "--queue", queue]);
+        assert!(ok, "{stderr}");
+        assert_eq!(replayed["replayed"], 1);
+        let moved = shared::testkit::drain(&app.amqp, &work_queue).await;
+        assert_eq!(moved.len(), 1, "{queue}: the message is back on {work_queue}");
+        let headers = moved[0].delivery.properties.headers().clone().unwrap_or_default();
+        let headers = headers.inner();
+        assert!(!headers.contains_key("x-attempt"), "the attempt count is reset");
+        assert!(!headers.contains_key("x-dead-letter-reason"));
+        assert_eq!(headers.get("x-round"), Some(&AMQPValue::LongLongInt(1)));
+        assert!(shared::testkit::drain(&app.amqp, &dlq).await.is_empty());
+    }
 }

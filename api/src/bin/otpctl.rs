@@ -4,10 +4,16 @@
 use anyhow::Context;
 use api::auth::Jwt;
 use base64::Engine;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
+use secrecy::ExposeSecret;
+use shared::amqp::Topology;
 use shared::ObjectId;
 use sqlx::PgPool;
+
+/// The webhook worker's dead-letter list/replay, shared with its tests.
+#[path = "../../../webhook-worker/src/dlq.rs"]
+mod dlq;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +39,60 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect and replay dead-lettered messages (AMQP_URL, AMQP_PREFIX).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print up to --limit dead-lettered messages, leaving them in place.
+    List {
+        #[arg(long, value_enum)]
+        queue: DlqQueue,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Move up to --limit dead-lettered messages back to the work queue with a fresh retry schedule.
+    Replay {
+        #[arg(long, value_enum)]
+        queue: DlqQueue,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// Which work queue's dead letters.
+#[derive(Clone, Copy, ValueEnum)]
+enum DlqQueue {
+    /// `otp.webhooks.dlq`: webhook events whose retries ran out.
+    Webhooks,
+    /// `otp.dispatch.dlq`: code sends the dispatcher gave up on.
+    Dispatch,
+}
+
+impl DlqQueue {
+    fn work_queue(self, topology: &Topology) -> String {
+        match self {
+            DlqQueue::Webhooks => topology.webhook_queue(),
+            DlqQueue::Dispatch => topology.dispatch_queue(),
+        }
+    }
+}
+
+/// A channel on AMQP_URL and the queue names under AMQP_PREFIX.
+async fn amqp() -> anyhow::Result<(lapin::Connection, lapin::Channel, Topology)> {
+    let config = shared::config::CommonConfig::from_env(2)?;
+    let connection = lapin::Connection::connect(
+        config.amqp_url.expose_secret(),
+        lapin::ConnectionProperties::default().with_connection_name("otpctl".into()),
+    )
+    .await
+    .context("while connecting to RabbitMQ (AMQP_URL)")?;
+    let channel = connection.create_channel().await.context("while opening a channel")?;
+    Ok((connection, channel, Topology::new(config.amqp_prefix)))
 }
 
 #[derive(Subcommand)]
@@ -163,6 +223,31 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
                 .await?;
             anyhow::ensure!(exists, "no client {id}");
             Ok(serde_json::json!({"token": jwt.client_token(&id, expires_in_days)?}))
+        }
+        Command::Dlq {
+            command: DlqCommand::List { queue, limit },
+        } => {
+            let (connection, channel, topology) = amqp().await?;
+            let dlq_name = Topology::dead_letter_queue(&queue.work_queue(&topology));
+            let messages = dlq::list(&channel, &dlq_name, limit)
+                .await
+                .with_context(|| format!("while listing {dlq_name}"))?;
+            let _ = connection.close(200, "bye".into()).await;
+            Ok(serde_json::json!({"queue": dlq_name, "count": messages.len(), "messages": messages}))
+        }
+        Command::Dlq {
+            command: DlqCommand::Replay { queue, limit },
+        } => {
+            let (connection, channel, topology) = amqp().await?;
+            let work_queue = queue.work_queue(&topology);
+            let dlq_name = Topology::dead_letter_queue(&work_queue);
+            let replayed = dlq::replay(&channel, &dlq_name, &work_queue, limit)
+                .await
+                .with_context(|| format!("while replaying {dlq_name} into {work_queue}"))?;
+            let _ = connection.close(200, "bye".into()).await;
+            Ok(
+                serde_json::json!({"queue": dlq_name, "to": work_queue, "replayed": replayed.len(), "messages": replayed}),
+            )
         }
     }
 }

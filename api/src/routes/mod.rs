@@ -5,6 +5,7 @@ mod ops;
 pub mod phone_validations;
 pub mod project_flows;
 pub mod projects;
+pub mod webhook_deliveries;
 
 use crate::envelope::request_id;
 use crate::error::{code_for, envelope, ApiError};
@@ -34,7 +35,8 @@ pub fn router(state: AppState) -> Router {
             "/phone-validations/validate",
             post(phone_validations::validate::validate),
         )
-        .route("/phone-validations/{id}", get(phone_validations::read::read));
+        .route("/phone-validations/{id}", get(phone_validations::read::read))
+        .route("/webhook-deliveries", get(webhook_deliveries::list));
     Router::new()
         .nest("/v2", v2)
         .merge(ops::router())

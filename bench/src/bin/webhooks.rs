@@ -1,0 +1,279 @@
+//! Webhook throughput benchmark (webhook-worker issue). Publishes N
+//! `phone_validation.validated` events to the events exchange and times the
+//! in-process worker (release build, default settings unless overridden)
+//! delivering them to a fast local axum receiver: total time, deliveries per
+//! second, and event→receipt latency (the event's `occurredAt` to its arrival).
+//! A second run adds events for a black-holed endpoint (accepts TCP, never
+//! answers) and reports how much of the healthy rate is kept.
+//!
+//!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::State;
+use clap::Parser;
+use futures_util::future::join_all;
+use secrecy::SecretString;
+use shared::amqp::{BasicProperties, Broker};
+use shared::config::CommonConfig;
+use shared::events::{Event, ValidationEvent, ValidationEventType};
+use shared::validation::{PhoneValidation, COLUMNS};
+use shared::{testkit, ObjectId};
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use webhook_worker::config::{parse_schedule, WebhookConfig, DEFAULT_SCHEDULE};
+use webhook_worker::WebhookWorker;
+
+#[derive(Parser)]
+struct Args {
+    /// Events to the healthy endpoint in each run.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
+    /// Events to the black-holed endpoint in the second run (0 skips it).
+    #[arg(long, default_value_t = 2_000)]
+    black_holed: usize,
+    #[arg(long, default_value_t = 128)]
+    prefetch: u16,
+    #[arg(long, default_value_t = 32)]
+    per_host: usize,
+    #[arg(long, default_value_t = 250)]
+    host_wait_ms: u64,
+}
+
+/// Event ids seen and their event→receipt latencies (ms).
+#[derive(Default)]
+struct Arrivals {
+    seen: HashSet<String>,
+    latencies: Vec<f64>,
+    duplicates: usize,
+}
+
+type Shared = Arc<Mutex<Arrivals>>;
+
+async fn receive(State(arrivals): State<Shared>, body: Bytes) -> axum::http::StatusCode {
+    let now = chrono::Utc::now();
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return axum::http::StatusCode::BAD_REQUEST;
+    };
+    let occurred = value["occurredAt"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    let id = value["eventId"].as_str().unwrap_or_default().to_owned();
+    if let Ok(mut arrivals) = arrivals.lock() {
+        if arrivals.seen.insert(id) {
+            if let Some(occurred) = occurred {
+                let ms = (now - occurred.with_timezone(&chrono::Utc))
+                    .num_microseconds()
+                    .unwrap_or(0) as f64
+                    / 1000.0;
+                arrivals.latencies.push(ms);
+            }
+        } else {
+            arrivals.duplicates += 1;
+        }
+    }
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn receiver() -> anyhow::Result<(String, Shared)> {
+    let arrivals: Shared = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    let router = axum::Router::new().fallback(receive).with_state(arrivals.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((url, arrivals))
+}
+
+/// Accepts connections and never answers.
+async fn black_hole() -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    Ok(url)
+}
+
+/// A client, project and flow delivering to `url`; `count` validated records under it.
+async fn validations(pool: &PgPool, url: &str, count: usize) -> anyhow::Result<Vec<PhoneValidation>> {
+    let client = ObjectId::new();
+    let project = ObjectId::new();
+    let flow = ObjectId::new();
+    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, 'bench', 'whsec_dGVzdA==')")
+        .bind(&client)
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'bench')")
+        .bind(&project)
+        .bind(&client)
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', $4)")
+        .bind(&flow)
+        .bind(&client)
+        .bind(&project)
+        .bind(sqlx::types::Json(serde_json::json!({"webhookUrl": url})))
+        .execute(pool)
+        .await?;
+    let ids: Vec<String> = (0..count).map(|_| ObjectId::new().as_str().to_owned()).collect();
+    let rows: Vec<PhoneValidation> = sqlx::query_as(&format!(
+        "INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, status, country_code, phone,
+                phone_gateway, validation_method, type, otp_length, expires_at, max_attempts, validated_at)
+         SELECT id, $2, $3, $4, 'validated', '+507', '6' || lpad(n::text, 7, '0'), 'sms', 'verificationCode',
+                'login', 6, now() + interval '10 minutes', 3, now()
+           FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)
+      RETURNING {COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(&client)
+    .bind(&project)
+    .bind(&flow)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// Publishes one `validated` event per record (pipelined, then all confirms awaited).
+async fn publish(broker: &Broker, records: Vec<PhoneValidation>) -> anyhow::Result<()> {
+    let exchange = broker.topology().exchange();
+    let mut pending = Vec::with_capacity(records.len());
+    for record in records {
+        let event = ValidationEvent::new(ValidationEventType::Validated, record);
+        let payload = serde_json::to_vec(&event)?;
+        let properties = BasicProperties::default().with_message_id(event.event_id().into());
+        pending.push(
+            broker
+                .start_publish(&exchange, event.routing_key(), &payload, properties)
+                .await?,
+        );
+    }
+    for result in join_all(
+        pending
+            .into_iter()
+            .map(|c| Broker::confirmed(c, "phone_validation.validated")),
+    )
+    .await
+    {
+        result?;
+    }
+    Ok(())
+}
+
+/// Waits until `arrivals` has seen `count` distinct events; returns the elapsed time.
+async fn wait_for(arrivals: &Shared, count: usize, started: Instant) -> anyhow::Result<Duration> {
+    let deadline = Duration::from_secs(120);
+    loop {
+        let seen = arrivals.lock().map(|a| a.seen.len()).unwrap_or(0);
+        if seen >= count {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "only {seen} of {count} delivered after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn report(label: &str, arrivals: &Shared, count: usize, took: Duration) -> f64 {
+    let (latencies, duplicates) = arrivals
+        .lock()
+        .map(|a| (a.latencies.clone(), a.duplicates))
+        .unwrap_or_default();
+    let (p50, p99, max) = bench::percentiles(latencies);
+    let rate = count as f64 / took.as_secs_f64();
+    println!(
+        "{label}: {count} delivered in {:.2} s ({rate:.0}/s); event→receipt p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; duplicates {duplicates}",
+        took.as_secs_f64()
+    );
+    rate
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    shared::telemetry::init();
+    let (database_url, pool) = testkit::database().await;
+    let topology = testkit::topology();
+    let cancel = CancellationToken::new();
+    let config = WebhookConfig {
+        common: CommonConfig {
+            database_url: SecretString::from(database_url),
+            amqp_url: SecretString::from(testkit::amqp_url()),
+            amqp_prefix: String::new(),
+            database_max_connections: 16,
+        },
+        health_addr: "127.0.0.1:0".parse()?,
+        allow_private: true,
+        timeout: Duration::from_secs(10),
+        retry_schedule: parse_schedule(DEFAULT_SCHEDULE).map_err(anyhow::Error::msg)?,
+        prefetch: args.prefetch,
+        per_host_concurrency: args.per_host,
+        host_wait: Duration::from_millis(args.host_wait_ms),
+    };
+    let worker = WebhookWorker::build(config, topology.clone(), cancel.clone())
+        .await
+        .context("while starting the worker")?;
+    let running = tokio::spawn(worker.run());
+    let broker = Broker::start(
+        SecretString::from(testkit::amqp_url()),
+        topology,
+        "bench",
+        cancel.clone(),
+    );
+    anyhow::ensure!(
+        broker.wait_connected(Duration::from_secs(10)).await,
+        "RabbitMQ unreachable"
+    );
+
+    // Run 1: one healthy endpoint.
+    let (url, arrivals) = receiver().await?;
+    let records = validations(&pool, &url, args.events).await?;
+    let started = Instant::now();
+    publish(&broker, records).await?;
+    let published = started.elapsed();
+    let took = wait_for(&arrivals, args.events, started).await?;
+    println!(
+        "run 1: published {} events in {:.2} s",
+        args.events,
+        published.as_secs_f64()
+    );
+    let healthy_rate = report("run 1 (healthy only)", &arrivals, args.events, took);
+
+    // Run 2: the same load plus events for an endpoint that never answers, interleaved.
+    if args.black_holed > 0 {
+        let (url, arrivals) = receiver().await?;
+        let dead = black_hole().await?;
+        let healthy = validations(&pool, &url, args.events).await?;
+        let mut blocked = validations(&pool, &dead, args.black_holed).await?.into_iter();
+        let every = (args.events / args.black_holed.max(1)).max(1);
+        let mut mixed = Vec::with_capacity(args.events + args.black_holed);
+        for (n, record) in healthy.into_iter().enumerate() {
+            if n % every == 0 {
+                mixed.extend(blocked.next());
+            }
+            mixed.push(record);
+        }
+        mixed.extend(blocked);
+        let started = Instant::now();
+        publish(&broker, mixed).await?;
+        let took = wait_for(&arrivals, args.events, started).await?;
+        let rate = report("run 2 (healthy, beside a black hole)", &arrivals, args.events, took);
+        println!(
+            "run 2 keeps {:.0} % of the healthy-only rate ({} events to the black hole)",
+            100.0 * rate / healthy_rate,
+            args.black_holed
+        );
+    }
+
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(35), running).await;
+    Ok(())
+}

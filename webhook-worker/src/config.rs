@@ -1,0 +1,110 @@
+//! The webhook worker's configuration, read once from the environment at
+//! start and validated (CONTRACT §2). Tests build it field by field.
+
+use shared::config::{self, CommonConfig, ConfigError};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The default `WEBHOOK_RETRY_SCHEDULE`: nine attempts over about 21 hours.
+pub const DEFAULT_SCHEDULE: &str = "5s,30s,2m,10m,30m,2h,6h,12h";
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub common: CommonConfig,
+    /// `HEALTH_ADDR`: where `/health`, `/ready` and `/metrics` listen.
+    pub health_addr: SocketAddr,
+    /// `WEBHOOK_ALLOW_PRIVATE`: deliver to loopback, private and other
+    /// non-public addresses (tests, on-premises receivers). Off by default.
+    pub allow_private: bool,
+    /// `WEBHOOK_TIMEOUT_MS`: the whole request, connect to last body byte.
+    pub timeout: Duration,
+    /// `WEBHOOK_RETRY_SCHEDULE`: the delay before each retry; its length is
+    /// the number of retries (attempts = length + 1). Jitter of ±20 % is added.
+    pub retry_schedule: Vec<Duration>,
+    /// `WEBHOOK_PREFETCH`: deliveries in flight per worker (the broker sends no more).
+    pub prefetch: u16,
+    /// `WEBHOOK_PER_HOST_CONCURRENCY`: requests in flight to one host (host:port).
+    pub per_host_concurrency: usize,
+    /// `WEBHOOK_HOST_WAIT_MS`: how long a delivery may wait for a busy host
+    /// that is still answering before it is deferred to the first retry tier.
+    /// A host that has not answered anything for a second is not waited for.
+    pub host_wait: Duration,
+}
+
+impl WebhookConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let health = config::var_or("HEALTH_ADDR", "127.0.0.1:9092");
+        let schedule = config::var_or("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE);
+        let prefetch: u16 = config::parse_or("WEBHOOK_PREFETCH", 128)?;
+        let per_host: usize = config::parse_or("WEBHOOK_PER_HOST_CONCURRENCY", 32)?;
+        let timeout_ms: u64 = config::parse_or("WEBHOOK_TIMEOUT_MS", 10_000)?;
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_owned(),
+        };
+        if prefetch == 0 {
+            return Err(invalid("WEBHOOK_PREFETCH", "must be at least 1"));
+        }
+        if per_host == 0 {
+            return Err(invalid("WEBHOOK_PER_HOST_CONCURRENCY", "must be at least 1"));
+        }
+        if !(100..=300_000).contains(&timeout_ms) {
+            return Err(invalid("WEBHOOK_TIMEOUT_MS", "must be 100 to 300000"));
+        }
+        Ok(Self {
+            common: CommonConfig::from_env(16)?,
+            health_addr: health
+                .parse()
+                .map_err(|e: std::net::AddrParseError| invalid("HEALTH_ADDR", &e.to_string()))?,
+            allow_private: config::flag("WEBHOOK_ALLOW_PRIVATE", false)?,
+            timeout: Duration::from_millis(timeout_ms),
+            retry_schedule: parse_schedule(&schedule).map_err(|reason| invalid("WEBHOOK_RETRY_SCHEDULE", &reason))?,
+            prefetch,
+            per_host_concurrency: per_host,
+            host_wait: Duration::from_millis(config::parse_or("WEBHOOK_HOST_WAIT_MS", 250u64)?),
+        })
+    }
+}
+
+/// `5s,30s,2m`: comma-separated delays, each at least 100 ms and at most a
+/// day (RabbitMQ TTLs are milliseconds; a longer wait belongs to a replay).
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    let delays = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let delay = config::parse_duration(part)?;
+            if delay < Duration::from_millis(100) || delay > Duration::from_secs(86_400) {
+                return Err(format!("{part:?}: each delay must be 100ms to 24h"));
+            }
+            Ok(delay)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() {
+        return Err("needs at least one delay".into());
+    }
+    Ok(delays)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_schedule_has_eight_retries() {
+        let schedule = parse_schedule(DEFAULT_SCHEDULE).unwrap();
+        assert_eq!(schedule.len(), 8);
+        assert_eq!(schedule[0], Duration::from_secs(5));
+        assert_eq!(schedule[7], Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        assert!(parse_schedule("").is_err());
+        assert!(parse_schedule("5x").is_err());
+        assert!(parse_schedule("10ms").is_err());
+        assert!(parse_schedule("48h").is_err());
+        assert_eq!(parse_schedule(" 1s, 2s ").unwrap().len(), 2);
+    }
+}

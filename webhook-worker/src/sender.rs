@@ -1,0 +1,181 @@
+//! The HTTP call: one signed POST, no redirects, no proxy, a whole-request
+//! timeout, at most a few KiB of the answer read. With the SSRF guard on,
+//! hostnames resolve through [`GuardedResolver`], so only checked addresses
+//! are connected to.
+
+use crate::policy::Attempted;
+use crate::ssrf::{self, GuardedResolver};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How much of a response body is read (then dropped).
+const MAX_RESPONSE_BYTES: usize = 4 * 1024;
+/// The longest error text kept in a record.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// What one request came to.
+#[derive(Debug)]
+pub struct Call {
+    pub result: Attempted,
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// For the record: what went wrong, without the URL (it may hold a token).
+    pub error: Option<String>,
+}
+
+/// The signed headers of one attempt.
+pub struct Signed<'a> {
+    pub id: &'a str,
+    pub timestamp: i64,
+    pub signature: String,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new(timeout: Duration, allow_private: bool, per_host: usize) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(per_host)
+            .pool_idle_timeout(Duration::from_secs(30));
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        Ok(Self {
+            client: builder.build()?,
+        })
+    }
+
+    /// POSTs `body` to `url` with the Standard Webhooks headers.
+    pub async fn post(&self, url: &url::Url, signed: &Signed<'_>, body: Vec<u8>) -> Call {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static("otp-webhooks/1"));
+        for (name, value) in [
+            ("webhook-id", signed.id.to_owned()),
+            ("webhook-timestamp", signed.timestamp.to_string()),
+            ("webhook-signature", signed.signature.clone()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let started = Instant::now();
+        let sent = self.client.post(url.clone()).headers(headers).body(body).send().await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                let latency = started.elapsed();
+                if ssrf::refusal(&error).is_some() {
+                    return Call {
+                        result: Attempted::Refused,
+                        status: None,
+                        latency,
+                        error: Some(describe(&error.without_url())),
+                    };
+                }
+                return Call {
+                    result: Attempted::Failed {
+                        status: None,
+                        retry_after: None,
+                    },
+                    status: None,
+                    latency,
+                    error: Some(describe(&error.without_url())),
+                };
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // Read a little of the body so the connection can be reused; stop at the cap.
+        let mut read = 0usize;
+        let mut body_error = None;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    read += chunk.len();
+                    if read >= MAX_RESPONSE_BYTES {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    body_error = Some(error);
+                    break;
+                }
+            }
+        }
+        let latency = started.elapsed();
+        let code = status.as_u16();
+        let result = if status.is_success() {
+            Attempted::Delivered { status: code }
+        } else if status == reqwest::StatusCode::GONE {
+            Attempted::Gone
+        } else {
+            Attempted::Failed {
+                status: Some(code),
+                retry_after,
+            }
+        };
+        let error = match (&result, body_error) {
+            (Attempted::Delivered { .. }, _) => None,
+            (_, Some(error)) => Some(describe(&error.without_url())),
+            (_, None) => Some(format!("HTTP {code}")),
+        };
+        Call {
+            result,
+            status: Some(code),
+            latency,
+            error,
+        }
+    }
+}
+
+/// The error and its causes on one line, cut to a sane length.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(600)).to_rfc2822();
+        let wait = parse_retry_after(&later).unwrap();
+        assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,358 @@
+//! The webhook worker's test harness: the real API (reused from the API's own
+//! harness) and the real worker, in-process, on a fresh database and a private
+//! RabbitMQ namespace, plus loopback receivers that answer as a test scripts
+//! them, black holes that never answer, and helpers to read what was recorded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../api/tests/common/mod.rs"]
+mod api_harness;
+
+#[allow(unused_imports)]
+pub use api_harness::{create_client, Response, TestApp};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use shared::amqp::Topology;
+use shared::config::CommonConfig;
+use shared::testkit;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use webhook_worker::config::{parse_schedule, WebhookConfig};
+use webhook_worker::WebhookWorker;
+
+/// The secret `create_client` gives every test client ("test", base64).
+pub const SECRET: &str = "whsec_dGVzdA==";
+/// The code `TestEnv::validated` stores and then sends.
+pub const CODE: &str = "123456";
+
+/// How the worker under test is configured.
+pub struct Options {
+    pub schedule: &'static str,
+    pub timeout: Duration,
+    pub allow_private: bool,
+    pub prefetch: u16,
+    pub per_host: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            schedule: "1s,2s",
+            timeout: Duration::from_secs(5),
+            allow_private: true,
+            prefetch: 32,
+            per_host: 4,
+        }
+    }
+}
+
+/// The API and the worker, sharing a database and a queue namespace.
+pub struct TestEnv {
+    pub app: TestApp,
+    pub worker: CancellationToken,
+    /// The worker's `run()`, which returns once it has shut down.
+    pub running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub health: String,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.worker.cancel();
+    }
+}
+
+impl TestEnv {
+    pub async fn spawn(options: Options) -> Self {
+        let app = TestApp::spawn().await;
+        let config = WebhookConfig {
+            common: CommonConfig {
+                database_url: SecretString::from(app.database_url.clone()),
+                amqp_url: SecretString::from(testkit::amqp_url()),
+                amqp_prefix: String::new(),
+                database_max_connections: 10,
+            },
+            health_addr: "127.0.0.1:0".parse().unwrap(),
+            allow_private: options.allow_private,
+            timeout: options.timeout,
+            retry_schedule: parse_schedule(options.schedule).unwrap(),
+            prefetch: options.prefetch,
+            per_host_concurrency: options.per_host,
+            host_wait: Duration::from_millis(250),
+        };
+        let worker = CancellationToken::new();
+        let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
+            .await
+            .expect("build the worker");
+        let health = format!("http://{}", built.health_addr().unwrap());
+        let running = Some(tokio::spawn(built.run()));
+        let env = Self {
+            app,
+            worker,
+            running,
+            health,
+        };
+        env.app.wait_for_broker().await;
+        env.wait_ready().await;
+        env
+    }
+
+    async fn wait_ready(&self) {
+        testkit::eventually(Duration::from_secs(30), "the worker to be ready", || async {
+            let r = self.app.http.get(format!("{}/ready", self.health)).send().await.ok()?;
+            (r.status() == reqwest::StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    pub fn webhook_queue(&self) -> String {
+        self.app.topology.webhook_queue()
+    }
+
+    /// A project and a login flow delivering to `url`, for the test client.
+    pub async fn flow_with_webhook(&self, url: &str, phone: Value) -> (String, String) {
+        let mut settings = phone;
+        settings["webhookUrl"] = json!(url);
+        self.app.project_and_flow(settings).await
+    }
+
+    /// Creates a validation for `phone`, stores its code as the dispatcher
+    /// would, and validates it: a `validated` event is on its way.
+    pub async fn validated(&self, project: &str, flow: &str, phone: &str) -> String {
+        let id = self.create(project, flow, phone, None).await;
+        self.app.store_code(&id, CODE).await;
+        let response = self.app.validate(phone, json!(CODE)).await;
+        assert_eq!(response.status, reqwest::StatusCode::OK, "{:?}", response.body);
+        id
+    }
+
+    /// A validation with an optional own `webhookUrl`; returns its id.
+    pub async fn create(&self, project: &str, flow: &str, phone: &str, webhook_url: Option<&str>) -> String {
+        let mut body = TestApp::create_body(project, flow, phone);
+        if let Some(url) = webhook_url {
+            body["webhookUrl"] = json!(url);
+        }
+        let response = self.app.post("/v2/phone-validations", body).await;
+        assert_eq!(response.status, reqwest::StatusCode::OK, "{:?}", response.body);
+        response.data()["_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The attempts recorded for a validation, oldest first: (round, attempt, outcome, status).
+    pub async fn attempts(&self, validation: &str) -> Vec<(i32, i32, String, Option<i32>)> {
+        sqlx::query_as(
+            "SELECT round, attempt, outcome, status_code FROM webhook_deliveries
+              WHERE validation_id = $1 ORDER BY id",
+        )
+        .bind(validation)
+        .fetch_all(&self.app.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until the attempts of `validation` satisfy `done`.
+    pub async fn wait_attempts(
+        &self,
+        validation: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[(i32, i32, String, Option<i32>)]) -> bool,
+    ) -> Vec<(i32, i32, String, Option<i32>)> {
+        testkit::eventually(timeout, what, || async {
+            let attempts = self.attempts(validation).await;
+            done(&attempts).then_some(attempts)
+        })
+        .await
+    }
+
+    /// Messages ready in `queue` now (0 if it does not exist).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        let channel = self.app.amqp.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await;
+        let count = declared.map(|q| q.message_count()).unwrap_or(0);
+        let _ = channel.close(200, "counted".into()).await;
+        count
+    }
+
+    /// Publishes raw bytes straight to the work queue, as a redelivery would look.
+    pub async fn publish_to_work_queue(&self, payload: &[u8], message_id: &str) {
+        let channel = self.app.amqp.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                self.webhook_queue().as_str().into(),
+                Default::default(),
+                payload,
+                lapin::BasicProperties::default()
+                    .with_message_id(message_id.into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = channel.close(200, "published".into()).await;
+    }
+
+    /// POST as another client.
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Response {
+        self.app
+            .request(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        Topology::dead_letter_queue(&self.webhook_queue())
+    }
+}
+
+/// What a receiver answers to its n-th request (0-based).
+#[derive(Clone, Copy, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Answers `status` after `millis`.
+    Slow(u16, u64),
+    /// Never answers.
+    Hang,
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        self.headers.get(name).unwrap().to_str().unwrap().to_owned()
+    }
+
+    /// Checks the signature with the official Standard Webhooks library.
+    pub fn verify(&self, secret: &str) -> Result<(), standardwebhooks::WebhookError> {
+        standardwebhooks::Webhook::new(secret)?.verify(&self.body, &self.headers)
+    }
+}
+
+type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct ReceiverState {
+    script: Script,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// A webhook receiver on a loopback port.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// A receiver answering `script(n)` to its n-th request.
+    pub async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = ReceiverState {
+            script: Arc::new(script),
+            received: received.clone(),
+        };
+        let router = axum::Router::new().fallback(receive).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { addr, received }
+    }
+
+    /// A receiver that always answers `status`.
+    pub async fn answering(status: u16) -> Self {
+        Self::start(move |_| Reply::Status(status)).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/webhooks", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them all.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        testkit::eventually(timeout, &format!("{n} webhook request(s)"), || async {
+            let received = self.received();
+            (received.len() >= n).then_some(received)
+        })
+        .await
+    }
+}
+
+async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    let n = {
+        let mut received = state.received.lock().unwrap();
+        received.push(Received {
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        received.len() - 1
+    };
+    match (state.script)(n) {
+        Reply::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
+        Reply::Slow(status, millis) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            StatusCode::from_u16(status).unwrap().into_response()
+        }
+        Reply::Hang => std::future::pending().await,
+    }
+}
+
+/// Accepts TCP connections and never answers: a dead endpoint.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    accepted: Arc<Mutex<usize>>,
+}
+
+impl BlackHole {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(Mutex::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                *counter.lock().unwrap() += 1;
+                held.push(socket);
+            }
+        });
+        Self { addr, accepted }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/webhooks", self.addr)
+    }
+
+    pub fn accepted(&self) -> usize {
+        *self.accepted.lock().unwrap()
+    }
+}
