@@ -12,6 +12,14 @@ export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export JWT_SECRET=bench-jwt OTP_PEPPER=bench-pepper AMQP_PREFIX=bench. API_ADDR=127.0.0.1:18080 RUST_LOG=warn
 
 cargo build --release -q -p api
+drop_queues() { # the API publishes otp.requested and nobody consumes it here
+  if command -v rabbitmqctl >/dev/null; then
+    for q in bench.otp.dispatch bench.otp.dispatch.dlq bench.otp.webhooks bench.otp.webhooks.dlq; do
+      rabbitmqctl delete_queue -q "$q" >/dev/null 2>&1 || true
+    done
+  fi
+}
+drop_queues
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" postgres
 ./target/release/otpctl migrate >/dev/null
 CLIENT_JSON=$(./target/release/otpctl client create --name bench)
@@ -19,7 +27,7 @@ export TOKEN=$(echo "$CLIENT_JSON" | python3 -c 'import json,sys; print(json.loa
 CLIENT=$(echo "$CLIENT_JSON" | python3 -c 'import json,sys; print(json.load(sys.stdin)["_id"])')
 
 ./target/release/api & API_PID=$!
-trap 'kill $API_PID 2>/dev/null || true' EXIT
+trap 'kill $API_PID 2>/dev/null || true; drop_queues' EXIT
 for _ in $(seq 50); do curl -fs localhost:18080/ready >/dev/null && break; sleep 0.2; done
 auth=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
 export PROJECT=$(curl -s "${auth[@]}" localhost:18080/v2/projects -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["_id"])')

@@ -42,21 +42,33 @@ pub async fn database() -> (String, PgPool) {
         .await
         .expect("PostgreSQL must be running for the tests (see README)");
     let now = chrono::Utc::now().timestamp();
-    let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'otp_test_%'")
+    // Tidy up after earlier runs, a few databases at a time and one process at
+    // a time (DROP DATABASE checkpoints, so it is slow): bounded per test.
+    let cleaner: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(727274)")
+        .fetch_one(&admin)
+        .await
+        .unwrap_or(false);
+    if cleaner {
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'otp_test_%' ORDER BY datname LIMIT 50",
+        )
         .fetch_all(&admin)
         .await
         .unwrap_or_default();
-    for name in old {
-        let created = name
-            .split('_')
-            .nth(2)
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(now);
-        if now - created > 3600 {
+        let stale = old.into_iter().filter(|name| {
+            let created = name
+                .split('_')
+                .nth(2)
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(now);
+            now - created > 3600
+        });
+        for name in stale.take(3) {
             let _ = admin
                 .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
                 .await;
         }
+        let _ = sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&admin).await;
     }
     let name = format!("otp_test_{now}_{}", random_suffix());
     admin

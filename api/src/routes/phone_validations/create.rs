@@ -145,25 +145,32 @@ pub async fn create(
         }
     }
     let new = request.check()?;
+    let flow = load_flow(&app.pool, &client, &new).await?;
 
-    // Five round trips: BEGIN, the per-phone lock, one read (flow, project,
-    // recent sends), one write (validation + its event), COMMIT.
-    let mut tx = app.pool.begin().await?;
-    let context = lock_and_load(&mut tx, &client, &new).await?;
-    enforce_limits(&context, new.body.force.unwrap_or(false))?;
-    let (validation, message) = insert(&mut tx, &client, &new, &context).await?;
-    let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
-    if let Some(key) = &idempotency {
-        if !remember(&mut tx, &client, key, &data).await? {
-            // A concurrent request with the same key won: answer with its result.
-            drop(tx);
-            return match replay(&app, &client, key).await? {
-                Some(stored) => Ok(Envelope(stored)),
-                None => Err(ApiError::conflict("idempotency_key_in_use")),
-            };
+    // Two round trips on the common path: the flow read above, then one
+    // statement (limits + validation + event) that commits on its own.
+    let (validation, message, data) = match &idempotency {
+        None => {
+            let (validation, message) = create_once(&mut *app.pool.acquire().await?, &client, &new, &flow).await?;
+            let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
+            (validation, message, data)
         }
-    }
-    tx.commit().await?;
+        Some(key) => {
+            let mut tx = app.pool.begin().await?;
+            let (validation, message) = create_once(&mut tx, &client, &new, &flow).await?;
+            let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
+            if !remember(&mut tx, &client, key, &data).await? {
+                // A concurrent request with the same key won: answer with its result.
+                drop(tx);
+                return match replay(&app, &client, key).await? {
+                    Some(stored) => Ok(Envelope(stored)),
+                    None => Err(ApiError::conflict("idempotency_key_in_use")),
+                };
+            }
+            tx.commit().await?;
+            (validation, message, data)
+        }
+    };
     app.relay.publish_soon([message]);
     metrics::counter!("phone_validations_created_total", "gateway" => validation.phone_gateway.as_str()).increment(1);
     tracing::info!(validation_id = %validation.id, gateway = %validation.phone_gateway, "phone validation created");
@@ -234,87 +241,100 @@ async fn remember(
     Ok(stored.rows_affected() == 1)
 }
 
-/// What a create needs to know, read in one statement under the lock.
+/// Inserts the validation if the limits allow; otherwise answers why not.
+async fn create_once(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    new: &NewValidation,
+    flow: &Flow,
+) -> ApiResult<(PhoneValidation, outbox::OutboxMessage)> {
+    for _ in 0..2 {
+        if let Some(inserted) = insert(&mut *conn, client, new, flow).await? {
+            return Ok(inserted);
+        }
+        if let Some(refused) = refusal(&mut *conn, client, new, &flow.settings.0).await? {
+            return Err(refused);
+        }
+        // Neither limit binds any more (the window moved on meanwhile): again.
+    }
+    Err(ApiError::conflict("otp_recently_sent").with_retry_after(1))
+}
+
+/// The flow a create runs under, read once per request.
 #[derive(sqlx::FromRow)]
-struct CreateContext {
+struct Flow {
     /// The project's name: the title of the message.
     project_name: String,
     settings: Json<PhoneSettings>,
-    /// Codes recently sent to this phone, as the database clock sees them.
-    newest: Option<DateTime<Utc>>,
-    last_hour: i64,
-    oldest_in_hour: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
 }
 
-/// Takes the per-phone advisory lock (so concurrent creates for one phone
-/// cannot both slip past the limits), then reads the project, the flow (both
-/// the client's, and the flow the project's) and the phone's recent history.
-async fn lock_and_load(tx: &mut PgConnection, client: &ObjectId, new: &NewValidation) -> ApiResult<CreateContext> {
-    let country = new.phone.country().to_string();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("{client}|{country}|{}", new.phone.national()))
-        .execute(&mut *tx)
-        .await?;
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        project_name: String,
-        settings: Option<Json<PhoneSettings>>,
-        newest: Option<DateTime<Utc>>,
-        last_hour: i64,
-        oldest_in_hour: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT p.name AS project_name, f.phone AS settings, h.newest, h.last_hour, h.oldest_in_hour, now() AS now
-           FROM projects p
+/// The project and flow, both the client's and the flow the project's.
+async fn load_flow(pool: &sqlx::PgPool, client: &ObjectId, new: &NewValidation) -> ApiResult<Flow> {
+    let row: Option<(String, Option<Json<PhoneSettings>>)> = sqlx::query_as(
+        "SELECT p.name, f.phone FROM projects p
            LEFT JOIN project_flows f ON f.id = $2 AND f.project_id = p.id AND f.client_id = p.client_id
-          CROSS JOIN LATERAL (
-                SELECT max(created_at) AS newest,
-                       count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
-                       min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') AS oldest_in_hour
-                  FROM phone_validations
-                 WHERE client_id = $3 AND country_code = $4 AND phone = $5
-                   AND created_at > now() - make_interval(secs =>
-                         greatest(3600, coalesce((f.phone->>'resendCooldownSeconds')::float8, 0)))
-          ) h
           WHERE p.id = $1 AND p.client_id = $3",
     )
     .bind(&new.project)
     .bind(&new.flow)
     .bind(client)
-    .bind(&country)
-    .bind(new.phone.national())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    let row = row.ok_or_else(|| ApiError::not_found("project"))?;
-    let settings = row.settings.ok_or_else(|| ApiError::not_found("projectFlow"))?;
-    Ok(CreateContext {
-        project_name: row.project_name,
-        settings,
-        newest: row.newest,
-        last_hour: row.last_hour,
-        oldest_in_hour: row.oldest_in_hour,
-        now: row.now,
-    })
+    match row {
+        None => Err(ApiError::not_found("project")),
+        Some((_, None)) => Err(ApiError::not_found("projectFlow")),
+        Some((project_name, Some(settings))) => Ok(Flow { project_name, settings }),
+    }
 }
 
-/// The hourly cap (always) and the resend cooldown (unless forced).
-fn enforce_limits(context: &CreateContext, force: bool) -> ApiResult<()> {
-    let settings = &context.settings.0;
-    let now = context.now;
-    if context.last_hour >= i64::from(settings.max_sends_per_hour) {
-        let free_at = context.oldest_in_hour.unwrap_or(now) + Duration::hours(1);
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
-            .with_retry_after(seconds_until(now, free_at)));
+/// Why the send ledger refused a create: the hourly cap first (it binds even
+/// when forced), then the cooldown. `None` when neither binds any more (the
+/// window moved on between the two statements): the caller tries again.
+async fn refusal(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    new: &NewValidation,
+    settings: &PhoneSettings,
+) -> ApiResult<Option<ApiError>> {
+    #[derive(sqlx::FromRow)]
+    struct Window {
+        last_sent_at: DateTime<Utc>,
+        /// Sends within the last hour.
+        recent: Vec<DateTime<Utc>>,
+        now: DateTime<Utc>,
     }
-    if let Some(newest) = context.newest {
-        let allowed_at = newest + Duration::seconds(i64::from(settings.resend_cooldown_seconds));
-        if !force && allowed_at > now {
-            return Err(ApiError::conflict("otp_recently_sent").with_retry_after(seconds_until(now, allowed_at)));
-        }
+    let window: Option<Window> = sqlx::query_as(
+        "SELECT last_sent_at, array(SELECT t FROM unnest(sent_at) AS t WHERE t > now() - interval '1 hour') AS recent,
+                now() AS now
+           FROM phone_send_windows WHERE client_id = $1 AND country_code = $2 AND phone = $3",
+    )
+    .bind(client)
+    .bind(new.phone.country().to_string())
+    .bind(new.phone.national())
+    .fetch_optional(conn)
+    .await?;
+    let Some(Window {
+        last_sent_at: last,
+        recent,
+        now,
+    }) = window
+    else {
+        return Ok(None);
+    };
+    if recent.len() >= usize::try_from(settings.max_sends_per_hour).unwrap_or(usize::MAX) {
+        let free_at = recent.iter().min().copied().unwrap_or(now) + Duration::hours(1);
+        return Ok(Some(
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+                .with_retry_after(seconds_until(now, free_at)),
+        ));
     }
-    Ok(())
+    let allowed_at = last + Duration::seconds(i64::from(settings.resend_cooldown_seconds));
+    if !new.body.force.unwrap_or(false) && allowed_at > now {
+        return Ok(Some(
+            ApiError::conflict("otp_recently_sent").with_retry_after(seconds_until(now, allowed_at)),
+        ));
+    }
+    Ok(None)
 }
 
 fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
@@ -330,25 +350,36 @@ struct Inserted {
     outbox_id: i64,
 }
 
+/// In one statement: records the send in the phone's ledger if the cooldown
+/// and the hourly cap allow it, and then inserts the validation and its
+/// `otp.requested` event. `None` when a limit refused.
 async fn insert(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     client: &ObjectId,
     new: &NewValidation,
-    context: &CreateContext,
-) -> ApiResult<(PhoneValidation, outbox::OutboxMessage)> {
+    flow: &Flow,
+) -> ApiResult<Option<(PhoneValidation, outbox::OutboxMessage)>> {
     let body = &new.body;
-    let settings = &context.settings.0;
+    let settings = &flow.settings.0;
     let id = ObjectId::new();
     let event = outbox::Prepared::new(&OtpRequested::new(id.clone()))?;
-    let expires_at = body
-        .expires_at
-        .unwrap_or_else(|| Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds)));
-    let inserted: Inserted = sqlx::query_as(&format!(
-        "WITH v AS (
+    let inserted: Option<Inserted> = sqlx::query_as(&format!(
+        "WITH window_ AS (
+            INSERT INTO phone_send_windows AS w (client_id, country_code, phone, last_sent_at, sent_at)
+            VALUES ($2, $5, $6, now(), ARRAY[now()])
+            ON CONFLICT (client_id, country_code, phone) DO UPDATE
+               SET last_sent_at = now(),
+                   sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
+             WHERE ($25 OR w.last_sent_at <= now() - make_interval(secs => $26))
+               AND cardinality(array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour')) < $27
+            RETURNING 1
+         ), v AS (
             INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
                 phone_gateway, validation_method, type, otp_length, expires_at, name, phone_data, extra_params,
                 redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, max_attempts)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                   coalesce($11, now() + make_interval(secs => $28)), $12, $13, $14, $15, $16, $17, $18, $19, $20, $21
+              FROM window_
             RETURNING {COLUMNS}
          ), o AS (
             INSERT INTO outbox (routing_key, message_id, payload)
@@ -367,9 +398,9 @@ async fn insert(
     .bind(new.method)
     .bind(new.kind)
     .bind(i16::from(settings.otp_length))
-    .bind(expires_at)
+    .bind(body.expires_at)
     .bind(&body.name)
-    .bind(Json(serde_json::json!({ "title": context.project_name })))
+    .bind(Json(serde_json::json!({ "title": flow.project_name })))
     .bind(body.extra_params.clone().map(|p| Json(serde_json::Value::Object(p))))
     .bind(&body.redirect_url)
     .bind(&body.webhook_url)
@@ -381,7 +412,11 @@ async fn insert(
     .bind(event.routing_key)
     .bind(&event.message_id)
     .bind(event.payload_text()?)
-    .fetch_one(tx)
+    .bind(body.force.unwrap_or(false))
+    .bind(f64::from(settings.resend_cooldown_seconds))
+    .bind(i32::try_from(settings.max_sends_per_hour).unwrap_or(i32::MAX))
+    .bind(f64::from(settings.otp_expires_in_seconds))
+    .fetch_optional(conn)
     .await?;
-    Ok((inserted.validation, event.into_message(inserted.outbox_id)))
+    Ok(inserted.map(|row| (row.validation, event.into_message(row.outbox_id))))
 }
