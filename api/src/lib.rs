@@ -35,6 +35,8 @@ pub struct AppState {
     /// Bounds concurrent bcrypt checks to the cores, so a guessing burst
     /// cannot starve the runtime's blocking pool.
     pub bcrypt_slots: Arc<Semaphore>,
+    /// Flow settings recently read by creates.
+    pub flows: routes::phone_validations::create::FlowCache,
 }
 
 /// A built, bound, not yet running API.
@@ -65,6 +67,7 @@ impl Application {
             // The API only verifies; the cost travels inside each stored hash.
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),
+            flows: routes::phone_validations::create::flow_cache(),
         };
         let listener = TcpListener::bind(config.addr)
             .await

@@ -4,6 +4,11 @@ use dispatcher::Dispatcher;
 use shared::amqp::Topology;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the services allocate many small, short-lived buffers per request
+/// and message, where it is markedly cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::config::load_dotenv();

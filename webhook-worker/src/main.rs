@@ -6,6 +6,11 @@ use tokio_util::sync::CancellationToken;
 use webhook_worker::config::WebhookConfig;
 use webhook_worker::WebhookWorker;
 
+/// mimalloc: the services allocate many small, short-lived buffers per request
+/// and message, where it is markedly cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::config::load_dotenv();

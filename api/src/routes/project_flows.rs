@@ -129,6 +129,7 @@ pub async fn update(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
+    app.flows.invalidate(&id).await;
     Ok(Envelope(flow))
 }
 
