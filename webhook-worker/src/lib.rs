@@ -6,7 +6,7 @@
 
 pub mod config;
 pub mod deliver;
-pub mod dlq;
+pub use shared::amqp::dlq;
 pub mod hosts;
 pub mod message;
 pub mod policy;

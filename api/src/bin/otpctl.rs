@@ -7,13 +7,9 @@ use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
 use secrecy::ExposeSecret;
-use shared::amqp::Topology;
+use shared::amqp::{dlq, Topology};
 use shared::ObjectId;
 use sqlx::PgPool;
-
-/// The webhook worker's dead-letter list/replay, shared with its tests.
-#[path = "../../../webhook-worker/src/dlq.rs"]
-mod dlq;
 
 #[derive(Parser)]
 #[command(

@@ -4,6 +4,7 @@
 
 mod broker;
 mod consumer;
+pub mod dlq;
 mod topology;
 
 pub use broker::{Broker, PublishError};

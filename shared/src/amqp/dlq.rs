@@ -1,7 +1,6 @@
 //! Dead-letter queues: list what is parked there and replay it into the work
-//! queue with a fresh schedule. Used by the worker's tests and by
-//! `otpctl dlq` (which compiles this file in too), for the webhook queue and
-//! the dispatcher's alike. Depends only on lapin and serde_json for that reason.
+//! queue with a fresh schedule, for the webhook queue and the dispatcher's
+//! alike (`otpctl dlq`, and the webhook worker's tests).
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
