@@ -4,6 +4,7 @@
 //! `Dispatcher::build` returns the process unstarted, so tests can run it
 //! in-process with their own database, queues and provider stand-ins.
 
+pub mod batch;
 pub mod config;
 pub mod message;
 pub mod pipeline;
@@ -103,7 +104,7 @@ impl Dispatcher {
             whatsapp,
             inline_attempts: config.inline_retries.max(1),
             retry_schedule: config.retry_schedule.clone(),
-            lease: config.lease,
+            writes: batch::Writes::start(pool.clone(), config.lease),
         });
         Ok(Self {
             pipeline,

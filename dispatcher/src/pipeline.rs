@@ -35,7 +35,8 @@ pub struct Pipeline {
     pub whatsapp: Whatsapp,
     pub inline_attempts: usize,
     pub retry_schedule: Vec<Duration>,
-    pub lease: Duration,
+    /// Batched claims and `sent` records.
+    pub writes: Arc<crate::batch::Writes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub enum PipelineError {
     Database(#[from] sqlx::Error),
     #[error("broker: {0}")]
     Broker(#[from] shared::amqp::PublishError),
+    #[error("{0}")]
+    Batch(#[from] crate::batch::BatchError),
     #[error("hashing: {0}")]
     Hash(String),
 }
@@ -103,7 +106,7 @@ impl Pipeline {
             _ => OtpCode::generate(u8::try_from(validation.otp_length).unwrap_or(6)),
         };
         let hash = self.hash(&validation.id, &code).await?;
-        if !store::claim(&self.pool, &validation.id, &hash, self.lease).await? {
+        if !store::claim(&self.writes, &validation.id, &hash).await? {
             return self.claimed_elsewhere(event, earlier).await;
         }
         let route = match validation.phone_gateway {
@@ -117,7 +120,7 @@ impl Pipeline {
     }
 
     async fn record_unsent(&self, id: &ObjectId, provider: &'static str) -> Result<Handled, PipelineError> {
-        store::mark_sent(&self.pool, id, provider, None, 0, Utc::now()).await?;
+        store::mark_sent(&self.writes, id, provider, None, 0, Utc::now()).await?;
         metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
         tracing::info!(provider, "no message sent (test number or gateway none)");
         Ok(Handled::Ack)
@@ -204,7 +207,7 @@ impl Pipeline {
                 Ok(receipt) => {
                     let sent_at = Utc::now();
                     store::mark_sent(
-                        &self.pool,
+                        &self.writes,
                         id,
                         provider_name,
                         Some(&receipt.message_id),

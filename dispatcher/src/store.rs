@@ -1,6 +1,7 @@
 //! The dispatcher's reads and conditional writes. Every write names the
 //! status it expects, so duplicates and races cannot move a validation back.
 
+use crate::batch::{BatchError, Writes};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::domain::FailedReason;
@@ -49,20 +50,10 @@ pub async fn load(pool: &PgPool, id: &ObjectId) -> Result<Option<Target>, sqlx::
     }))
 }
 
-/// Takes the send for `lease` and stores the code's hash, if the validation is
-/// still `new` and nobody else holds it. `false` otherwise.
-pub async fn claim(pool: &PgPool, id: &ObjectId, hash: &str, lease: Duration) -> Result<bool, sqlx::Error> {
-    let claimed = sqlx::query(
-        "UPDATE phone_validations
-            SET otp_hash = $2, dispatch_lease_until = now() + make_interval(secs => $3), updated_at = now()
-          WHERE id = $1 AND status = 'new' AND (dispatch_lease_until IS NULL OR dispatch_lease_until < now())",
-    )
-    .bind(id)
-    .bind(hash)
-    .bind(lease.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(claimed.rows_affected() == 1)
+/// Takes the send for the lease and stores the code's hash, if the validation
+/// is still `new` and nobody else holds it. `false` otherwise.
+pub async fn claim(writes: &Writes, id: &ObjectId, hash: &str) -> Result<bool, BatchError> {
+    writes.claims.submit(id.to_string(), hash.to_owned()).await
 }
 
 /// How long another holder's lease still runs (`None`: not held, or not `new` any more).
@@ -89,13 +80,13 @@ pub async fn release(pool: &PgPool, id: &ObjectId) -> Result<(), sqlx::Error> {
 
 /// Records the provider's confirmation and moves the validation to `sent`.
 pub async fn mark_sent(
-    pool: &PgPool,
+    writes: &Writes,
     id: &ObjectId,
     provider: &str,
     message_id: Option<&str>,
     attempts: u32,
     sent_at: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, BatchError> {
     let mut confirmation = json!({
         "sent": provider != "none" && provider != "test",
         "status": "ok",
@@ -106,16 +97,7 @@ pub async fn mark_sent(
     if let Some(message_id) = message_id {
         confirmation["messageId"] = json!(message_id);
     }
-    let updated = sqlx::query(
-        "UPDATE phone_validations
-            SET status = 'sent', provider_confirmation = $2, dispatch_lease_until = NULL, updated_at = now()
-          WHERE id = $1 AND status = 'new'",
-    )
-    .bind(id)
-    .bind(Json(confirmation))
-    .execute(pool)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    writes.sent.submit(id.to_string(), confirmation.to_string()).await
 }
 
 /// What went wrong with the provider, for `providerConfirmation`.

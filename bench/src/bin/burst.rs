@@ -92,7 +92,10 @@ async fn main() -> anyhow::Result<()> {
         env(&mut dispatcher);
         dispatcher
             .env("HEALTH_ADDR", "127.0.0.1:0")
-            .env("DATABASE_MAX_CONNECTIONS", "24")
+            .env(
+                "DATABASE_MAX_CONNECTIONS",
+                std::env::var("BENCH_DISPATCHER_POOL").unwrap_or_else(|_| "24".into()),
+            )
             .env("SMS_PROVIDER", "twilio")
             .env("TWILIO_BASE_URL", &twilio_url)
             .env("TWILIO_ACCOUNT_SID", "ACbench")
