@@ -47,7 +47,7 @@ pub struct DispatcherConfig {
     pub health_addr: SocketAddr,
     /// `OTP_PEPPER`.
     pub otp_pepper: SecretString,
-    /// `OTP_BCRYPT_COST` (4..=31, default 5).
+    /// `OTP_BCRYPT_COST` (4..=31, default 4: see README, "Codes").
     pub bcrypt_cost: u32,
     /// `DISPATCH_PREFETCH`: messages in flight per process (default 256).
     pub prefetch: u16,
@@ -76,7 +76,7 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
 impl DispatcherConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let bcrypt_cost = config::parse_or("OTP_BCRYPT_COST", 5u32)?;
+        let bcrypt_cost = config::parse_or("OTP_BCRYPT_COST", 4u32)?;
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(invalid("OTP_BCRYPT_COST", "must be 4..=31"));
         }

@@ -84,7 +84,10 @@ impl Pipeline {
 
     #[tracing::instrument(skip_all, fields(validation_id = %event.validation_id))]
     async fn process(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
-        let Some(target) = store::load(&self.pool, &event.validation_id).await? else {
+        let started = Instant::now();
+        let loaded = store::load(&self.pool, &event.validation_id).await?;
+        metrics::histogram!("dispatch_stage_seconds", "stage" => "load").record(started.elapsed().as_secs_f64());
+        let Some(target) = loaded else {
             tracing::warn!("no such validation; dead-lettering the message");
             return Ok(Handled::Reject);
         };
@@ -105,8 +108,13 @@ impl Pipeline {
             Some(Ok(code)) => code,
             _ => OtpCode::generate(u8::try_from(validation.otp_length).unwrap_or(6)),
         };
+        let started = Instant::now();
         let hash = self.hash(&validation.id, &code).await?;
-        if !store::claim(&self.writes, &validation.id, &hash).await? {
+        metrics::histogram!("dispatch_stage_seconds", "stage" => "hash").record(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let claimed = store::claim(&self.writes, &validation.id, &hash).await?;
+        metrics::histogram!("dispatch_stage_seconds", "stage" => "claim").record(started.elapsed().as_secs_f64());
+        if !claimed {
             return self.claimed_elsewhere(event, earlier).await;
         }
         let route = match validation.phone_gateway {

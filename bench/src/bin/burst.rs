@@ -87,11 +87,11 @@ async fn main() -> anyhow::Result<()> {
     api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
         .env("DATABASE_MAX_CONNECTIONS", "32");
     children.0.push(api.spawn().context("start api")?);
-    for _ in 0..args.dispatchers {
+    for n in 0..args.dispatchers {
         let mut dispatcher = Command::new(format!("{}/dispatcher", args.bin_dir));
         env(&mut dispatcher);
         dispatcher
-            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("HEALTH_ADDR", format!("127.0.0.1:{}", 19_191 + n))
             .env(
                 "DATABASE_MAX_CONNECTIONS",
                 std::env::var("BENCH_DISPATCHER_POOL").unwrap_or_else(|_| "24".into()),
@@ -225,6 +225,17 @@ async fn main() -> anyhow::Result<()> {
         "dispatch throughput: {:.0} SMS/s (first to last SMS)",
         first_arrival.len() as f64 / sms_window.max(0.001)
     );
+    for n in 0..args.dispatchers {
+        let metrics = http
+            .get(format!("http://127.0.0.1:{}/metrics", 19_191 + n))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for line in metrics.lines().filter(|l| l.contains("_sum") || l.contains("_count")) {
+            println!("dispatcher {n}: {line}");
+        }
+    }
     drop(children);
     if let Ok(channel) = testkit::amqp().await.create_channel().await {
         let topology = shared::amqp::Topology::new(prefix.clone());
