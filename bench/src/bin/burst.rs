@@ -141,8 +141,18 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     let flow = flow["data"]["_id"].as_str().context("flow id")?.to_owned();
-    // Let the dispatchers connect and declare their tiers before the burst.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The dispatchers are connected (and have declared their tiers) before the burst.
+    for n in 0..args.dispatchers {
+        testkit::eventually(Duration::from_secs(30), "the dispatchers to be ready", || async {
+            http.get(format!("http://127.0.0.1:{}/ready", 19_191 + n))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+    }
 
     println!(
         "burst: {} creates, {} connections, {} dispatcher(s)",
