@@ -1,7 +1,6 @@
 //! The router: `/v2` resources behind the request-id middleware, the body
 //! limit and a panic guard; the operations endpoints beside them.
 
-mod ops;
 pub mod phone_validations;
 pub mod project_flows;
 pub mod projects;
@@ -37,9 +36,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/phone-validations/{id}", get(phone_validations::read::read))
         .route("/webhook-deliveries", get(webhook_deliveries::list));
+    let readiness = shared::ops::Readiness {
+        pool: state.pool.clone(),
+        broker: state.broker.clone(),
+    };
     Router::new()
         .nest("/v2", v2)
-        .merge(ops::router())
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
+        .with_state(state)
+        // `/health`, `/ready`, `/metrics`: the same endpoints every process serves.
+        .merge(shared::ops::router(readiness))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -51,7 +60,6 @@ pub fn router(state: AppState) -> Router {
             )
         }))
         .layer(middleware::from_fn(request_id))
-        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -1,7 +1,7 @@
 //! Meta's WhatsApp Cloud API: an authentication template whose body parameter
 //! and copy-code URL button carry the code.
 
-use super::{is_transient_status, retry_after, Outbound, Provider, Receipt, SendError};
+use super::{Answer, Outbound, Provider, Receipt, SendError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
@@ -74,47 +74,28 @@ impl Provider for MetaWhatsapp {
             self.api_version,
             self.phone_number_id
         );
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(self.token.expose_secret())
-            .json(&template_body(&self.template, message))
-            .send()
-            .await
-            .map_err(|e| SendError::from_transport(&e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| SendError::from_transport(&e))?;
-        if status.is_success() {
-            let sent: Sent = serde_json::from_slice(&body).map_err(|_| SendError::Transient {
-                code: None,
-                message: format!("WhatsApp answered {status} without a message id"),
-                retry_after: None,
-            })?;
+        let answer = Answer::of(
+            self.http
+                .post(url)
+                .bearer_auth(self.token.expose_secret())
+                .json(&template_body(&self.template, message)),
+        )
+        .await?;
+        if answer.status.is_success() {
+            let sent: Sent =
+                serde_json::from_slice(&answer.body).map_err(|_| answer.malformed("WhatsApp", "a message id"))?;
             let id = sent.messages.into_iter().next().map(|m| m.id).unwrap_or_default();
             return Ok(Receipt { message_id: id });
         }
-        let error = serde_json::from_slice::<ErrorBody>(&body).ok().map(|b| b.error);
+        let error = serde_json::from_slice::<ErrorBody>(&answer.body).ok().map(|b| b.error);
         let code = error.as_ref().and_then(|e| e.code);
-        let text = error
-            .and_then(|e| e.message)
-            .unwrap_or_else(|| format!("WhatsApp answered {status}"));
-        let code_text = Some(
-            code.map(|c| c.to_string())
-                .unwrap_or_else(|| status.as_u16().to_string()),
-        );
-        if is_transient_status(status) && code != Some(NOT_ON_WHATSAPP) {
-            Err(SendError::Transient {
-                code: code_text,
-                message: text,
-                retry_after: wait,
-            })
-        } else {
-            Err(SendError::Permanent {
-                code: code_text,
-                message: text,
-                not_on_whatsapp: code == Some(NOT_ON_WHATSAPP),
-            })
-        }
+        let not_on_whatsapp = code == Some(NOT_ON_WHATSAPP);
+        Err(answer.failure(
+            code,
+            error.and_then(|e| e.message),
+            "WhatsApp",
+            not_on_whatsapp,
+            not_on_whatsapp,
+        ))
     }
 }

@@ -128,21 +128,73 @@ impl Provider for Whatsapp {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3600)))
+/// A provider's HTTP answer, read whole (transport failures are transient).
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    /// `Retry-After` in seconds (the HTTP-date form is rare from these APIs), at most an hour.
+    pub retry_after: Option<Duration>,
+    pub body: bytes::Bytes,
 }
 
-/// Classifies an HTTP status: 429 and 5xx are transient, other 4xx permanent.
-pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+impl Answer {
+    pub async fn of(request: reqwest::RequestBuilder) -> Result<Self, SendError> {
+        let response = request.send().await.map_err(|e| SendError::from_transport(&e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(3600)));
+        let body = response.bytes().await.map_err(|e| SendError::from_transport(&e))?;
+        Ok(Self {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// A success body that lacks what it should carry: worth another try.
+    pub fn malformed(&self, provider: &str, missing: &str) -> SendError {
+        SendError::Transient {
+            code: None,
+            message: format!("{provider} answered {} without {missing}", self.status),
+            retry_after: None,
+        }
+    }
+
+    /// The failure this answer means. `code` is the provider's own error code
+    /// (the HTTP status stands in when it gave none); 429, 408 and 5xx are
+    /// transient unless `permanent` says the code is final whatever the status.
+    pub fn failure(
+        &self,
+        code: Option<i64>,
+        message: Option<String>,
+        provider: &str,
+        permanent: bool,
+        not_on_whatsapp: bool,
+    ) -> SendError {
+        let status = self.status;
+        let code = Some(
+            code.map(|c| c.to_string())
+                .unwrap_or_else(|| status.as_u16().to_string()),
+        );
+        let message = message.unwrap_or_else(|| format!("{provider} answered {status}"));
+        let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error();
+        if transient && !permanent {
+            SendError::Transient {
+                code,
+                message,
+                retry_after: self.retry_after,
+            }
+        } else {
+            SendError::Permanent {
+                code,
+                message,
+                not_on_whatsapp,
+            }
+        }
+    }
 }

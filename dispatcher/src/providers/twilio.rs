@@ -1,7 +1,7 @@
 //! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json`,
 //! form-encoded, HTTP basic auth (account SID and auth token).
 
-use super::{is_transient_status, retry_after, Outbound, Provider, Receipt, SendError};
+use super::{Answer, Outbound, Provider, Receipt, SendError};
 use crate::config::TwilioSender;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -45,50 +45,23 @@ impl Provider for Twilio {
             TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
         };
         let form = [("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
-        let response = self
-            .http
-            .post(url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SendError::from_transport(&e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| SendError::from_transport(&e))?;
-        if status.is_success() {
-            let created: Created = serde_json::from_slice(&body).map_err(|_| SendError::Transient {
-                code: None,
-                message: format!("Twilio answered {status} without a message sid"),
-                retry_after: None,
-            })?;
+        let answer = Answer::of(
+            self.http
+                .post(url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .form(&form),
+        )
+        .await?;
+        if answer.status.is_success() {
+            let created: Created =
+                serde_json::from_slice(&answer.body).map_err(|_| answer.malformed("Twilio", "a message sid"))?;
             return Ok(Receipt {
                 message_id: created.sid,
             });
         }
-        let error: Option<TwilioError> = serde_json::from_slice(&body).ok();
+        let error: Option<TwilioError> = serde_json::from_slice(&answer.body).ok();
         let code = error.as_ref().and_then(|e| e.code);
-        let text = error
-            .and_then(|e| e.message)
-            .unwrap_or_else(|| format!("Twilio answered {status}"));
-        if code.is_some_and(|c| PERMANENT_CODES.contains(&c)) || !is_transient_status(status) {
-            Err(SendError::Permanent {
-                code: Some(
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| status.as_u16().to_string()),
-                ),
-                message: text,
-                not_on_whatsapp: false,
-            })
-        } else {
-            Err(SendError::Transient {
-                code: Some(
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| status.as_u16().to_string()),
-                ),
-                message: text,
-                retry_after: wait,
-            })
-        }
+        let permanent = code.is_some_and(|c| PERMANENT_CODES.contains(&c));
+        Err(answer.failure(code, error.and_then(|e| e.message), "Twilio", permanent, false))
     }
 }
