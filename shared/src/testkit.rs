@@ -33,8 +33,10 @@ fn random_suffix() -> String {
     (0..8).map(|_| char::from(b'a' + rng.gen_range(0..26u8))).collect()
 }
 
-/// A fresh, migrated database. Databases of earlier runs older than an hour are
-/// dropped on the way (best effort).
+/// A fresh, migrated database, named `otp_test_<unix seconds>_<random>`. Tests
+/// leave them behind: `DROP DATABASE` forces a checkpoint that stalls every
+/// other test's commits for seconds, so `.ci/run` (or `bash .ci/drop-test-databases`)
+/// drops them when no test is running.
 pub async fn database() -> (String, PgPool) {
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -42,34 +44,6 @@ pub async fn database() -> (String, PgPool) {
         .await
         .expect("PostgreSQL must be running for the tests (see README)");
     let now = chrono::Utc::now().timestamp();
-    // Tidy up after earlier runs, a few databases at a time and one process at
-    // a time (DROP DATABASE checkpoints, so it is slow): bounded per test.
-    let cleaner: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(727274)")
-        .fetch_one(&admin)
-        .await
-        .unwrap_or(false);
-    if cleaner {
-        let old: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'otp_test_%' ORDER BY datname LIMIT 50",
-        )
-        .fetch_all(&admin)
-        .await
-        .unwrap_or_default();
-        let stale = old.into_iter().filter(|name| {
-            let created = name
-                .split('_')
-                .nth(2)
-                .and_then(|s| s.parse::<i64>().ok())
-                .unwrap_or(now);
-            now - created > 3600
-        });
-        for name in stale.take(3) {
-            let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
-                .await;
-        }
-        let _ = sqlx::query("SELECT pg_advisory_unlock(727274)").execute(&admin).await;
-    }
     let name = format!("otp_test_{now}_{}", random_suffix());
     admin
         .execute(format!("CREATE DATABASE \"{name}\"").as_str())
