@@ -9,3 +9,45 @@ pub fn percentiles(mut millis: Vec<f64>) -> (f64, f64, f64) {
     let at = |q: f64| millis[((millis.len() as f64 - 1.0) * q).round() as usize];
     (at(0.50), at(0.99), at(1.0))
 }
+
+/// CPU seconds (user + system) used so far by every process on the machine,
+/// summed per command name (`postgres`, `beam.smp`, `dispatcher`, ...).
+/// Two snapshots around a run show where the machine's CPU went.
+pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
+    let mut totals = std::collections::BTreeMap::new();
+    // /proc/<pid>/stat counts in USER_HZ clock ticks, 100 per second on Linux.
+    let ticks_per_second = 100.0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return totals;
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ... utime(14) stime(15)
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // Fields after "(comm) ": state is index 0, utime 11, stime 12.
+        *totals.entry(comm).or_insert(0.0) += (ticks(11) + ticks(12)) / ticks_per_second;
+    }
+    totals
+}
+
+/// The CPU each command used between two snapshots, largest first (dead
+/// processes drop out of the second snapshot, so only live ones count).
+pub fn cpu_used(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> Vec<(String, f64)> {
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(comm, t)| (comm.clone(), t - before.get(comm).copied().unwrap_or(0.0)))
+        .filter(|(_, t)| *t >= 0.05)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    used
+}

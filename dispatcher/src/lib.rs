@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod hashing;
 pub mod message;
 pub mod pipeline;
 pub mod plan;
@@ -23,7 +24,6 @@ use shared::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -98,8 +98,10 @@ impl Dispatcher {
             pool: pool.clone(),
             broker: broker.clone(),
             relay,
-            hasher: OtpHasher::new(config.otp_pepper.clone(), config.bcrypt_cost),
-            hash_slots: Arc::new(Semaphore::new(config.hash_concurrency)),
+            hashing: hashing::Hashing::start(
+                OtpHasher::new(config.otp_pepper.clone(), config.bcrypt_cost),
+                config.hash_concurrency,
+            ),
             sms,
             whatsapp,
             inline_attempts: config.inline_retries.max(1),

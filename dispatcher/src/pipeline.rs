@@ -13,13 +13,12 @@ use lapin::types::{AMQPValue, FieldTable};
 use shared::amqp::{BasicProperties, Broker, Delivery, Handled, Topology};
 use shared::domain::{FailedReason, Gateway};
 use shared::events::OtpRequested;
-use shared::otp::{OtpCode, OtpHasher};
+use shared::otp::OtpCode;
 use shared::outbox::Relay;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// Header carrying the provider attempts made in earlier rounds.
 const ATTEMPTS_HEADER: &str = "x-dispatch-attempts";
@@ -29,8 +28,7 @@ pub struct Pipeline {
     pub pool: PgPool,
     pub broker: Broker,
     pub relay: Relay,
-    pub hasher: OtpHasher,
-    pub hash_slots: Arc<Semaphore>,
+    pub hashing: crate::hashing::Hashing,
     pub sms: Sms,
     pub whatsapp: Whatsapp,
     pub inline_attempts: usize,
@@ -47,8 +45,10 @@ pub enum PipelineError {
     Broker(#[from] shared::amqp::PublishError),
     #[error("{0}")]
     Batch(#[from] crate::batch::BatchError),
-    #[error("hashing: {0}")]
-    Hash(String),
+    #[error("{0}")]
+    Hashing(#[from] crate::hashing::HashingStopped),
+    #[error("encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
 }
 
 /// Which provider a code goes through.
@@ -109,7 +109,7 @@ impl Pipeline {
             _ => OtpCode::generate(u8::try_from(validation.otp_length).unwrap_or(6)),
         };
         let started = Instant::now();
-        let hash = self.hash(&validation.id, &code).await?;
+        let hash = self.hashing.hash(&validation.id, &code).await?;
         metrics::histogram!("dispatch_stage_seconds", "stage" => "hash").record(started.elapsed().as_secs_f64());
         let started = Instant::now();
         let claimed = store::claim(&self.writes, &validation.id, &hash).await?;
@@ -145,19 +145,6 @@ impl Pipeline {
                 Ok(Handled::Ack)
             }
         }
-    }
-
-    async fn hash(&self, id: &ObjectId, code: &OtpCode) -> Result<String, PipelineError> {
-        let _slot = self
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|e| PipelineError::Hash(e.to_string()))?;
-        let (hasher, id, code) = (self.hasher.clone(), id.to_string(), code.clone());
-        tokio::task::spawn_blocking(move || hasher.hash(&id, &code))
-            .await
-            .map_err(|e| PipelineError::Hash(e.to_string()))?
-            .map_err(|e| PipelineError::Hash(e.to_string()))
     }
 
     async fn deliver(
@@ -323,7 +310,7 @@ impl Pipeline {
     /// Re-publishes the message to the delay tier `tier` (with a confirm);
     /// it comes back to the work queue when the tier's TTL runs out.
     async fn park(&self, event: &OtpRequested, attempts: u32, tier: Duration) -> Result<(), PipelineError> {
-        let payload = serde_json::to_vec(event).map_err(|e| PipelineError::Hash(e.to_string()))?;
+        let payload = serde_json::to_vec(event)?;
         let mut headers = FieldTable::default();
         headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongUInt(attempts));
         let properties = BasicProperties::default()

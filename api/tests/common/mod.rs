@@ -186,7 +186,7 @@ impl TestApp {
     /// moves the validation to `sent`.
     pub async fn store_code(&self, validation_id: &str, code: &str) {
         let hasher = OtpHasher::new(SecretString::from(PEPPER), 4);
-        let hash = hasher.hash(validation_id, &OtpCode::parse(code).unwrap()).unwrap();
+        let hash = hasher.hash(validation_id, &OtpCode::parse(code).unwrap());
         let updated =
             sqlx::query("UPDATE phone_validations SET otp_hash = $2, status = 'sent' WHERE id = $1 AND status = 'new'")
                 .bind(validation_id)

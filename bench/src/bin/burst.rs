@@ -158,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         "burst: {} creates, {} connections, {} dispatcher(s)",
         args.count, args.concurrency, args.dispatchers
     );
+    let cpu_before = bench::cpu_by_command();
     let started = Instant::now();
     let results: Vec<(String, Instant, bool)> = futures_util::stream::iter(0..args.count)
         .map(|n| {
@@ -201,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_after = bench::cpu_by_command();
     let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
     let created_at: HashMap<&str, Instant> = results.iter().map(|(to, at, _)| (to.as_str(), *at)).collect();
     let mut first_arrival: HashMap<&str, Instant> = HashMap::new();
@@ -234,6 +236,15 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "dispatch throughput: {:.0} SMS/s (first to last SMS)",
         first_arrival.len() as f64 / sms_window.max(0.001)
+    );
+    let cpu = bench::cpu_used(&cpu_before, &cpu_after);
+    println!(
+        "CPU used during the burst: {:.1} s in all; {}",
+        cpu.iter().map(|(_, t)| t).sum::<f64>(),
+        cpu.iter()
+            .map(|(comm, t)| format!("{comm} {t:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for n in 0..args.dispatchers {
         let metrics = http

@@ -1,0 +1,242 @@
+//! One-time codes: generated uniformly from the OS CSPRNG, stored only as
+//! `bcrypt(HMAC-SHA256(pepper, "<validationId>:<code>"))`. The pepper lives in
+//! the environment, never in the database, so a dump alone cannot be brute-forced
+//! even though a 6-digit code has only a million values.
+
+mod bcrypt_many;
+mod blowfish_init;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::{Rng, RngCore};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use std::fmt;
+
+/// A code as the user types it: 4 to 10 ASCII digits, leading zeros kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpCode(String);
+
+/// Not 4 to 10 digits.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a code is 4 to 10 digits")]
+pub struct InvalidOtp;
+
+impl OtpCode {
+    pub fn parse(value: &str) -> Result<Self, InvalidOtp> {
+        if (4..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidOtp)
+        }
+    }
+
+    /// `length` uniform digits from the OS CSPRNG (`gen_range` rejects rather
+    /// than reducing modulo, so there is no bias).
+    pub fn generate(length: u8) -> Self {
+        let mut rng = rand::rngs::OsRng;
+        Self((0..length).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect())
+    }
+
+    /// The plain code, for the message to the user and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Never prints the code.
+impl fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpCode(***)")
+    }
+}
+
+/// Hashes and checks codes with the server-side pepper.
+#[derive(Clone)]
+pub struct OtpHasher {
+    pepper: SecretString,
+    cost: u32,
+}
+
+/// bcrypt's own base64 alphabet, unpadded.
+const BCRYPT_BASE64: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::BCRYPT, base64::engine::general_purpose::NO_PAD);
+
+impl OtpHasher {
+    /// How many codes `hash_many` computes interleaved: a batch this size
+    /// costs little more than one code.
+    pub const LANES: usize = bcrypt_many::LANES;
+
+    /// `cost` is bcrypt's, 4..=31 (the configuration refuses anything else;
+    /// it is clamped here so no value can make hashing panic).
+    pub fn new(pepper: SecretString, cost: u32) -> Self {
+        Self {
+            pepper,
+            cost: cost.clamp(4, 31),
+        }
+    }
+
+    /// bcrypt's password: the base64 HMAC, NUL-terminated as bcrypt does
+    /// (45 bytes, under bcrypt's 72-byte limit).
+    fn keyed(&self, validation_id: &str, code: &OtpCode) -> String {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.expose_secret().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(validation_id.as_bytes());
+        mac.update(b":");
+        mac.update(code.0.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    /// The `$2b$` string to store. CPU-bound: call it on a blocking thread.
+    pub fn hash(&self, validation_id: &str, code: &OtpCode) -> String {
+        self.hash_many(&[(validation_id, code)]).pop().unwrap_or_default()
+    }
+
+    /// The `$2b$` strings for several codes, in order, each with its own
+    /// random salt. Up to four are computed interleaved (see `bcrypt_many`),
+    /// so a batch costs about a third of hashing them one by one.
+    pub fn hash_many(&self, codes: &[(&str, &OtpCode)]) -> Vec<String> {
+        let mut hashes = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(bcrypt_many::LANES) {
+            let keys: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|(id, code)| {
+                    let mut key = self.keyed(id, code).into_bytes();
+                    key.push(0);
+                    key
+                })
+                .collect();
+            let mut salts = vec![[0u8; 16]; chunk.len()];
+            for salt in &mut salts {
+                rand::rngs::OsRng.fill_bytes(salt);
+            }
+            let raw: Vec<[u8; 24]> = match (keys.as_slice(), salts.as_slice()) {
+                ([a], [sa]) => bcrypt_many::bcrypt(self.cost, [a], [sa]).to_vec(),
+                ([a, b], [sa, sb]) => bcrypt_many::bcrypt(self.cost, [a, b], [sa, sb]).to_vec(),
+                ([a, b, c], [sa, sb, sc]) => bcrypt_many::bcrypt(self.cost, [a, b, c], [sa, sb, sc]).to_vec(),
+                ([a, b, c, d], [sa, sb, sc, sd]) => {
+                    bcrypt_many::bcrypt(self.cost, [a, b, c, d], [sa, sb, sc, sd]).to_vec()
+                }
+                _ => unreachable!("chunks hold 1 to {} codes", bcrypt_many::LANES),
+            };
+            hashes.extend(salts.iter().zip(raw).map(|(salt, raw)| {
+                // bcrypt keeps 23 of the 24 output bytes.
+                format!(
+                    "$2b${:02}${}{}",
+                    self.cost,
+                    BCRYPT_BASE64.encode(salt),
+                    BCRYPT_BASE64.encode(&raw[..23])
+                )
+            }));
+        }
+        hashes
+    }
+
+    /// Whether `code` is the one behind `stored` (checked by the `bcrypt`
+    /// crate). CPU-bound like `hash`.
+    pub fn verify(&self, validation_id: &str, code: &OtpCode, stored: &str) -> bool {
+        bcrypt::verify(self.keyed(validation_id, code), stored).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hasher() -> OtpHasher {
+        OtpHasher::new(SecretString::from("pepper"), 4)
+    }
+
+    #[test]
+    fn a_hash_verifies_only_its_own_code_and_validation() {
+        let code = OtpCode::parse("012345").unwrap();
+        let stored = hasher().hash("674de8df21c72be3cc42b8a7", &code);
+        assert!(stored.starts_with("$2b$04$"));
+        assert!(hasher().verify("674de8df21c72be3cc42b8a7", &code, &stored));
+        assert!(!hasher().verify("674de8df21c72be3cc42b8a8", &code, &stored));
+        assert!(!hasher().verify("674de8df21c72be3cc42b8a7", &OtpCode::parse("12345").unwrap(), &stored));
+        let other_pepper = OtpHasher::new(SecretString::from("other"), 4);
+        assert!(!other_pepper.verify("674de8df21c72be3cc42b8a7", &code, &stored));
+    }
+
+    #[test]
+    fn generated_codes_have_the_length_and_every_digit_appears() {
+        let mut seen = [false; 10];
+        for _ in 0..200 {
+            let code = OtpCode::generate(6);
+            assert_eq!(code.expose().len(), 6);
+            for b in code.expose().bytes() {
+                seen[usize::from(b - b'0')] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+        assert_eq!(format!("{:?}", OtpCode::generate(6)), "OtpCode(***)");
+    }
+
+    /// The interleaved hashes are bcrypt's, bit for bit: with the salt each
+    /// one drew, the `bcrypt` crate computes the same string.
+    fn assert_same_as_bcrypt_crate(hasher: &OtpHasher, codes: &[(&str, &OtpCode)]) {
+        let hashes = hasher.hash_many(codes);
+        assert_eq!(hashes.len(), codes.len());
+        for ((id, code), stored) in codes.iter().zip(&hashes) {
+            let parts: bcrypt::HashParts = stored.parse().unwrap();
+            let salt: [u8; 16] = BCRYPT_BASE64.decode(parts.get_salt()).unwrap().try_into().unwrap();
+            let expected = bcrypt::hash_with_salt(hasher.keyed(id, code), parts.get_cost(), salt)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoB);
+            assert_eq!(stored, &expected);
+            assert!(hasher.verify(id, code, stored));
+        }
+    }
+
+    #[test]
+    fn batches_of_every_size_match_the_bcrypt_crate() {
+        let ids: Vec<String> = (0..9).map(|n| format!("674de8df21c72be3cc42b8a{n}")).collect();
+        let codes: Vec<OtpCode> = (0..9).map(|n| OtpCode::parse(&format!("{n:06}")).unwrap()).collect();
+        for size in 1..=9 {
+            let batch: Vec<(&str, &OtpCode)> = ids.iter().map(String::as_str).zip(&codes).take(size).collect();
+            assert_same_as_bcrypt_crate(&hasher(), &batch);
+        }
+        let costly = OtpHasher::new(SecretString::from("pepper"), 6);
+        assert_same_as_bcrypt_crate(&costly, &[(&ids[0], &codes[0]), (&ids[1], &codes[1])]);
+        assert!(costly.hash(&ids[0], &codes[0]).starts_with("$2b$06$"));
+    }
+
+    #[test]
+    fn the_core_reproduces_the_published_bcrypt_vectors() {
+        // From jBCrypt's TestBCrypt (the `bcrypt` crate's own raw vectors):
+        // $2a$06$DCq7YPn5Rq63x1Lad4cll.TV4S6ytwfsfvkgY8jIucDrjc8deX1s. for "".
+        let salt: [u8; 16] = BCRYPT_BASE64
+            .decode("DCq7YPn5Rq63x1Lad4cll.")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let [raw] = bcrypt_many::bcrypt(6, [b"\0".as_slice()], [&salt]);
+        assert_eq!(BCRYPT_BASE64.encode(&raw[..23]), "TV4S6ytwfsfvkgY8jIucDrjc8deX1s.");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn any_codes_and_peppers_hash_as_the_bcrypt_crate_does(
+            pepper in "\\PC{1,40}",
+            codes in proptest::collection::vec(("[0-9a-f]{24}", "[0-9]{4,10}"), 1..7),
+        ) {
+            let hasher = OtpHasher::new(SecretString::from(pepper), 4);
+            let codes: Vec<(String, OtpCode)> =
+                codes.into_iter().map(|(id, code)| (id, OtpCode::parse(&code).unwrap())).collect();
+            let batch: Vec<(&str, &OtpCode)> = codes.iter().map(|(id, code)| (id.as_str(), code)).collect();
+            assert_same_as_bcrypt_crate(&hasher, &batch);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_accepts_exactly_4_to_10_digits(s in "\\PC{0,12}") {
+            let ok = (4..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+            prop_assert_eq!(OtpCode::parse(&s).is_ok(), ok);
+        }
+    }
+}
