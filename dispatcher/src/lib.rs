@@ -106,7 +106,7 @@ impl Dispatcher {
             whatsapp,
             inline_attempts: config.inline_retries.max(1),
             retry_schedule: config.retry_schedule.clone(),
-            writes: batch::Writes::start(pool.clone(), config.lease),
+            batches: batch::Batches::start(pool.clone(), config.lease),
         });
         Ok(Self {
             pipeline,

@@ -34,7 +34,7 @@ pub struct Pipeline {
     pub inline_attempts: usize,
     pub retry_schedule: Vec<Duration>,
     /// Batched claims and `sent` records.
-    pub writes: Arc<crate::batch::Writes>,
+    pub batches: Arc<crate::batch::Batches>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ impl Pipeline {
     #[tracing::instrument(skip_all, fields(validation_id = %event.validation_id))]
     async fn process(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
         let started = Instant::now();
-        let loaded = store::load(&self.pool, &event.validation_id).await?;
+        let loaded = store::load(&self.batches, &event.validation_id).await?;
         metrics::histogram!("dispatch_stage_seconds", "stage" => "load").record(started.elapsed().as_secs_f64());
         let Some(target) = loaded else {
             tracing::warn!("no such validation; dead-lettering the message");
@@ -112,7 +112,7 @@ impl Pipeline {
         let hash = self.hashing.hash(&validation.id, &code).await?;
         metrics::histogram!("dispatch_stage_seconds", "stage" => "hash").record(started.elapsed().as_secs_f64());
         let started = Instant::now();
-        let claimed = store::claim(&self.writes, &validation.id, &hash).await?;
+        let claimed = store::claim(&self.batches, &validation.id, &hash).await?;
         metrics::histogram!("dispatch_stage_seconds", "stage" => "claim").record(started.elapsed().as_secs_f64());
         if !claimed {
             return self.claimed_elsewhere(event, earlier).await;
@@ -128,7 +128,7 @@ impl Pipeline {
     }
 
     async fn record_unsent(&self, id: &ObjectId, provider: &'static str) -> Result<Handled, PipelineError> {
-        store::mark_sent(&self.writes, id, provider, None, 0, Utc::now()).await?;
+        store::mark_sent(&self.batches, id, provider, None, 0, Utc::now()).await?;
         metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
         tracing::info!(provider, "no message sent (test number or gateway none)");
         Ok(Handled::Ack)
@@ -202,7 +202,7 @@ impl Pipeline {
                 Ok(receipt) => {
                     let sent_at = Utc::now();
                     store::mark_sent(
-                        &self.writes,
+                        &self.batches,
                         id,
                         provider_name,
                         Some(&receipt.message_id),

@@ -1,7 +1,7 @@
 //! The dispatcher's reads and conditional writes. Every write names the
 //! status it expects, so duplicates and races cannot move a validation back.
 
-use crate::batch::{BatchError, Writes};
+use crate::batch::{BatchError, Batches};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::domain::FailedReason;
@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use std::time::Duration;
 
 /// A validation with what its flow says about sending it.
+#[derive(Clone)]
 pub struct Target {
     pub validation: PhoneValidation,
     /// The flow's fixed code when the phone is one of its test numbers.
@@ -29,31 +30,41 @@ struct Row {
     sms_fallback: Option<bool>,
 }
 
-/// The validation and its flow's sending settings, in one round trip.
-pub async fn load(pool: &PgPool, id: &ObjectId) -> Result<Option<Target>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
+/// The validation and its flow's sending settings (batched with other
+/// messages' loads; `None`: no such validation).
+pub async fn load(batches: &Batches, id: &ObjectId) -> Result<Option<Target>, BatchError> {
+    batches.loads.submit(id.to_string(), ()).await
+}
+
+/// The validations `ids` and their flows' sending settings, in one statement.
+pub async fn load_many(pool: PgPool, ids: Vec<String>) -> Result<Vec<(String, Target)>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT v.*, f.phone->'testNumbers' AS test_numbers, (f.phone->>'smsFallback')::boolean AS sms_fallback
-           FROM (SELECT {COLUMNS} FROM phone_validations WHERE id = $1) v
+           FROM (SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)) v
            LEFT JOIN project_flows f ON f.id = v.project_flow_id"
     ))
-    .bind(id)
-    .fetch_optional(pool)
+    .bind(ids)
+    .fetch_all(&pool)
     .await?;
-    Ok(row.map(|row| {
-        let e164 = format!("{}{}", row.validation.country_code, row.validation.phone);
-        let test_code = row.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned());
-        Target {
-            validation: row.validation,
-            test_code,
-            sms_fallback: row.sms_fallback.unwrap_or(false),
-        }
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let e164 = format!("{}{}", row.validation.country_code, row.validation.phone);
+            let test_code = row.test_numbers.and_then(|Json(numbers)| numbers.get(&e164).cloned());
+            let target = Target {
+                validation: row.validation,
+                test_code,
+                sms_fallback: row.sms_fallback.unwrap_or(false),
+            };
+            (target.validation.id.to_string(), target)
+        })
+        .collect())
 }
 
 /// Takes the send for the lease and stores the code's hash, if the validation
 /// is still `new` and nobody else holds it. `false` otherwise.
-pub async fn claim(writes: &Writes, id: &ObjectId, hash: &str) -> Result<bool, BatchError> {
-    writes.claims.submit(id.to_string(), hash.to_owned()).await
+pub async fn claim(batches: &Batches, id: &ObjectId, hash: &str) -> Result<bool, BatchError> {
+    Ok(batches.claims.submit(id.to_string(), hash.to_owned()).await?.is_some())
 }
 
 /// How long another holder's lease still runs (`None`: not held, or not `new` any more).
@@ -80,7 +91,7 @@ pub async fn release(pool: &PgPool, id: &ObjectId) -> Result<(), sqlx::Error> {
 
 /// Records the provider's confirmation and moves the validation to `sent`.
 pub async fn mark_sent(
-    writes: &Writes,
+    batches: &Batches,
     id: &ObjectId,
     provider: &str,
     message_id: Option<&str>,
@@ -97,7 +108,11 @@ pub async fn mark_sent(
     if let Some(message_id) = message_id {
         confirmation["messageId"] = json!(message_id);
     }
-    writes.sent.submit(id.to_string(), confirmation.to_string()).await
+    Ok(batches
+        .sent
+        .submit(id.to_string(), confirmation.to_string())
+        .await?
+        .is_some())
 }
 
 /// What went wrong with the provider, for `providerConfirmation`.
