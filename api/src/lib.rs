@@ -37,6 +37,8 @@ pub struct AppState {
     pub bcrypt_slots: Arc<Semaphore>,
     /// Flow settings recently read by creates.
     pub flows: routes::phone_validations::create::FlowCache,
+    /// Writes concurrent creates together.
+    pub creates: Arc<routes::phone_validations::group_commit::GroupCommit>,
 }
 
 /// A built, bound, not yet running API.
@@ -60,7 +62,6 @@ impl Application {
         shared::ops::prometheus();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
-            pool,
             broker,
             relay,
             jwt: Jwt::new(&config.jwt_secret),
@@ -68,6 +69,10 @@ impl Application {
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),
             flows: routes::phone_validations::create::flow_cache(),
+            creates: Arc::new(routes::phone_validations::group_commit::GroupCommit::start(
+                pool.clone(),
+            )),
+            pool,
         };
         let listener = TcpListener::bind(config.addr)
             .await

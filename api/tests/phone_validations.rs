@@ -308,6 +308,64 @@ async fn concurrent_creates_for_one_phone_respect_the_cooldown() {
 }
 
 #[tokio::test]
+async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_and_event() {
+    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
+    // 40 phones, three of them asked for twice in the same burst.
+    let phones: Vec<String> = (0..40)
+        .map(|n| format!("6{n:07}"))
+        .chain((0..3).map(|n| format!("6{n:07}")))
+        .collect();
+    let answers = futures_util::future::join_all(
+        phones
+            .iter()
+            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
+    )
+    .await;
+    let accepted: Vec<&Value> = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .map(|r| r.data())
+        .collect();
+    assert_eq!(accepted.len(), 40, "one per phone");
+    assert_eq!(
+        answers.iter().filter(|r| r.status == StatusCode::CONFLICT).count(),
+        3,
+        "the repeats meet the cooldown"
+    );
+    let mut answered: Vec<(String, String)> = accepted
+        .iter()
+        .map(|v| {
+            (
+                v["_id"].as_str().unwrap().to_owned(),
+                v["phone"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    answered.sort();
+    let mut stored: Vec<(String, String)> = sqlx::query_as("SELECT id, phone FROM phone_validations ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    stored.sort();
+    assert_eq!(answered, stored, "each answer is its own stored record");
+    // Rows written by one statement share its transaction's now().
+    let commits: i64 = sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM phone_validations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(commits < 40, "40 creates took {commits} commits");
+    app.wait_outbox_empty().await;
+    let mut events: Vec<String> = app
+        .drain(&app.topology.dispatch_queue())
+        .await
+        .iter()
+        .map(|e| e["validationId"].as_str().unwrap().to_owned())
+        .collect();
+    events.sort();
+    assert_eq!(events, stored.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
     let (app, project, flow) = app_with_flow(json!({})).await;
     let body = TestApp::create_body(&project, &flow, "62617737");

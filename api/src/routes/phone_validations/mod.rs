@@ -2,6 +2,7 @@
 //! read and list (CONTRACT §4.2–4.4).
 
 pub mod create;
+pub mod group_commit;
 pub mod read;
 pub mod validate;
 
