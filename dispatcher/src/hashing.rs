@@ -1,14 +1,16 @@
-//! The hashing stage. bcrypt is CPU-bound, so it runs on the blocking pool,
-//! on at most `workers` threads at once (the cores by default), and keeps the
-//! async runtime free for provider I/O. Each worker takes whatever codes are
-//! waiting, up to `OtpHasher::LANES`, and hashes them together: under a burst
-//! that costs about a third of hashing them one by one, and a code that
-//! arrives alone is hashed at once, without waiting for company.
+//! The hashing stage. bcrypt is CPU-bound, so it runs on its own threads,
+//! one per core by default (`DISPATCH_HASH_CONCURRENCY`), never on the async
+//! runtime, which stays free for provider I/O. Each thread takes whatever
+//! codes are waiting, up to `OtpHasher::LANES`, and hashes them together:
+//! under a burst that costs about a third of hashing them one by one, and a
+//! code that arrives alone is hashed at once, without waiting for company.
+//! The threads go straight from one batch to the next (no hop through the
+//! runtime in between), so under a burst they keep their cores busy.
 
 use shared::otp::{OtpCode, OtpHasher};
 use shared::ObjectId;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 struct Job {
     id: String,
@@ -26,36 +28,16 @@ pub struct Hashing {
 }
 
 impl Hashing {
-    pub fn start(hasher: OtpHasher, workers: usize) -> Self {
+    pub fn start(hasher: OtpHasher, threads: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>(4096);
         let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..workers.max(1) {
+        for n in 0..threads.max(1) {
             let (queue, hasher) = (queue.clone(), hasher.clone());
-            tokio::spawn(async move {
-                loop {
-                    let mut batch = Vec::with_capacity(OtpHasher::LANES);
-                    // One idle worker waits on the queue at a time; the others
-                    // wait for it to take its batch.
-                    if queue.lock().await.recv_many(&mut batch, OtpHasher::LANES).await == 0 {
-                        return;
-                    }
-                    let hasher = hasher.clone();
-                    let hashed = tokio::task::spawn_blocking(move || {
-                        let codes: Vec<(&str, &OtpCode)> = batch.iter().map(|j| (j.id.as_str(), &j.code)).collect();
-                        let hashes = hasher.hash_many(&codes);
-                        (batch, hashes)
-                    })
-                    .await;
-                    // A failed batch drops its replies: those callers see `HashingStopped`.
-                    if let Ok((batch, hashes)) = hashed {
-                        for (job, hash) in batch.into_iter().zip(hashes) {
-                            let _ = job.reply.send(hash);
-                        }
-                    }
-                }
-            });
+            std::thread::Builder::new()
+                .name(format!("otp-hash-{n}"))
+                .spawn(move || hash_batches(&queue, &hasher))?;
         }
-        Self { jobs }
+        Ok(Self { jobs })
     }
 
     /// The `$2b$` hash of `code` for validation `id`.
@@ -71,6 +53,36 @@ impl Hashing {
     }
 }
 
+/// One hashing thread: until the stage is dropped, takes up to `LANES`
+/// waiting codes and answers each caller with its hash.
+fn hash_batches(queue: &Mutex<mpsc::Receiver<Job>>, hasher: &OtpHasher) {
+    loop {
+        let batch = {
+            // One idle thread waits on the queue; the others wait for it to
+            // take its batch.
+            let Ok(mut queue) = queue.lock() else {
+                return;
+            };
+            let Some(first) = queue.blocking_recv() else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < OtpHasher::LANES {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let codes: Vec<(&str, &OtpCode)> = batch.iter().map(|j| (j.id.as_str(), &j.code)).collect();
+        let hashes = hasher.hash_many(&codes);
+        for (job, hash) in batch.into_iter().zip(hashes) {
+            let _ = job.reply.send(hash);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn every_caller_gets_the_hash_of_its_own_code() {
         let hasher = OtpHasher::new(SecretString::from("pepper"), 4);
-        let hashing = Arc::new(Hashing::start(hasher.clone(), 2));
+        let hashing = Arc::new(Hashing::start(hasher.clone(), 2).unwrap());
         let calls = (0..23).map(|_| {
             let hashing = hashing.clone();
             tokio::spawn(async move {

@@ -101,7 +101,8 @@ impl Dispatcher {
             hashing: hashing::Hashing::start(
                 OtpHasher::new(config.otp_pepper.clone(), config.bcrypt_cost),
                 config.hash_concurrency,
-            ),
+            )
+            .context("while starting the hashing threads")?,
             sms,
             whatsapp,
             inline_attempts: config.inline_retries.max(1),
