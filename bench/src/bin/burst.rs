@@ -94,20 +94,21 @@ async fn main() -> anyhow::Result<()> {
     let mut children = Children(Vec::new());
     let mut api = Command::new(format!("{}/api", args.bin_dir));
     env(&mut api);
-    api.env("API_ADDR", format!("127.0.0.1:{api_port}")).env(
-        "DATABASE_MAX_CONNECTIONS",
-        std::env::var("BENCH_API_POOL").unwrap_or_else(|_| "32".into()),
-    );
+    api.env("API_ADDR", format!("127.0.0.1:{api_port}"));
+    // Pool sizes are the services' defaults unless BENCH_API_POOL /
+    // BENCH_DISPATCHER_POOL say otherwise.
+    if let Ok(pool) = std::env::var("BENCH_API_POOL") {
+        api.env("DATABASE_MAX_CONNECTIONS", pool);
+    }
     children.0.push(api.spawn().context("start api")?);
     for n in 0..args.dispatchers {
         let mut dispatcher = Command::new(format!("{}/dispatcher", args.bin_dir));
         env(&mut dispatcher);
+        if let Ok(pool) = std::env::var("BENCH_DISPATCHER_POOL") {
+            dispatcher.env("DATABASE_MAX_CONNECTIONS", pool);
+        }
         dispatcher
             .env("HEALTH_ADDR", format!("127.0.0.1:{}", 19_191 + n))
-            .env(
-                "DATABASE_MAX_CONNECTIONS",
-                std::env::var("BENCH_DISPATCHER_POOL").unwrap_or_else(|_| "24".into()),
-            )
             .env("SMS_PROVIDER", "twilio")
             .env("TWILIO_BASE_URL", &twilio_url)
             .env("TWILIO_ACCOUNT_SID", "ACbench")
