@@ -51,7 +51,7 @@ pub struct DispatcherConfig {
     pub bcrypt_cost: u32,
     /// `DISPATCH_PREFETCH`: messages in flight per process (default 256).
     pub prefetch: u16,
-    /// `DISPATCH_HASH_CONCURRENCY`: bcrypt jobs at once (default: the cores).
+    /// `DISPATCH_HASH_CONCURRENCY`: hashing threads, each hashing up to 4 codes at once (default: the cores).
     pub hash_concurrency: usize,
     /// `PROVIDER_TIMEOUT_MS`: one provider request (default 5000).
     pub provider_timeout: Duration,
