@@ -366,6 +366,59 @@ async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_an
 }
 
 #[tokio::test]
+async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
+    let (app, project, flow) = app_with_flow(json!({})).await;
+    // A fault in the database for one phone only: any statement inserting it
+    // fails, so a group holding it fails whole.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_one_phone() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.phone = '69999999' THEN RAISE EXCEPTION 'injected fault'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_one_phone BEFORE INSERT ON phone_validations
+            FOR EACH ROW EXECUTE FUNCTION refuse_one_phone();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let phones: Vec<String> = (0..30)
+        .map(|n| format!("6{n:07}"))
+        .chain(std::iter::once("69999999".to_owned()))
+        .collect();
+    let answers = futures_util::future::join_all(
+        phones
+            .iter()
+            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses[..30].iter().filter(|s| **s == StatusCode::OK).count(),
+        30,
+        "the others are written: {statuses:?}"
+    );
+    assert_eq!(
+        statuses[30],
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the faulty one alone fails"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_validations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 30);
+    // Nothing half-written: the refused phone has no ledger entry and no event.
+    let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_send_windows WHERE phone = '69999999'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(ledger, 0);
+    app.wait_outbox_empty().await;
+    assert_eq!(app.drain(&app.topology.dispatch_queue()).await.len(), 30);
+}
+
+#[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
     let (app, project, flow) = app_with_flow(json!({})).await;
     let body = TestApp::create_body(&project, &flow, "62617737");
