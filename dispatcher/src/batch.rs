@@ -152,7 +152,7 @@ impl Batches {
                 .bind(lease.as_secs_f64())
                 .fetch_all(&pool)
                 .await
-                .map(|ids: Vec<String>| ids.into_iter().map(|id| (id, ())).collect())
+                .map(updated)
             }
         });
         let sent = Batcher::start(
@@ -172,10 +172,15 @@ impl Batches {
                     .bind(confirmations)
                     .fetch_all(&pool)
                     .await
-                    .map(|ids: Vec<String>| ids.into_iter().map(|id| (id, ())).collect())
+                    .map(updated)
                 }
             },
         );
         Arc::new(Self { loads, claims, sent })
     }
+}
+
+/// A conditional update's answer: the ids it updated.
+fn updated(ids: Vec<String>) -> Vec<(String, ())> {
+    ids.into_iter().map(|id| (id, ())).collect()
 }

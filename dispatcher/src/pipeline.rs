@@ -323,15 +323,5 @@ impl Pipeline {
 }
 
 fn earlier_attempts(properties: &BasicProperties) -> u32 {
-    properties
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get(ATTEMPTS_HEADER))
-        .and_then(|v| match v {
-            AMQPValue::LongUInt(n) => Some(*n),
-            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
-            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
-            _ => None,
-        })
-        .unwrap_or(0)
+    shared::amqp::header_u32(properties.headers().as_ref(), ATTEMPTS_HEADER).unwrap_or(0)
 }

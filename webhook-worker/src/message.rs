@@ -4,6 +4,7 @@
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
+use shared::amqp::header_u32;
 use shared::events::ValidationEvent;
 
 /// Attempt number within the round, from 1.
@@ -55,21 +56,4 @@ impl Message {
             .with_message_id(self.event.event_id.as_str().into())
             .with_headers(headers)
     }
-}
-
-/// An integer header, whatever integer type the publisher chose.
-pub fn header_u32(headers: Option<&FieldTable>, name: &str) -> Option<u32> {
-    let value = headers?.inner().get(name)?;
-    let number: i64 = match value {
-        AMQPValue::ShortShortInt(v) => i64::from(*v),
-        AMQPValue::ShortShortUInt(v) => i64::from(*v),
-        AMQPValue::ShortInt(v) => i64::from(*v),
-        AMQPValue::ShortUInt(v) => i64::from(*v),
-        AMQPValue::LongInt(v) => i64::from(*v),
-        AMQPValue::LongUInt(v) => i64::from(*v),
-        AMQPValue::LongLongInt(v) => *v,
-        AMQPValue::LongString(s) => s.to_string().parse().ok()?,
-        _ => return None,
-    };
-    u32::try_from(number).ok()
 }

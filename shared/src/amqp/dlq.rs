@@ -2,6 +2,7 @@
 //! queue with a fresh schedule, for the webhook queue and the dispatcher's
 //! alike (`otpctl dlq`, and the webhook worker's tests).
 
+use super::integer;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation};
@@ -131,20 +132,6 @@ fn fresh_properties(old: &BasicProperties) -> BasicProperties {
         properties = properties.with_content_type(content_type.clone());
     }
     properties
-}
-
-fn integer(value: &AMQPValue) -> Option<i64> {
-    Some(match value {
-        AMQPValue::ShortShortInt(v) => i64::from(*v),
-        AMQPValue::ShortShortUInt(v) => i64::from(*v),
-        AMQPValue::ShortInt(v) => i64::from(*v),
-        AMQPValue::ShortUInt(v) => i64::from(*v),
-        AMQPValue::LongInt(v) => i64::from(*v),
-        AMQPValue::LongUInt(v) => i64::from(*v),
-        AMQPValue::LongLongInt(v) => *v,
-        AMQPValue::LongString(s) => s.to_string().parse().ok()?,
-        _ => return None,
-    })
 }
 
 fn headers_json(headers: Option<&FieldTable>) -> Value {

@@ -58,6 +58,12 @@ pub struct OtpHasher {
     cost: u32,
 }
 
+fn random_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    salt
+}
+
 /// bcrypt's own base64 alphabet, unpadded.
 const BCRYPT_BASE64: base64::engine::GeneralPurpose =
     base64::engine::GeneralPurpose::new(&base64::alphabet::BCRYPT, base64::engine::general_purpose::NO_PAD);
@@ -76,8 +82,7 @@ impl OtpHasher {
         }
     }
 
-    /// bcrypt's password: the base64 HMAC, NUL-terminated as bcrypt does
-    /// (45 bytes, under bcrypt's 72-byte limit).
+    /// The keyed code: base64 of HMAC-SHA256(pepper, "<id>:<code>"), 44 bytes.
     fn keyed(&self, validation_id: &str, code: &OtpCode) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.expose_secret().as_bytes())
@@ -90,27 +95,20 @@ impl OtpHasher {
 
     /// The `$2b$` string to store. CPU-bound: call it on a blocking thread.
     pub fn hash(&self, validation_id: &str, code: &OtpCode) -> String {
-        self.hash_many(&[(validation_id, code)]).pop().unwrap_or_default()
+        let key = self.bcrypt_key(validation_id, code);
+        let salt = random_salt();
+        let [raw] = bcrypt_many::bcrypt(self.cost, [&key], [&salt]);
+        self.format(&salt, &raw)
     }
 
     /// The `$2b$` strings for several codes, in order, each with its own
-    /// random salt. Up to four are computed interleaved (see `bcrypt_many`),
+    /// random salt. Up to `LANES` are computed interleaved (see `bcrypt_many`),
     /// so a batch costs about a third of hashing them one by one.
     pub fn hash_many(&self, codes: &[(&str, &OtpCode)]) -> Vec<String> {
         let mut hashes = Vec::with_capacity(codes.len());
-        for chunk in codes.chunks(bcrypt_many::LANES) {
-            let keys: Vec<Vec<u8>> = chunk
-                .iter()
-                .map(|(id, code)| {
-                    let mut key = self.keyed(id, code).into_bytes();
-                    key.push(0);
-                    key
-                })
-                .collect();
-            let mut salts = vec![[0u8; 16]; chunk.len()];
-            for salt in &mut salts {
-                rand::rngs::OsRng.fill_bytes(salt);
-            }
+        for chunk in codes.chunks(Self::LANES) {
+            let keys: Vec<Vec<u8>> = chunk.iter().map(|(id, code)| self.bcrypt_key(id, code)).collect();
+            let salts: Vec<[u8; 16]> = chunk.iter().map(|_| random_salt()).collect();
             let raw: Vec<[u8; 24]> = match (keys.as_slice(), salts.as_slice()) {
                 ([a], [sa]) => bcrypt_many::bcrypt(self.cost, [a], [sa]).to_vec(),
                 ([a, b], [sa, sb]) => bcrypt_many::bcrypt(self.cost, [a, b], [sa, sb]).to_vec(),
@@ -118,19 +116,29 @@ impl OtpHasher {
                 ([a, b, c, d], [sa, sb, sc, sd]) => {
                     bcrypt_many::bcrypt(self.cost, [a, b, c, d], [sa, sb, sc, sd]).to_vec()
                 }
-                _ => unreachable!("chunks hold 1 to {} codes", bcrypt_many::LANES),
+                _ => unreachable!("chunks hold 1 to {} codes", Self::LANES),
             };
-            hashes.extend(salts.iter().zip(raw).map(|(salt, raw)| {
-                // bcrypt keeps 23 of the 24 output bytes.
-                format!(
-                    "$2b${:02}${}{}",
-                    self.cost,
-                    BCRYPT_BASE64.encode(salt),
-                    BCRYPT_BASE64.encode(&raw[..23])
-                )
-            }));
+            hashes.extend(salts.iter().zip(&raw).map(|(salt, raw)| self.format(salt, raw)));
         }
         hashes
+    }
+
+    /// bcrypt's password for a code: the keyed code NUL-terminated, as the
+    /// `bcrypt` crate does (45 bytes, under bcrypt's 72-byte limit).
+    fn bcrypt_key(&self, validation_id: &str, code: &OtpCode) -> Vec<u8> {
+        let mut key = self.keyed(validation_id, code).into_bytes();
+        key.push(0);
+        key
+    }
+
+    /// `$2b$<cost>$<salt><hash>`; bcrypt keeps 23 of the 24 output bytes.
+    fn format(&self, salt: &[u8; 16], raw: &[u8; 24]) -> String {
+        format!(
+            "$2b${:02}${}{}",
+            self.cost,
+            BCRYPT_BASE64.encode(salt),
+            BCRYPT_BASE64.encode(&raw[..23])
+        )
     }
 
     /// Whether `code` is the one behind `stored` (checked by the `bcrypt`
