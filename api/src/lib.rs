@@ -36,7 +36,7 @@ pub struct AppState {
     /// cannot starve the runtime's blocking pool.
     pub bcrypt_slots: Arc<Semaphore>,
     /// Flow settings recently read by creates.
-    pub flows: routes::phone_validations::create::FlowCache,
+    pub flows: routes::phone_validations::flow_cache::FlowCache,
     /// Writes concurrent creates together.
     pub creates: Arc<routes::phone_validations::group_commit::GroupCommit>,
 }
@@ -68,7 +68,7 @@ impl Application {
             // The API only verifies; the cost travels inside each stored hash.
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),
-            flows: routes::phone_validations::create::flow_cache(),
+            flows: routes::phone_validations::flow_cache::new_cache(),
             creates: Arc::new(routes::phone_validations::group_commit::GroupCommit::start(
                 pool.clone(),
             )),

@@ -4,7 +4,6 @@
 //! `Dispatcher::build` returns the process unstarted, so tests can run it
 //! in-process with their own database, queues and provider stand-ins.
 
-pub mod batch;
 pub mod config;
 pub mod hashing;
 pub mod message;
@@ -16,13 +15,16 @@ pub mod store;
 use anyhow::Context;
 use config::{DispatcherConfig, SmsConfig, WhatsappConfig};
 use pipeline::Pipeline;
-use providers::{LogProvider, MetaWhatsapp, Sms, Twilio, Whatsapp};
+use providers::{AnyProvider, LogProvider, MetaWhatsapp, Twilio};
+use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Topology};
 use shared::ops::Readiness;
 use shared::otp::OtpHasher;
 use shared::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +38,8 @@ pub struct Dispatcher {
     background: Vec<JoinHandle<()>>,
 }
 
-fn providers(config: &DispatcherConfig) -> anyhow::Result<(Sms, Whatsapp)> {
+/// The SMS and WhatsApp providers the configuration names.
+fn providers(config: &DispatcherConfig) -> anyhow::Result<(AnyProvider, AnyProvider)> {
     let http = reqwest::Client::builder()
         .timeout(config.provider_timeout)
         .connect_timeout(config.provider_timeout)
@@ -44,13 +47,13 @@ fn providers(config: &DispatcherConfig) -> anyhow::Result<(Sms, Whatsapp)> {
         .build()
         .context("while building the HTTP client")?;
     let sms = match &config.sms {
-        SmsConfig::Log => Sms::Log(LogProvider { channel: "sms" }),
+        SmsConfig::Log => AnyProvider::Log(LogProvider { channel: "sms" }),
         SmsConfig::Twilio {
             base_url,
             account_sid,
             auth_token,
             sender,
-        } => Sms::Twilio(Twilio {
+        } => AnyProvider::Twilio(Twilio {
             http: http.clone(),
             base_url: base_url.clone(),
             account_sid: account_sid.clone(),
@@ -59,14 +62,14 @@ fn providers(config: &DispatcherConfig) -> anyhow::Result<(Sms, Whatsapp)> {
         }),
     };
     let whatsapp = match &config.whatsapp {
-        WhatsappConfig::Log => Whatsapp::Log(LogProvider { channel: "whatsapp" }),
+        WhatsappConfig::Log => AnyProvider::Log(LogProvider { channel: "whatsapp" }),
         WhatsappConfig::Meta {
             base_url,
             api_version,
             token,
             phone_number_id,
             template,
-        } => Whatsapp::Meta(MetaWhatsapp {
+        } => AnyProvider::Meta(MetaWhatsapp {
             http,
             base_url: base_url.clone(),
             api_version: api_version.clone(),
@@ -75,6 +78,14 @@ fn providers(config: &DispatcherConfig) -> anyhow::Result<(Sms, Whatsapp)> {
             template: template.clone(),
         }),
     };
+    for (provider, variable) in [(&sms, "SMS_PROVIDER"), (&whatsapp, "WHATSAPP_PROVIDER")] {
+        if matches!(provider, AnyProvider::Log(_)) {
+            tracing::warn!(
+                "{variable}=log: codes are written to this process's log and never reach a phone. \
+                 Development only; set {variable} to a real provider in production."
+            );
+        }
+    }
     Ok((sms, whatsapp))
 }
 
@@ -95,7 +106,7 @@ impl Dispatcher {
             .await
             .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
         let pipeline = Arc::new(Pipeline {
-            pool: pool.clone(),
+            store: Store::start(pool.clone(), config.lease),
             broker: broker.clone(),
             relay,
             hashing: hashing::Hashing::start(
@@ -106,8 +117,13 @@ impl Dispatcher {
             sms,
             whatsapp,
             inline_attempts: config.inline_retries.max(1),
-            retry_schedule: config.retry_schedule.clone(),
-            batches: batch::Batches::start(pool.clone(), config.lease),
+            delays: DelayQueues::new(broker.topology().dispatch_queue(), &config.retry_schedule),
+            first_delay: config
+                .retry_schedule
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(Duration::from_secs(5)),
         });
         Ok(Self {
             pipeline,
@@ -130,27 +146,15 @@ impl Dispatcher {
             .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
         let health = tokio::spawn(async move { health.await });
 
-        // The delay tiers, declared once the broker is reachable.
-        let channel = tokio::select! {
-            _ = self.cancel.cancelled() => return Ok(()),
-            channel = broker.channel() => channel.context("while opening a channel")?,
-        };
-        let queue = broker.topology().dispatch_queue();
-        for tier in &self.pipeline.retry_schedule {
-            broker
-                .topology()
-                .declare_retry_tier(&channel, &queue, *tier)
-                .await
-                .context("while declaring the retry tiers")?;
+        if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
+            let pipeline = self.pipeline.clone();
+            let queue = self.pipeline.delays.queue().to_owned();
+            shared::amqp::consume(broker, queue, self.prefetch, self.cancel.clone(), move |delivery| {
+                let pipeline = pipeline.clone();
+                async move { pipeline.handle(delivery).await }
+            })
+            .await;
         }
-        let _ = channel.close(200, "declared".into()).await;
-
-        let pipeline = self.pipeline.clone();
-        shared::amqp::consume(broker, queue, self.prefetch, self.cancel.clone(), move |delivery| {
-            let pipeline = pipeline.clone();
-            pipeline.handle(delivery)
-        })
-        .await;
         tracing::info!("dispatcher stopped consuming; finishing background work");
         for task in self.background {
             let _ = task.await;

@@ -3,8 +3,8 @@
 
 use crate::providers::SendError;
 use chrono::{DateTime, Utc};
+use shared::domain::PhoneValidation;
 use shared::domain::ValidationStatus;
-use shared::validation::PhoneValidation;
 use std::time::Duration;
 
 /// What to do with an `otp.requested` message.
@@ -88,17 +88,6 @@ pub fn after_failure(
     }
 }
 
-/// The smallest tier of `schedule` that waits at least `wait` (else the longest).
-pub fn tier_for(schedule: &[Duration], wait: Duration) -> Duration {
-    schedule
-        .iter()
-        .copied()
-        .filter(|tier| *tier >= wait)
-        .min()
-        .or_else(|| schedule.iter().copied().max())
-        .unwrap_or(wait)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,13 +162,5 @@ mod tests {
             after_failure(&permanent(true), Some(MS(1)), MS(1), true, now, later),
             AfterFailure::FallBackToSms
         );
-    }
-
-    #[test]
-    fn tiers_are_chosen_to_cover_the_wait() {
-        let schedule = [MS(5000), MS(30_000), MS(120_000)];
-        assert_eq!(tier_for(&schedule, MS(1)), MS(5000));
-        assert_eq!(tier_for(&schedule, MS(6000)), MS(30_000));
-        assert_eq!(tier_for(&schedule, MS(999_999)), MS(120_000));
     }
 }

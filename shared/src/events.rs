@@ -1,7 +1,7 @@
 //! The messages that travel through RabbitMQ, one type per routing key
 //! (CONTRACT §6). Producers and consumers share these definitions.
 
-use crate::validation::PhoneValidation;
+use crate::domain::PhoneValidation;
 use crate::ObjectId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

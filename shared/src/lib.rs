@@ -4,17 +4,18 @@
 //! that travel between processes, the transactional outbox, and telemetry.
 
 pub mod amqp;
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod http;
 pub mod id;
 pub mod ops;
 pub mod otp;
 pub mod outbox;
 pub mod telemetry;
 pub mod time;
-pub mod validation;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -36,26 +36,26 @@ pub struct OutboxMessage {
 }
 
 /// An event serialized for the outbox, before its row exists. Lets a caller
-/// insert the row inside a larger statement (see `INSERT_SQL`).
+/// insert the row inside a larger statement (the API's create inserts its
+/// validations and their events in one).
 pub struct Prepared {
     pub routing_key: &'static str,
     pub message_id: String,
-    payload: Vec<u8>,
+    payload: String,
 }
 
 impl Prepared {
-    pub fn new<E: Event>(event: &E) -> Result<Self, sqlx::Error> {
-        let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    pub fn new<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
         Ok(Self {
             routing_key: event.routing_key(),
             message_id: event.event_id().to_owned(),
-            payload,
+            payload: serde_json::to_string(event)?,
         })
     }
 
     /// The payload as text, for binding (`$n::text::jsonb`).
-    pub fn payload_text(&self) -> Result<&str, sqlx::Error> {
-        std::str::from_utf8(&self.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+    pub fn payload_text(&self) -> &str {
+        &self.payload
     }
 
     /// The message once its row has id `id`.
@@ -64,20 +64,20 @@ impl Prepared {
             id,
             routing_key: self.routing_key.to_owned(),
             message_id: self.message_id,
-            payload: self.payload,
+            payload: self.payload.into_bytes(),
         }
     }
 }
 
 /// Writes `event` to the outbox inside the caller's transaction.
 pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<OutboxMessage, sqlx::Error> {
-    let prepared = Prepared::new(event)?;
+    let prepared = Prepared::new(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id",
     )
     .bind(prepared.routing_key)
     .bind(&prepared.message_id)
-    .bind(prepared.payload_text()?)
+    .bind(prepared.payload_text())
     .fetch_one(conn)
     .await?;
     Ok(prepared.into_message(id))

@@ -14,11 +14,11 @@ use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
 use chrono::{DateTime, Utc};
-use lapin::BasicProperties;
 use serde::Serialize;
+use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled, PublishError, Topology};
+use shared::domain::PhoneValidation;
 use shared::events::ValidationEventType;
-use shared::validation::PhoneValidation;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -53,8 +53,8 @@ pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>
 pub struct Deliverer {
     pub pool: PgPool,
     pub broker: Broker,
-    /// The work queue; its delay tiers and dead-letter queue are named after it.
-    pub queue: String,
+    /// The work queue's delay tiers (its dead-letter queue is named after it too).
+    pub delays: DelayQueues,
     pub policy: RetryPolicy,
     pub sender: Sender,
     pub hosts: HostLimiter,
@@ -219,22 +219,27 @@ impl Deliverer {
                 self.record(row, &finished(Outcome::Gone, None)).await;
                 Handled::Ack
             }
-            Decision::Retry { delay, tier } => {
-                let properties = message
-                    .properties(message.attempt + 1, 0, &[])
-                    .with_expiration(millis(delay).into());
-                if let Err(error) = self.publish_to_tier(tier, &message.payload, properties).await {
-                    self.record(row, &finished(Outcome::Unscheduled, None)).await;
-                    return back_off("queueing the retry", &error).await;
-                }
+            Decision::Retry { delay } => {
+                let properties = message.properties(message.attempt, 0, &[]);
+                let wait = match self
+                    .delays
+                    .park(&self.broker, &message.payload, properties, delay)
+                    .await
+                {
+                    Ok(wait) => wait,
+                    Err(error) => {
+                        self.record(row, &finished(Outcome::Unscheduled, None)).await;
+                        return back_off("queueing the retry", &error).await;
+                    }
+                };
                 tracing::info!(
                     status = call.status,
                     error = call.error.as_deref(),
-                    retry_in_ms = millis(delay),
+                    retry_in_ms = millis(wait),
                     "attempt failed; retry queued"
                 );
                 metrics::counter!("webhook_retried_total").increment(1);
-                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 self.record(row, &finished(Outcome::Retrying, Some(next))).await;
                 Handled::Ack
             }
@@ -277,34 +282,19 @@ impl Deliverer {
 
     /// Sends the message round a delay tier without counting an attempt.
     async fn defer(&self, message: &Message, why: &'static str) -> Handled {
-        let (delay, tier) = self.policy.deferral(message.deferrals, random_jitter());
-        let properties = message
-            .properties(message.attempt, message.deferrals.saturating_add(1), &[])
-            .with_expiration(millis(delay).into());
-        match self.publish_to_tier(tier, &message.payload, properties).await {
-            Ok(()) => {
-                tracing::debug!(why, delay_ms = millis(delay), "deferred");
+        let delay = self.policy.deferral(message.deferrals, random_jitter());
+        let properties = message.properties(message.attempt - 1, message.deferrals.saturating_add(1), &[]);
+        match self
+            .delays
+            .park(&self.broker, &message.payload, properties, delay)
+            .await
+        {
+            Ok(wait) => {
+                tracing::debug!(why, delay_ms = millis(wait), "deferred");
                 metrics::counter!("webhook_deferred_total").increment(1);
                 Handled::Ack
             }
             Err(error) => back_off("deferring", &error).await,
-        }
-    }
-
-    async fn publish_to_tier(
-        &self,
-        tier: Duration,
-        payload: &[u8],
-        properties: BasicProperties,
-    ) -> Result<(), PublishError> {
-        let queue = Topology::retry_queue(&self.queue, tier);
-        match self.broker.publish_to_queue(&queue, payload, properties.clone()).await {
-            // The tier vanished (deleted by an operator, or expired in tests): declare and try once more.
-            Err(PublishError::Unroutable(_)) => {
-                declare_tiers(&self.broker, &self.queue, &self.policy).await?;
-                self.broker.publish_to_queue(&queue, payload, properties).await
-            }
-            other => other,
         }
     }
 
@@ -321,19 +311,9 @@ impl Deliverer {
             extra.push(("x-last-error", error.clone()));
         }
         let properties = message.properties(message.attempt, 0, &extra);
-        let queue = Topology::dead_letter_queue(&self.queue);
+        let queue = Topology::dead_letter_queue(self.delays.queue());
         self.broker.publish_to_queue(&queue, &message.payload, properties).await
     }
-}
-
-/// Declares every delay tier of `queue` (idempotent).
-pub async fn declare_tiers(broker: &Broker, queue: &str, policy: &RetryPolicy) -> Result<(), PublishError> {
-    let channel = broker.channel().await?;
-    for tier in policy.tiers() {
-        broker.topology().declare_retry_tier(&channel, queue, tier).await?;
-    }
-    let _ = channel.close(200, "tiers declared".into()).await;
-    Ok(())
 }
 
 /// `host:port`: the unit of fairness.

@@ -21,6 +21,7 @@ use hosts::HostLimiter;
 use policy::RetryPolicy;
 use records::TargetCache;
 use sender::Sender;
+use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Topology};
 use shared::ops::Readiness;
 use sqlx::PgPool;
@@ -30,9 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// How long declaring the delay tiers may take before it is tried again.
-const DECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client's keys and a flow's URL are reused before reloading.
 const TARGET_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -94,7 +92,7 @@ impl WebhookWorker {
         let deliverer = Deliverer {
             pool: pool.clone(),
             broker: broker.clone(),
-            queue,
+            delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
             sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)?,
             hosts: HostLimiter::new(config.per_host_concurrency, config.host_wait),
@@ -133,7 +131,7 @@ impl WebhookWorker {
                 .into_future(),
         );
         let deliverer = self.deliverer;
-        if declare_tiers(&deliverer, &cancel).await {
+        if deliverer.delays.declare_until_ready(&deliverer.broker, &cancel).await {
             let handler = {
                 let deliverer = deliverer.clone();
                 move |delivery| {
@@ -141,7 +139,7 @@ impl WebhookWorker {
                     async move { deliverer.handle(delivery).await }
                 }
             };
-            let queue = deliverer.queue.clone();
+            let queue = deliverer.delays.queue().to_owned();
             shared::amqp::consume(deliverer.broker.clone(), queue, self.prefetch, cancel.clone(), handler).await;
         }
         drop(self.broker_stop);
@@ -149,32 +147,6 @@ impl WebhookWorker {
         match health.await {
             Ok(result) => result,
             Err(error) => Err(std::io::Error::other(error)),
-        }
-    }
-}
-
-/// Declares the delay tiers, retrying until it works (`true`) or the worker
-/// is cancelled (`false`): no message is taken before its retries have somewhere to go.
-async fn declare_tiers(deliverer: &Deliverer, cancel: &CancellationToken) -> bool {
-    loop {
-        let declared = tokio::select! {
-            _ = cancel.cancelled() => return false,
-            declared = tokio::time::timeout(
-                DECLARE_TIMEOUT,
-                deliver::declare_tiers(&deliverer.broker, &deliverer.queue, &deliverer.policy),
-            ) => declared,
-        };
-        match declared {
-            Ok(Ok(())) => {
-                tracing::info!(tiers = deliverer.policy.tiers().len(), "retry tiers declared");
-                return true;
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot declare the retry tiers yet; retrying"),
-            Err(_) => tracing::warn!("RabbitMQ took too long to declare the retry tiers; retrying"),
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return false,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

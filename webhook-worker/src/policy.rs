@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 /// Jitter is ±20 % of the scheduled delay; a delay tier's TTL is its delay
-/// plus that much, so a jittered per-message expiration always fits in it.
-pub const JITTER: f64 = 0.2;
+/// plus that much (`shared::amqp::retry`), so a jittered wait always fits in it.
+pub use shared::amqp::retry::JITTER;
 
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +30,9 @@ pub enum Decision {
     Delivered,
     /// Stop: the receiver answered 410.
     Gone,
-    /// Try again after `delay` through the tier whose TTL is `tier`.
+    /// Try again after `delay` (through a delay tier, which may cut it to its largest).
     Retry {
         delay: Duration,
-        tier: Duration,
     },
     /// Give up: park the event in the dead-letter queue, replayable.
     DeadLetter {
@@ -58,7 +57,7 @@ impl DeadLetterReason {
     }
 }
 
-/// The retry schedule and the delay tiers that carry it.
+/// The retry schedule.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     schedule: Vec<Duration>,
@@ -75,12 +74,8 @@ impl RetryPolicy {
         u32::try_from(self.schedule.len()).unwrap_or(u32::MAX).saturating_add(1)
     }
 
-    /// The TTL of every delay tier: each scheduled delay × (1 + jitter).
-    pub fn tiers(&self) -> Vec<Duration> {
-        let mut tiers: Vec<Duration> = self.schedule.iter().map(|d| tier_ttl(*d)).collect();
-        tiers.sort();
-        tiers.dedup();
-        tiers
+    pub fn schedule(&self) -> &[Duration] {
+        &self.schedule
     }
 
     /// The scheduled delay after attempt `attempt` (1-based), jittered by
@@ -90,28 +85,16 @@ impl RetryPolicy {
         self.schedule.get(index).map(|d| jittered(*d, jitter))
     }
 
-    /// Where a message deferred `deferrals` times waits: the first tiers,
-    /// growing with each deferral so a saturated host's backlog backs off.
-    pub fn deferral(&self, deferrals: u32, jitter: f64) -> (Duration, Duration) {
+    /// How long a message deferred `deferrals` times waits: the first
+    /// scheduled delays, growing with each deferral so a saturated host's
+    /// backlog backs off.
+    pub fn deferral(&self, deferrals: u32, jitter: f64) -> Duration {
         let index = usize::try_from(deferrals)
             .unwrap_or(usize::MAX)
             .min(2)
             .min(self.schedule.len().saturating_sub(1));
         let scheduled = self.schedule.get(index).copied().unwrap_or(Duration::from_secs(5));
-        (jittered(scheduled, jitter), tier_ttl(scheduled))
-    }
-
-    /// The smallest tier that holds `delay`, or the largest one (a longer
-    /// `Retry-After` is cut to it).
-    pub fn tier_for(&self, delay: Duration) -> (Duration, Duration) {
-        let tiers = self.tiers();
-        match tiers.iter().find(|tier| **tier >= delay) {
-            Some(tier) => (delay, *tier),
-            None => {
-                let largest = tiers.last().copied().unwrap_or(delay);
-                (largest, largest)
-            }
-        }
+        jittered(scheduled, jitter)
     }
 
     /// The decision for attempt `attempt` (1-based) that ended in `result`.
@@ -128,18 +111,12 @@ impl RetryPolicy {
                 },
                 Some(scheduled) => {
                     // Retry-After may ask for more time, never for less.
-                    let wanted = retry_after.map_or(scheduled, |asked| asked.max(scheduled));
-                    let (delay, tier) = self.tier_for(wanted);
-                    Decision::Retry { delay, tier }
+                    let delay = retry_after.map_or(scheduled, |asked| asked.max(scheduled));
+                    Decision::Retry { delay }
                 }
             },
         }
     }
-}
-
-/// The TTL of the tier for a scheduled delay.
-pub fn tier_ttl(delay: Duration) -> Duration {
-    delay.mul_f64(1.0 + JITTER)
 }
 
 fn jittered(delay: Duration, jitter: f64) -> Duration {
@@ -187,15 +164,13 @@ mod tests {
         assert_eq!(
             p.decide(1, &failed(500), 1.0),
             Decision::Retry {
-                delay: Duration::from_secs(5),
-                tier: Duration::from_secs(6)
+                delay: Duration::from_secs(5)
             }
         );
         assert_eq!(
             p.decide(3, &failed(503), 1.0),
             Decision::Retry {
-                delay: Duration::from_secs(120),
-                tier: Duration::from_secs(144)
+                delay: Duration::from_secs(120)
             }
         );
         assert_eq!(
@@ -207,14 +182,13 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_twenty_percent_and_inside_the_tier() {
+    fn jitter_stays_within_twenty_percent() {
         let p = policy();
         for jitter in [0.0, 0.8, 0.95, 1.2, 7.0] {
-            let Decision::Retry { delay, tier } = p.decide(2, &failed(500), jitter) else {
+            let Decision::Retry { delay } = p.decide(2, &failed(500), jitter) else {
                 panic!("expected a retry");
             };
             assert!(delay >= Duration::from_secs(24) && delay <= Duration::from_secs(36));
-            assert!(delay <= tier);
         }
         for _ in 0..100 {
             let j = random_jitter();
@@ -223,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_lengthens_the_wait_up_to_the_largest_tier() {
+    fn retry_after_lengthens_the_wait_never_shortens_it() {
         let p = policy();
         let asked = |secs| Attempted::Failed {
             status: Some(429),
@@ -232,22 +206,19 @@ mod tests {
         assert_eq!(
             p.decide(1, &asked(20), 1.0),
             Decision::Retry {
-                delay: Duration::from_secs(20),
-                tier: Duration::from_secs(36)
+                delay: Duration::from_secs(20)
             }
         );
         assert_eq!(
             p.decide(1, &asked(1), 1.0),
             Decision::Retry {
-                delay: Duration::from_secs(5),
-                tier: Duration::from_secs(6)
+                delay: Duration::from_secs(5)
             }
         );
         assert_eq!(
-            p.decide(1, &asked(86_400), 1.0),
+            p.decide(1, &asked(3_000), 1.0),
             Decision::Retry {
-                delay: Duration::from_secs(144),
-                tier: Duration::from_secs(144)
+                delay: Duration::from_secs(3_000)
             }
         );
     }
@@ -263,12 +234,12 @@ mod tests {
     }
 
     #[test]
-    fn deferrals_back_off_through_the_first_tiers() {
+    fn deferrals_back_off_through_the_first_delays() {
         let p = policy();
-        assert_eq!(p.deferral(0, 1.0), (Duration::from_secs(5), Duration::from_secs(6)));
-        assert_eq!(p.deferral(1, 1.0), (Duration::from_secs(30), Duration::from_secs(36)));
-        assert_eq!(p.deferral(9, 1.0), (Duration::from_secs(120), Duration::from_secs(144)));
+        assert_eq!(p.deferral(0, 1.0), Duration::from_secs(5));
+        assert_eq!(p.deferral(1, 1.0), Duration::from_secs(30));
+        assert_eq!(p.deferral(9, 1.0), Duration::from_secs(120));
         let short = RetryPolicy::new(vec![Duration::from_secs(1)]);
-        assert_eq!(short.deferral(5, 1.0).1, Duration::from_millis(1200));
+        assert_eq!(short.deferral(5, 1.0), Duration::from_secs(1));
     }
 }

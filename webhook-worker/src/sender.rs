@@ -97,7 +97,7 @@ impl Sender {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(shared::http::parse_retry_after);
         // Read a little of the body so the connection can be reused; stop at the cap.
         let mut read = 0usize;
         let mut body_error = None;
@@ -152,30 +152,4 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text.chars().take(MAX_ERROR_CHARS).collect()
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(raw: &str) -> Option<Duration> {
-    let raw = raw.trim();
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(600)).to_rfc2822();
-        let wait = parse_retry_after(&later).unwrap();
-        assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 }

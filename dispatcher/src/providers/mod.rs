@@ -1,5 +1,5 @@
 //! Message providers behind one trait: Twilio (SMS), Meta's WhatsApp Cloud
-//! API, and `log` for development. Each classifies its failures as transient
+//! API, and `log` for development; `AnyProvider` is whichever is configured. Each classifies its failures as transient
 //! (retry while the code is valid) or permanent (give up now).
 
 mod log;
@@ -65,11 +65,12 @@ impl SendError {
     }
 
     /// A transport-level failure (timeout, refused connection): transient.
-    pub fn from_transport(error: &reqwest::Error) -> Self {
+    /// The URL is left out: it holds the account id.
+    pub fn from_transport(error: reqwest::Error) -> Self {
         let message = if error.is_timeout() {
             "provider request timed out".to_owned()
         } else {
-            format!("provider unreachable: {error}")
+            format!("provider unreachable: {}", error.without_url())
         };
         SendError::Transient {
             code: None,
@@ -86,71 +87,65 @@ pub trait Provider: Send + Sync {
     fn send(&self, message: &Outbound) -> impl Future<Output = Result<Receipt, SendError>> + Send;
 }
 
-/// The configured SMS provider.
-pub enum Sms {
+/// A configured provider, whichever it is.
+pub enum AnyProvider {
     Twilio(Twilio),
-    Log(LogProvider),
-}
-
-/// The configured WhatsApp provider.
-pub enum Whatsapp {
     Meta(MetaWhatsapp),
     Log(LogProvider),
 }
 
-impl Provider for Sms {
+impl Provider for AnyProvider {
     fn name(&self) -> &'static str {
         match self {
-            Sms::Twilio(p) => p.name(),
-            Sms::Log(p) => p.name(),
+            AnyProvider::Twilio(p) => p.name(),
+            AnyProvider::Meta(p) => p.name(),
+            AnyProvider::Log(p) => p.name(),
         }
     }
+
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
         match self {
-            Sms::Twilio(p) => p.send(message).await,
-            Sms::Log(p) => p.send(message).await,
+            AnyProvider::Twilio(p) => p.send(message).await,
+            AnyProvider::Meta(p) => p.send(message).await,
+            AnyProvider::Log(p) => p.send(message).await,
         }
     }
 }
 
-impl Provider for Whatsapp {
-    fn name(&self) -> &'static str {
-        match self {
-            Whatsapp::Meta(p) => p.name(),
-            Whatsapp::Log(p) => p.name(),
-        }
-    }
-    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
-        match self {
-            Whatsapp::Meta(p) => p.send(message).await,
-            Whatsapp::Log(p) => p.send(message).await,
-        }
-    }
-}
+/// The most of a provider's answer that is read; a longer one is cut (a
+/// success or an error body of these APIs is a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// A provider's HTTP answer, read whole (transport failures are transient).
+/// A provider's HTTP answer, its body read up to `MAX_ANSWER_BYTES`
+/// (transport failures are transient).
 pub struct Answer {
     pub status: reqwest::StatusCode,
-    /// `Retry-After` in seconds (the HTTP-date form is rare from these APIs), at most an hour.
+    /// `Retry-After` (seconds or an HTTP date), at most an hour.
     pub retry_after: Option<Duration>,
     pub body: bytes::Bytes,
 }
 
 impl Answer {
     pub async fn of(request: reqwest::RequestBuilder) -> Result<Self, SendError> {
-        let response = request.send().await.map_err(|e| SendError::from_transport(&e))?;
+        let mut response = request.send().await.map_err(SendError::from_transport)?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(3600)));
-        let body = response.bytes().await.map_err(|e| SendError::from_transport(&e))?;
+            .and_then(shared::http::parse_retry_after);
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(SendError::from_transport)? {
+            let room = MAX_ANSWER_BYTES - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == MAX_ANSWER_BYTES {
+                break;
+            }
+        }
         Ok(Self {
             status,
             retry_after,
-            body,
+            body: body.freeze(),
         })
     }
 

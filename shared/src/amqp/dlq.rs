@@ -2,7 +2,7 @@
 //! queue with a fresh schedule, for the webhook queue and the dispatcher's
 //! alike (`otpctl dlq`, and the webhook worker's tests).
 
-use super::integer;
+use super::{integer, retry};
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation};
@@ -11,16 +11,17 @@ use serde_json::{json, Value};
 /// Headers that count or explain earlier attempts; a replay drops them.
 fn is_history(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    name.contains("attempt")
-        || name.contains("death")
-        || name.starts_with("x-dead-letter")
-        || name.starts_with("x-last-")
+    name == retry::ATTEMPTS
+        || name == retry::DEFERRALS
+        || name == "x-attempt"
+        || name == "x-dispatch-attempts"
+        || name == "x-death"
         || name == "x-delivery-count"
-        || name == "x-deferrals"
+        || name.starts_with("x-first-death")
+        || name.starts_with("x-last-")
+        || name.starts_with("x-dead-letter")
+        || name.starts_with("x-dead-lettered")
 }
-
-/// Counts replays, so the webhook worker records a new round of attempts.
-const ROUND: &str = "x-round";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
@@ -116,14 +117,14 @@ fn fresh_properties(old: &BasicProperties) -> BasicProperties {
     let mut round = 0i64;
     if let Some(table) = old.headers() {
         for (name, value) in table.inner() {
-            if name.as_str() == ROUND {
+            if name.as_str() == retry::ROUND {
                 round = integer(value).unwrap_or(0);
             } else if !is_history(name.as_str()) {
                 headers.insert(name.clone(), value.clone());
             }
         }
     }
-    headers.insert(ROUND.into(), AMQPValue::LongLongInt(round.saturating_add(1)));
+    headers.insert(retry::ROUND.into(), AMQPValue::LongLongInt(round.saturating_add(1)));
     let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
     if let Some(id) = old.message_id() {
         properties = properties.with_message_id(id.clone());

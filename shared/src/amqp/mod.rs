@@ -5,6 +5,7 @@
 mod broker;
 mod consumer;
 pub mod dlq;
+pub mod retry;
 mod topology;
 
 pub use broker::{Broker, PublishError};

@@ -66,7 +66,8 @@ pub struct UnknownVariant;
 
 text_enum!(
     /// Where a validation is in its life. Moves only forward:
-    /// `new → sent → validated | failed`, or `new → failed`.
+    /// `new → sent → validated | failed`, or `new → failed`
+    /// (the statements that move it: `domain::phone_validation`).
     ValidationStatus {
         New = "new",
         Sent = "sent",
@@ -74,22 +75,6 @@ text_enum!(
         Failed = "failed",
     }
 );
-
-impl ValidationStatus {
-    /// Whether the status machine allows moving from `self` to `next`.
-    pub fn can_become(self, next: ValidationStatus) -> bool {
-        use ValidationStatus::*;
-        matches!(
-            (self, next),
-            (New, Sent) | (New, Failed) | (Sent, Validated) | (Sent, Failed)
-        )
-    }
-
-    /// A validated or failed validation never changes again.
-    pub fn is_final(self) -> bool {
-        matches!(self, ValidationStatus::Validated | ValidationStatus::Failed)
-    }
-}
 
 text_enum!(
     /// How the code reaches the phone.
@@ -146,34 +131,9 @@ text_enum!(
     }
 );
 
-impl FailedReason {
-    /// Failures of delivery, as opposed to failures of the user.
-    pub fn is_send_failure(self) -> bool {
-        matches!(self, FailedReason::ProviderRejected | FailedReason::ProviderUnavailable)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_moves_only_forward() {
-        use ValidationStatus::*;
-        for from in ValidationStatus::ALL {
-            for to in ValidationStatus::ALL {
-                let allowed = from.can_become(*to);
-                let forward = matches!(
-                    (from, to),
-                    (New, Sent) | (New, Failed) | (Sent, Validated) | (Sent, Failed)
-                );
-                assert_eq!(allowed, forward, "{from} -> {to}");
-            }
-            if from.is_final() {
-                assert!(ValidationStatus::ALL.iter().all(|to| !from.can_become(*to)));
-            }
-        }
-    }
 
     #[test]
     fn spellings_round_trip_through_serde_and_from_str() {

@@ -2,8 +2,10 @@
 
 mod enums;
 mod phone;
+pub mod phone_validation;
 mod settings;
 
 pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
+pub use phone_validation::PhoneValidation;
 pub use settings::{check_url, PhoneSettings, PhoneSettingsPatch, SettingsError};

@@ -9,9 +9,11 @@
 //! why: a limit refused it, its phone appears twice in the group, or the
 //! group's statement failed.
 
-use super::create::{insert_many, CachedFlow, Group, NewRow, NewValidation};
+use super::create::NewValidation;
+use super::flow_cache::CachedFlow;
+use super::insert::{insert_many, Group, NewRow};
+use shared::domain::PhoneValidation;
 use shared::outbox::OutboxMessage;
-use shared::validation::PhoneValidation;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
@@ -63,7 +65,7 @@ impl GroupCommit {
     }
 
     /// Writes the create with others; `None` when it must go one at a time.
-    pub(super) async fn create(
+    pub async fn create(
         &self,
         client: &ObjectId,
         new: &NewValidation,
@@ -73,7 +75,7 @@ impl GroupCommit {
         let pending = Pending {
             group: Group::of(client, new),
             flow: flow.clone(),
-            row: NewRow::new(new, &flow.flow.settings.0)?,
+            row: NewRow::new(new, &flow.flow.settings.0).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
             reply,
         };
         if self.sender.send(pending).await.is_err() {

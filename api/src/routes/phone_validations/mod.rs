@@ -2,8 +2,12 @@
 //! read and list (CONTRACT §4.2–4.4).
 
 pub mod create;
+pub mod flow_cache;
 pub mod group_commit;
+pub mod idempotency;
+pub mod insert;
 pub mod read;
+pub mod send_limits;
 pub mod validate;
 
 use crate::error::ApiError;

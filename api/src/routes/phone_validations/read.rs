@@ -6,8 +6,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ListQuery};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
+use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{CountryCode, ValidationStatus, ValidationType};
-use shared::validation::{PhoneValidation, COLUMNS};
 
 /// Retrieve a phone validation.
 #[utoipa::path(get, path = "/v2/phone-validations/{id}", tag = "phone validations", params(("id" = String, Path)),

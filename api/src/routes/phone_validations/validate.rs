@@ -14,11 +14,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::domain::phone_validation::{self, CountedAttempt, PhoneValidation, COLUMNS};
 use shared::domain::{FailedReason, Gateway, ValidationStatus, ValidationType};
-use shared::events::{ValidationEvent, ValidationEventType};
 use shared::otp::OtpCode;
-use shared::validation::{PhoneValidation, COLUMNS};
-use shared::{outbox, validation, ObjectId};
+use shared::ObjectId;
 use utoipa::ToSchema;
 
 /// Body of a validate request (seed `validate-phone-validation.txt`).
@@ -158,6 +157,8 @@ pub async fn validate(
     check(&app, current, &code, phone.e164()).await
 }
 
+/// Answers a code for `current`: refuses by its state, or counts the
+/// attempt and compares the code.
 async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &str) -> ApiResult<Envelope<Validated>> {
     match decide(&current, Utc::now()) {
         Decision::Compare => {}
@@ -167,62 +168,19 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         }
         other => return Err(refusal(&other)),
     }
-    let counted: Option<(i32, i32, Option<String>)> = sqlx::query_as(
-        "UPDATE phone_validations SET attempts = attempts + 1, updated_at = now()
-          WHERE id = $1 AND status = 'sent' AND attempts < max_attempts AND expires_at > now()
-      RETURNING attempts, max_attempts, otp_hash",
-    )
-    .bind(&current.id)
-    .fetch_optional(&app.pool)
-    .await?;
-    let Some((attempts, max_attempts, Some(stored))) = counted else {
+    let counted = phone_validation::count_attempt(&app.pool, &current.id).await?;
+    let Some(CountedAttempt {
+        attempts,
+        max_attempts,
+        otp_hash: Some(stored),
+    }) = counted
+    else {
         // Someone else moved it on (or it just expired): answer from its new state.
         return Err(reread_refusal(app, &current.id).await?);
     };
-
     if verify(app, &current.id, code, stored).await? {
-        let mut tx = app.pool.begin().await?;
-        let validated: Option<PhoneValidation> = sqlx::query_as(&format!(
-            "UPDATE phone_validations
-                SET status = 'validated', validated_at = now(), attempts = attempts - 1, updated_at = now()
-              WHERE id = $1 AND status = 'sent'
-          RETURNING {COLUMNS}"
-        ))
-        .bind(&current.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(validated) = validated else {
-            drop(tx);
-            return Err(reread_refusal(app, &current.id).await?);
-        };
-        let message = outbox::enqueue(
-            &mut tx,
-            &ValidationEvent::new(ValidationEventType::Validated, validated.clone()),
-        )
-        .await?;
-        tx.commit().await?;
-        app.relay.publish_soon([message]);
-        metrics::counter!("phone_validations_validated_total").increment(1);
-        tracing::info!(validation_id = %validated.id, "phone validated");
-        let token = match validated.kind {
-            ValidationType::Login => Some(
-                app.jwt
-                    .login_token(&validated.id, e164)
-                    .context("while signing the login token")?,
-            ),
-            _ => None,
-        };
-        return Ok(Envelope(Validated {
-            id: validated.id,
-            status: validated.status,
-            country_code: validated.country_code,
-            phone: validated.phone,
-            kind: validated.kind,
-            show_face_liveness_recommendation: false,
-            token,
-        }));
+        return right_code(app, &current.id, e164).await;
     }
-
     metrics::counter!("phone_validations_wrong_code_total").increment(1);
     if attempts >= max_attempts {
         fail(app, &current.id, FailedReason::MaxAttemptsExceeded).await?;
@@ -230,6 +188,37 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         return Err(refusal(&Decision::MaxAttemptsExceeded));
     }
     Err(ApiError::new(StatusCode::FORBIDDEN, "otp_does_not_match"))
+}
+
+/// The code matched: `validated`, its event queued, and for a login the end
+/// user's token.
+async fn right_code(app: &AppState, id: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
+    let mut tx = app.pool.begin().await?;
+    let Some((validated, message)) = phone_validation::validate(&mut tx, id).await? else {
+        drop(tx);
+        return Err(reread_refusal(app, id).await?);
+    };
+    tx.commit().await?;
+    app.relay.publish_soon([message]);
+    metrics::counter!("phone_validations_validated_total").increment(1);
+    tracing::info!(validation_id = %validated.id, "phone validated");
+    let token = match validated.kind {
+        ValidationType::Login => Some(
+            app.jwt
+                .login_token(&validated.id, e164)
+                .context("while signing the login token")?,
+        ),
+        _ => None,
+    };
+    Ok(Envelope(Validated {
+        id: validated.id,
+        status: validated.status,
+        country_code: validated.country_code,
+        phone: validated.phone,
+        kind: validated.kind,
+        show_face_liveness_recommendation: false,
+        token,
+    }))
 }
 
 /// bcrypt on the blocking pool, at most one per core at a time.
@@ -245,7 +234,7 @@ async fn verify(app: &AppState, id: &ObjectId, code: &OtpCode, stored: String) -
 
 async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<()> {
     let mut tx = app.pool.begin().await?;
-    if let Some((_, message)) = validation::fail(&mut tx, id, reason, None).await? {
+    if let Some((_, message)) = phone_validation::fail(&mut tx, id, reason, None).await? {
         tx.commit().await?;
         app.relay.publish_soon([message]);
     }
@@ -254,7 +243,7 @@ async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<
 
 async fn reread_refusal(app: &AppState, id: &ObjectId) -> ApiResult<ApiError> {
     let now = Utc::now();
-    let current = validation::fetch(&mut *app.pool.acquire().await?, id)
+    let current = phone_validation::fetch(&app.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("phone_validation"))?;
     let decision = decide(&current, now);

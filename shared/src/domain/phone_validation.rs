@@ -1,0 +1,264 @@
+//! The Phone Validation record and its status machine. One struct is both
+//! the database row and the contract's JSON object, so the two cannot drift
+//! apart; every statement that moves a validation's status is here, and
+//! each names the status it expects, so a race can never move it backwards:
+//!
+//! ```text
+//! new ──claim (hash stored, lease)──▶ new ──record send──▶ sent ──right code──▶ validated
+//!  │                                                         │
+//!  └────────────── fail (expired, attempts, provider) ───────┴──▶ failed
+//! ```
+
+use super::{FailedReason, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
+use crate::events::{ValidationEvent, ValidationEventType};
+use crate::{outbox, ObjectId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The Phone Validation object (CONTRACT §5).
+#[derive(Clone, Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneValidation {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[sqlx(rename = "client_id")]
+    pub client: ObjectId,
+    #[sqlx(rename = "project_id")]
+    pub project: ObjectId,
+    #[sqlx(rename = "project_flow_id")]
+    pub project_flow: ObjectId,
+    pub status: ValidationStatus,
+    pub country_code: String,
+    pub phone: String,
+    pub phone_gateway: Gateway,
+    pub validation_method: ValidationMethod,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: ValidationType,
+    /// bcrypt hash of the keyed code, once the dispatcher stored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(rename = "otp_hash")]
+    pub otp: Option<String>,
+    /// Digits of the code (internal: the dispatcher generates, the API checks).
+    #[serde(skip)]
+    pub otp_length: i16,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[schema(value_type = Object)]
+    pub phone_data: Json<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extra_params: Option<Json<serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_url: Option<String>,
+    #[serde(rename = "requires2FA")]
+    #[sqlx(rename = "requires_2fa")]
+    pub requires_2fa: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    pub language: Language,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub provider_confirmation: Option<Json<serde_json::Value>>,
+    #[serde(
+        serialize_with = "crate::time::serialize_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub validated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_reason: Option<FailedReason>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every column of the object, for `SELECT` and `RETURNING` lists.
+pub const COLUMNS: &str = "id, client_id, project_id, project_flow_id, status, country_code, phone, \
+    phone_gateway, validation_method, type, otp_hash, otp_length, expires_at, name, phone_data, extra_params, \
+    redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, attempts, \
+    max_attempts, provider_confirmation, validated_at, failed_reason, created_at, updated_at";
+
+impl PhoneValidation {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
+    }
+
+    /// `+` country code and national number: where the code goes.
+    pub fn e164(&self) -> String {
+        format!("{}{}", self.country_code, self.phone)
+    }
+
+    /// The title of the message: the project's name at creation.
+    pub fn title(&self) -> &str {
+        self.phone_data.0.get("title").and_then(|t| t.as_str()).unwrap_or("")
+    }
+}
+
+/// Loads one validation by id, whoever owns it (workers, not the API).
+pub async fn fetch(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<Option<PhoneValidation>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM phone_validations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Moves a `new` or `sent` validation to `failed` and queues its `failed` event
+/// in the same transaction. `None` when it had already reached a final status
+/// (someone else decided first; nothing is emitted twice).
+pub async fn fail(
+    tx: &mut PgConnection,
+    id: &ObjectId,
+    reason: FailedReason,
+    provider_confirmation: Option<serde_json::Value>,
+) -> Result<Option<(PhoneValidation, outbox::OutboxMessage)>, sqlx::Error> {
+    let failed: Option<PhoneValidation> = sqlx::query_as(&format!(
+        "UPDATE phone_validations
+            SET status = 'failed', failed_reason = $2,
+                provider_confirmation = COALESCE($3, provider_confirmation),
+                updated_at = now()
+          WHERE id = $1 AND status IN ('new', 'sent')
+      RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(reason)
+    .bind(provider_confirmation.map(Json))
+    .fetch_optional(&mut *tx)
+    .await?;
+    emit(tx, failed, ValidationEventType::Failed).await
+}
+
+/// Queues the event of a validation that just reached a final status.
+async fn emit(
+    tx: &mut PgConnection,
+    validation: Option<PhoneValidation>,
+    kind: ValidationEventType,
+) -> Result<Option<(PhoneValidation, outbox::OutboxMessage)>, sqlx::Error> {
+    let Some(validation) = validation else {
+        return Ok(None);
+    };
+    let message = outbox::enqueue(tx, &ValidationEvent::new(kind, validation.clone())).await?;
+    Ok(Some((validation, message)))
+}
+
+/// An attempt counted against a validation, with what to check it against.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CountedAttempt {
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub otp_hash: Option<String>,
+}
+
+/// Counts one attempt at a code, before the code is compared, so N
+/// concurrent guesses consume N attempts and no lock is held while hashing.
+/// `None` when no attempt may be made (someone moved it on, it expired, or
+/// the attempts are used up).
+pub async fn count_attempt(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<Option<CountedAttempt>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE phone_validations SET attempts = attempts + 1, updated_at = now()
+          WHERE id = $1 AND status = 'sent' AND attempts < max_attempts AND expires_at > now()
+      RETURNING attempts, max_attempts, otp_hash",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The right code: `validated` (the attempt is given back: `attempts` counts
+/// wrong codes) and its event queued in the same transaction. `None` when it
+/// moved on meanwhile.
+pub async fn validate(
+    tx: &mut PgConnection,
+    id: &ObjectId,
+) -> Result<Option<(PhoneValidation, outbox::OutboxMessage)>, sqlx::Error> {
+    let validated: Option<PhoneValidation> = sqlx::query_as(&format!(
+        "UPDATE phone_validations
+            SET status = 'validated', validated_at = now(), attempts = attempts - 1, updated_at = now()
+          WHERE id = $1 AND status = 'sent'
+      RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    emit(tx, validated, ValidationEventType::Validated).await
+}
+
+/// Takes the sends of `ids` for `lease` and stores their codes' hashes, for
+/// those still `new` and held by nobody. Returns the ids taken.
+pub async fn claim_sends(
+    conn: impl PgExecutor<'_>,
+    ids: Vec<ObjectId>,
+    hashes: Vec<String>,
+    lease: Duration,
+) -> Result<Vec<ObjectId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE phone_validations AS v
+            SET otp_hash = c.hash, dispatch_lease_until = now() + make_interval(secs => $3),
+                updated_at = now()
+           FROM unnest($1::text[], $2::text[]) AS c(id, hash)
+          WHERE v.id = c.id AND v.status = 'new'
+            AND (v.dispatch_lease_until IS NULL OR v.dispatch_lease_until < now())
+      RETURNING v.id",
+    )
+    .bind(ids)
+    .bind(hashes)
+    .bind(lease.as_secs_f64())
+    .fetch_all(conn)
+    .await
+}
+
+/// Records the providers' confirmations (JSON text) and moves those still
+/// `new` to `sent`. Returns the ids recorded.
+pub async fn record_sends(
+    conn: impl PgExecutor<'_>,
+    ids: Vec<ObjectId>,
+    confirmations: Vec<String>,
+) -> Result<Vec<ObjectId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE phone_validations AS v
+            SET status = 'sent', provider_confirmation = c.confirmation::jsonb,
+                dispatch_lease_until = NULL, updated_at = now()
+           FROM unnest($1::text[], $2::text[]) AS c(id, confirmation)
+          WHERE v.id = c.id AND v.status = 'new'
+      RETURNING v.id",
+    )
+    .bind(ids)
+    .bind(confirmations)
+    .fetch_all(conn)
+    .await
+}
+
+/// Gives a send back (before its message waits in a delay queue).
+pub async fn release_send(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE phone_validations SET dispatch_lease_until = NULL WHERE id = $1 AND status = 'new'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How long another holder's lease on the send still runs (`None`: not
+/// held, or not `new` any more).
+pub async fn lease_left(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<Option<Duration>, sqlx::Error> {
+    let left: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM (dispatch_lease_until - now()))::float8 FROM phone_validations
+          WHERE id = $1 AND status = 'new' AND dispatch_lease_until > now()",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .flatten();
+    Ok(left.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
