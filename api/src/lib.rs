@@ -7,6 +7,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod listing;
 pub mod openapi;
 pub mod routes;
 

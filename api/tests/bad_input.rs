@@ -1,11 +1,9 @@
 //! Bad input gets the contract's error envelope, never a 500, and writes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use testkit::TestApp;
 
 async fn raw_post(app: &TestApp, path: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
     let mut request = app
@@ -22,10 +20,7 @@ async fn raw_post(app: &TestApp, path: &str, token: Option<&str>, body: Vec<u8>)
 }
 
 async fn count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM phone_validations")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
+    app.count("phone_validations").await
 }
 
 #[tokio::test]

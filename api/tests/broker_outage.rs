@@ -3,20 +3,17 @@
 //! request's event is published exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::json;
-use shared::testkit::{self, Proxy};
 use std::collections::HashMap;
 use std::time::Duration;
+use testkit::{Proxy, TestApp};
 
 #[tokio::test]
 async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_once_it_is_back() {
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = Proxy::start(broker, false).await;
-    let app = TestApp::spawn_with_amqp(format!("amqp://guest:guest@{}/%2f", proxy.addr)).await;
+    let app = TestApp::spawn_with(testkit::topology(), &format!("amqp://guest:guest@{}/%2f", proxy.addr)).await;
     // The queues exist already (a dispatcher declared them), as in production.
     let declare = app.amqp.create_channel().await.unwrap();
     app.topology.declare(&declare).await.unwrap();
@@ -35,10 +32,7 @@ async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_on
                 .to_owned(),
         );
     }
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let waiting = app.count("outbox").await;
     assert_eq!(waiting, 5, "every accepted request's event is kept");
 
     proxy.set_up(true);

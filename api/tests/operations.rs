@@ -1,12 +1,10 @@
 //! Health, readiness, metrics, the OpenAPI document and the operator CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Command;
+use testkit::TestApp;
 
 #[tokio::test]
 async fn health_ready_and_metrics_answer_without_a_token() {
@@ -72,7 +70,7 @@ fn otpctl(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_otpctl"))
         .args(args)
         .env("DATABASE_URL", &app.database_url)
-        .env("JWT_SECRET", common::JWT_SECRET)
+        .env("JWT_SECRET", testkit::api::JWT_SECRET)
         .output()
         .expect("run otpctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -133,7 +131,7 @@ fn otpctl_amqp(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
     let prefix = app.topology.webhook_queue().trim_end_matches("otp.webhooks").to_owned();
     let output = Command::new(env!("CARGO_BIN_EXE_otpctl"))
         .args(args)
-        .env("AMQP_URL", shared::testkit::amqp_url())
+        .env("AMQP_URL", testkit::amqp_url())
         .env("AMQP_PREFIX", prefix)
         .output()
         .expect("run otpctl");
@@ -191,13 +189,13 @@ async fn otpctl_lists_and_replays_dead_letters_with_a_fresh_schedule() {
         let (ok, replayed, stderr) = otpctl_amqp(&app, &["dlq", "replay", "--queue", queue]);
         assert!(ok, "{stderr}");
         assert_eq!(replayed["replayed"], 1);
-        let moved = shared::testkit::drain(&app.amqp, &work_queue).await;
+        let moved = testkit::drain(&app.amqp, &work_queue).await;
         assert_eq!(moved.len(), 1, "{queue}: the message is back on {work_queue}");
         let headers = moved[0].delivery.properties.headers().clone().unwrap_or_default();
         let headers = headers.inner();
         assert!(!headers.contains_key("x-attempt"), "the attempt count is reset");
         assert!(!headers.contains_key("x-dead-letter-reason"));
         assert_eq!(headers.get("x-round"), Some(&AMQPValue::LongLongInt(1)));
-        assert!(shared::testkit::drain(&app.amqp, &dlq).await.is_empty());
+        assert!(testkit::drain(&app.amqp, &dlq).await.is_empty());
     }
 }

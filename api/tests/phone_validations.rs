@@ -2,11 +2,9 @@
 //! PostgreSQL and RabbitMQ.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use testkit::TestApp;
 
 async fn app_with_flow(phone: Value) -> (TestApp, String, String) {
     let app = TestApp::spawn().await;
@@ -105,8 +103,7 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
     assert!(read.data()["validatedAt"].as_str().is_some());
     assert_eq!(read.data()["attempts"], 0);
 
-    app.wait_outbox_empty().await;
-    let events = app.drain(&app.topology.webhook_queue()).await;
+    let events = app.published(&app.topology.webhook_queue()).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "phone_validation_validated");
     assert_eq!(events[0]["data"]["_id"], id);
@@ -116,11 +113,7 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
 #[tokio::test]
 async fn a_wrong_code_three_times_fails_the_validation() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "654321").await;
+    let id = app.sent_validation(&project, &flow, "62617737", "654321").await;
 
     for attempt in 1..=2 {
         let wrong = app.validate("62617737", json!("111111")).await;
@@ -143,8 +136,7 @@ async fn a_wrong_code_three_times_fails_the_validation() {
     assert_eq!(read.data()["failedReason"], "max_attempts_exceeded");
     assert_eq!(read.data()["attempts"], 3);
 
-    app.wait_outbox_empty().await;
-    let events = app.drain(&app.topology.webhook_queue()).await;
+    let events = app.published(&app.topology.webhook_queue()).await;
     assert_eq!(events.len(), 1, "one failed event: {events:?}");
     assert_eq!(events[0]["type"], "phone_validation_failed");
     assert_eq!(events[0]["data"]["failedReason"], "max_attempts_exceeded");
@@ -153,11 +145,7 @@ async fn a_wrong_code_three_times_fails_the_validation() {
 #[tokio::test]
 async fn an_expired_code_answers_412_and_fails_once() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "123456").await;
+    let id = app.sent_validation(&project, &flow, "62617737", "123456").await;
     sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(&id)
         .execute(&app.pool)
@@ -176,8 +164,7 @@ async fn an_expired_code_answers_412_and_fails_once() {
         (read.data()["status"].as_str(), read.data()["failedReason"].as_str()),
         (Some("failed"), Some("expired"))
     );
-    app.wait_outbox_empty().await;
-    let events = app.drain(&app.topology.webhook_queue()).await;
+    let events = app.published(&app.topology.webhook_queue()).await;
     assert_eq!(events.len(), 1, "the failed event is emitted once: {events:?}");
     assert_eq!(events[0]["data"]["failedReason"], "expired");
 }
@@ -185,11 +172,7 @@ async fn an_expired_code_answers_412_and_fails_once() {
 #[tokio::test]
 async fn leading_zeros_are_part_of_the_code() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "012345").await;
+    let _ = app.sent_validation(&project, &flow, "62617737", "012345").await;
 
     let as_number = app.validate("62617737", json!(12345)).await;
     assert_eq!(
@@ -205,11 +188,7 @@ async fn leading_zeros_are_part_of_the_code() {
 #[tokio::test]
 async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
     let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "999999").await;
+    let id = app.sent_validation(&project, &flow, "62617737", "999999").await;
 
     let guesses = (0..20).map(|i| app.validate("62617737", json!(format!("{:06}", i))));
     let answers = futures_util::future::join_all(guesses).await;
@@ -235,11 +214,7 @@ async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
 #[tokio::test]
 async fn concurrent_right_guesses_validate_exactly_once() {
     let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "424242").await;
+    let _ = app.sent_validation(&project, &flow, "62617737", "424242").await;
     let answers = futures_util::future::join_all((0..20).map(|_| app.validate("62617737", json!("424242")))).await;
     let successes = answers.iter().filter(|r| r.status == StatusCode::OK).count();
     assert_eq!(successes, 1);
@@ -403,19 +378,10 @@ async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
         StatusCode::INTERNAL_SERVER_ERROR,
         "the faulty one alone fails"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_validations")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 30);
+    assert_eq!(app.count("phone_validations").await, 30);
     // Nothing half-written: the refused phone has no ledger entry and no event.
-    let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_send_windows WHERE phone = '69999999'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(ledger, 0);
-    app.wait_outbox_empty().await;
-    assert_eq!(app.drain(&app.topology.dispatch_queue()).await.len(), 30);
+    assert_eq!(app.count("phone_send_windows WHERE phone = '69999999'").await, 0);
+    assert_eq!(app.published(&app.topology.dispatch_queue()).await.len(), 30);
 }
 
 #[tokio::test]
@@ -442,24 +408,15 @@ async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
     let mut changed = body.clone();
     changed["phone"] = json!("62617738");
     assert_eq!(send(changed).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM phone_validations")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 1);
-    app.wait_outbox_empty().await;
-    assert_eq!(app.drain(&app.topology.dispatch_queue()).await.len(), 1);
+    assert_eq!(app.count("phone_validations").await, 1);
+    assert_eq!(app.published(&app.topology.dispatch_queue()).await.len(), 1);
 }
 
 #[tokio::test]
 async fn another_client_sees_nothing_of_this_one() {
     let (app, project, flow) = app_with_flow(json!({})).await;
-    let id = app.create_validation(&project, &flow, "62617737").await["_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.store_code(&id, "123456").await;
-    let other = common::create_client(&app.pool, "Other").await;
+    let id = app.sent_validation(&project, &flow, "62617737", "123456").await;
+    let other = testkit::create_client(&app.pool, "Other").await;
     let token = app.jwt.client_token(&other, 1).unwrap();
     let as_b = |method: reqwest::Method, path: String, body: Option<Value>| {
         let token = token.clone();

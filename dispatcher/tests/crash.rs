@@ -3,15 +3,13 @@
 //! request was with the provider at the moment of the kill.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{form, twilio_path, Harness, ACCOUNT, FROM, PEPPER};
 use serde_json::json;
 use shared::amqp::Topology;
-use shared::testkit;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::api::PEPPER;
+use testkit::dispatch::{form, twilio_path, Harness, ACCOUNT, FROM};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -60,11 +58,11 @@ async fn a_dispatcher_killed_mid_burst_loses_nothing() {
         )
         .mount(&h.twilio)
         .await;
-    let (project, flow) = h.flow(json!({"resendCooldownSeconds": 0})).await;
+    let (project, flow) = h.project_and_flow(json!({"resendCooldownSeconds": 0})).await;
     let mut first = spawn_dispatcher(&h, &prefix);
     const BURST: usize = 200;
     for n in 0..BURST {
-        h.create(&project, &flow, &format!("6264{n:04}"), json!({})).await;
+        h.create_id(&project, &flow, &format!("6264{n:04}"), json!({})).await;
     }
     testkit::eventually(Duration::from_secs(30), "a part of the burst to be sent", || async {
         (h.twilio.received_requests().await.unwrap_or_default().len() >= 40).then_some(())

@@ -1,18 +1,11 @@
 //! Codes delivered through the providers' stand-ins, with retries and nothing lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{code_in, form, twilio_path, Harness, FROM};
 use serde_json::json;
-use shared::testkit;
 use std::time::Duration;
+use testkit::dispatch::{code_in, created, form, twilio_path, Harness, FROM};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-fn created(sid: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({"sid": sid, "status": "queued"}))
-}
 
 #[tokio::test]
 async fn the_seed_example_goes_from_create_to_sms_to_validated() {
@@ -24,8 +17,8 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
         .mount(&h.twilio)
         .await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
 
     let sent = h.settled(&id).await;
     assert_eq!(sent["status"], "sent");
@@ -47,54 +40,38 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     assert_eq!(code.len(), 6);
     assert_eq!(
         fields["Body"],
-        format!("Your Acme verification code is {code}. It expires in 10 minutes.")
+        format!("Your Verifik Client verification code is {code}. It expires in 10 minutes.")
     );
     let auth = requests[0].headers.get("authorization").unwrap().to_str().unwrap();
     assert!(auth.starts_with("Basic "));
 
-    let (status, validated) = h.validate("62647737", &code).await;
-    assert_eq!(status, 200, "{validated}");
+    let validated = h.validate("62647737", json!(code)).await;
+    assert_eq!(validated.status, 200, "{:?}", validated.body);
+    let validated = validated.body;
     assert_eq!(validated["data"]["status"], "validated");
 }
 
 #[tokio::test]
 async fn spanish_messages_are_written_in_spanish() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(created("SMes"))
-        .mount(&h.twilio)
-        .await;
-    h.start_dispatcher().await;
-    let (project, flow) = h
-        .flow(json!({"language": "es", "otpLength": 4, "otpExpiresInSeconds": 300}))
-        .await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
-    h.settled(&id).await;
+    h.sms_answers([], created("SMes")).await;
+    let settings = json!({"language": "es", "otpLength": 4, "otpExpiresInSeconds": 300});
+    h.send_one(settings, "62647737", json!({})).await;
     let body = form(&h.twilio.received_requests().await.unwrap()[0])["Body"].clone();
     let code = code_in(&body);
     assert_eq!(code.len(), 4);
     assert_eq!(
         body,
-        format!("Tu código de verificación de Acme es {code}. Vence en 5 minutos.")
+        format!("Tu código de verificación de Verifik Client es {code}. Vence en 5 minutos.")
     );
 }
 
 #[tokio::test]
 async fn two_server_errors_then_success_send_once_in_three_attempts() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(2)
-        .mount(&h.twilio)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created("SMthird"))
-        .mount(&h.twilio)
-        .await;
-    h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
-    let sent = h.settled(&id).await;
+    let failing = ResponseTemplate::new(500);
+    h.sms_answers([failing.clone(), failing], created("SMthird")).await;
+    let (_, sent) = h.send_one(json!({}), "62647737", json!({})).await;
     assert_eq!(sent["status"], "sent");
     assert_eq!(sent["providerConfirmation"]["attempts"], 3);
     assert_eq!(sent["providerConfirmation"]["messageId"], "SMthird");
@@ -104,37 +81,18 @@ async fn two_server_errors_then_success_send_once_in_three_attempts() {
 #[tokio::test]
 async fn too_many_requests_waits_for_retry_after() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "2")
-                .set_body_json(json!({"code": 20429, "message": "Too Many Requests"})),
-        )
-        .up_to_n_times(1)
-        .mount(&h.twilio)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created("SMlater"))
-        .mount(&h.twilio)
-        .await;
-    h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
-    h.settled(&id).await;
-    let requests = h.twilio.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 2);
-    let sent: chrono::DateTime<chrono::Utc> = h.get(&format!("/v2/phone-validations/{id}")).await["data"]
-        ["providerConfirmation"]["sentAt"]
+    let throttled = ResponseTemplate::new(429)
+        .insert_header("Retry-After", "2")
+        .set_body_json(json!({"code": 20429, "message": "Too Many Requests"}));
+    h.sms_answers([throttled], created("SMlater")).await;
+    let (_, validation) = h.send_one(json!({}), "62647737", json!({})).await;
+    assert_eq!(h.sms_requests().await.len(), 2);
+    let sent: chrono::DateTime<chrono::Utc> = validation["providerConfirmation"]["sentAt"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    let created_at: chrono::DateTime<chrono::Utc> = h.get(&format!("/v2/phone-validations/{id}")).await["data"]
-        ["createdAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let created_at: chrono::DateTime<chrono::Utc> = validation["createdAt"].as_str().unwrap().parse().unwrap();
     assert!(
         (sent - created_at).num_milliseconds() >= 2000,
         "the retry waited {} ms",
@@ -145,26 +103,20 @@ async fn too_many_requests_waits_for_retry_after() {
 #[tokio::test]
 async fn an_invalid_number_fails_at_once_with_the_providers_error() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(
-            json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
-        ))
-        .expect(1)
-        .mount(&h.twilio)
-        .await;
-    h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
-    let failed = h.settled(&id).await;
+    let invalid = ResponseTemplate::new(400).set_body_json(
+        json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
+    );
+    h.sms_answers([], invalid).await;
+    let (_, failed) = h.send_one(json!({}), "62647737", json!({})).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["failedReason"], "provider_rejected");
     assert_eq!(failed["providerConfirmation"]["errorCode"], "21211");
     assert_eq!(failed["providerConfirmation"]["sent"], false);
     assert_eq!(failed["providerConfirmation"]["attempts"], 1);
-    let (status, body) = h.validate("62647737", "123456").await;
+    let refused = h.validate("62647737", json!("123456")).await;
     assert_eq!(
-        (status.as_u16(), body["message"].as_str()),
-        (409, Some("409:otp_send_failed"))
+        (refused.status.as_u16(), refused.message()),
+        (409, "409:otp_send_failed")
     );
     // The failed event reaches the webhook queue.
     let events = testkit::eventually(Duration::from_secs(10), "the failed event", || async {
@@ -202,18 +154,9 @@ async fn a_provider_down_past_expiry_fails_the_validation_and_sends_nothing_late
         })
         .mount(&h.twilio)
         .await;
-    h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
     let expires = chrono::Utc::now() + chrono::Duration::seconds(4);
-    let id = h
-        .create(
-            &project,
-            &flow,
-            "62647737",
-            json!({"expiresAt": shared::time::format(&expires)}),
-        )
-        .await;
-    let failed = h.settled(&id).await;
+    let extra = json!({"expiresAt": shared::time::format(&expires)});
+    let (_, failed) = h.send_one(json!({}), "62647737", extra).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["failedReason"], "provider_unavailable");
     assert_eq!(failed["providerConfirmation"]["errorCode"], "503");
@@ -239,17 +182,10 @@ async fn the_same_message_delivered_five_times_sends_one_sms() {
         .respond_with(created("SMonce"))
         .mount(&h.twilio)
         .await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     // Wait for the API's own event, then publish four copies of it.
-    testkit::eventually(Duration::from_secs(10), "the outbox to empty", || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&h.pool)
-            .await
-            .ok()?;
-        (left == 0).then_some(())
-    })
-    .await;
+    h.wait_outbox_empty().await;
     let channel = h.amqp.create_channel().await.unwrap();
     let event = serde_json::to_vec(
         &json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"}),
@@ -290,13 +226,9 @@ async fn the_same_message_delivered_five_times_sends_one_sms() {
 #[tokio::test]
 async fn an_expired_validation_is_never_sent() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(created("SMnever"))
-        .expect(0)
-        .mount(&h.twilio)
-        .await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    h.expect_no_messages().await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(&id)
         .execute(&h.pool)
@@ -313,28 +245,20 @@ async fn an_expired_validation_is_never_sent() {
 #[tokio::test]
 async fn test_numbers_and_gateway_none_send_nothing_and_the_test_code_validates() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .respond_with(created("SMnever"))
-        .expect(0)
-        .mount(&h.twilio)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(0)
-        .mount(&h.whatsapp)
-        .await;
+    h.expect_no_messages().await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({"testNumbers": {"+50762647737": "024680"}})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let (project, flow) = h
+        .project_and_flow(json!({"testNumbers": {"+50762647737": "024680"}}))
+        .await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     let sent = h.settled(&id).await;
     assert_eq!(sent["status"], "sent");
     assert_eq!(sent["providerConfirmation"]["provider"], "test");
     assert_eq!(sent["providerConfirmation"]["sent"], false);
-    let (status, _) = h.validate("62647737", "024680").await;
-    assert_eq!(status, 200);
+    assert_eq!(h.validate("62647737", json!("024680")).await.status, 200);
 
     let id = h
-        .create(&project, &flow, "62647738", json!({"phoneGateway": "none"}))
+        .create_id(&project, &flow, "62647738", json!({"phoneGateway": "none"}))
         .await;
     let sent = h.settled(&id).await;
     assert_eq!(
@@ -368,10 +292,10 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
         .await;
     h.start_dispatcher().await;
     let (project, flow) = h
-        .flow(json!({"phoneGateway": "whatsapp", "smsFallback": true, "resendCooldownSeconds": 0}))
+        .project_and_flow(json!({"phoneGateway": "whatsapp", "smsFallback": true, "resendCooldownSeconds": 0}))
         .await;
 
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     let sent = h.settled(&id).await;
     assert_eq!(sent["providerConfirmation"]["provider"], "meta");
     assert_eq!(sent["providerConfirmation"]["messageId"], "wamid.ABC");
@@ -392,9 +316,9 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
         body["template"]["components"][1]["parameters"][0]["text"],
         code.as_str()
     );
-    assert_eq!(h.validate("62647737", &code).await.0, 200);
+    assert_eq!(h.validate("62647737", json!(code)).await.status, 200);
 
-    let id = h.create(&project, &flow, "62647738", json!({})).await;
+    let id = h.create_id(&project, &flow, "62647738", json!({})).await;
     let sent = h.settled(&id).await;
     assert_eq!(sent["status"], "sent");
     assert_eq!(sent["providerConfirmation"]["provider"], "twilio");
@@ -412,10 +336,10 @@ async fn two_dispatchers_on_one_queue_send_each_code_once() {
         .await;
     h.start_dispatcher().await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({})).await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
     let mut ids = Vec::new();
     for n in 0..60 {
-        ids.push(h.create(&project, &flow, &format!("6264{:04}", n), json!({})).await);
+        ids.push(h.create_id(&project, &flow, &format!("6264{:04}", n), json!({})).await);
     }
     for id in &ids {
         assert_eq!(h.settled(id).await["status"], "sent");

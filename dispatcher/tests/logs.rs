@@ -2,12 +2,10 @@
 //! the dispatcher (only the development `log` provider prints it, by design).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{code_in, form, Harness};
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use testkit::dispatch::{code_in, form, Harness};
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -41,14 +39,13 @@ async fn the_plain_code_never_reaches_the_logs() {
         .mount(&h.twilio)
         .await;
     h.start_dispatcher().await;
-    let (project, flow) = h.flow(json!({"otpLength": 10})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let (project, flow) = h.project_and_flow(json!({"otpLength": 10})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     assert_eq!(h.settled(&id).await["status"], "sent");
     let body = form(&h.twilio.received_requests().await.unwrap()[1])["Body"].clone();
     let code = code_in(&body);
     assert_eq!(code.len(), 10);
-    let (status, _) = h.validate("62647737", &code).await;
-    assert_eq!(status, 200);
+    assert_eq!(h.validate("62647737", json!(code)).await.status, 200);
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(

@@ -4,13 +4,10 @@
 //! into `target/prism` on first use (the repository commits neither).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{Harness, ACCOUNT};
 use serde_json::json;
-use shared::testkit;
 use std::path::PathBuf;
 use std::time::Duration;
+use testkit::dispatch::{Harness, ACCOUNT};
 
 const PACKAGES: [&str; 2] = ["@stoplight/prism-cli@5.16.0", "@twilio-alpha/mcp@0.7.0"];
 
@@ -81,8 +78,8 @@ async fn our_sms_requests_validate_against_twilios_openapi_document() {
         *base_url = base.clone();
     }
     h.start_dispatcher_with(config).await;
-    let (project, flow) = h.flow(json!({})).await;
-    let id = h.create(&project, &flow, "62647737", json!({})).await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
+    let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     let sent = h.settled(&id).await;
     assert_eq!(sent["status"], "sent", "{sent}");
     let sid = sent["providerConfirmation"]["messageId"].as_str().unwrap();

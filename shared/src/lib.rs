@@ -17,7 +17,4 @@ pub mod outbox;
 pub mod telemetry;
 pub mod time;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 pub use id::ObjectId;

@@ -3,12 +3,9 @@
 //! anyone else; internal URLs are refused and the refusal is recorded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{BlackHole, Options, Receiver, Reply, TestEnv, CODE, SECRET};
 use serde_json::json;
-use shared::testkit;
 use std::time::{Duration, Instant};
+use testkit::webhooks::{BlackHole, Options, Receiver, Reply, TestEnv, CODE, SECRET};
 
 #[tokio::test]
 async fn a_validated_phone_reaches_the_receiver_once_signed_per_standard_webhooks() {
@@ -179,7 +176,7 @@ async fn a_dead_endpoint_does_not_delay_another_clients_deliveries() {
     .await;
 
     // Another client, another host.
-    let other = common::create_client(&env.app.pool, "Other").await;
+    let other = testkit::create_client(&env.app.pool, "Other").await;
     let token = env.app.jwt.client_token(&other, 1).unwrap();
     let project = env
         .post_as(&token, "/v2/projects", json!({"name": "Other"}))
@@ -203,7 +200,7 @@ async fn a_dead_endpoint_does_not_delay_another_clients_deliveries() {
         .post_as(
             &token,
             "/v2/phone-validations",
-            common::TestApp::create_body(&project, &flow, "62618888"),
+            testkit::TestApp::create_body(&project, &flow, "62618888"),
         )
         .await;
     let id = created.data()["_id"].as_str().unwrap().to_owned();
@@ -276,7 +273,7 @@ async fn the_delivery_list_is_tenant_isolated() {
     let id = env.validated(&project, &flow, "62617737").await;
     receiver.wait_for(1, Duration::from_secs(45)).await;
 
-    let other = common::create_client(&env.app.pool, "Other").await;
+    let other = testkit::create_client(&env.app.pool, "Other").await;
     let token = env.app.jwt.client_token(&other, 1).unwrap();
     let foreign = env
         .app

@@ -4,15 +4,12 @@
 //! be replayed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{Options, Receiver, Reply, TestEnv, SECRET};
 use serde_json::json;
 use shared::amqp::Topology;
-use shared::testkit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::webhooks::{Options, Receiver, Reply, TestEnv, SECRET};
 
 #[tokio::test]
 async fn a_receiver_answering_500_500_200_gets_three_attempts_on_schedule_with_one_webhook_id() {

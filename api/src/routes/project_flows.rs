@@ -5,6 +5,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ListQuery};
+use crate::listing::{self, Filter};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
@@ -142,13 +143,7 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
-    let flow: Option<ProjectFlow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2"
-    ))
-    .bind(&id)
-    .bind(&client)
-    .fetch_optional(&app.pool)
-    .await?;
+    let flow = listing::one(&app.pool, "project_flows", COLUMNS, &id, &client).await?;
     flow.map(Envelope).ok_or_else(|| ApiError::not_found("projectFlow"))
 }
 
@@ -163,28 +158,6 @@ pub async fn list(
 ) -> ApiResult<Page<ProjectFlow>> {
     let query = ListQuery::parse(query.as_deref());
     let paging = query.paging()?;
-    let project = query.id("project")?;
-    let data: Vec<ProjectFlow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM project_flows WHERE client_id = $1 AND ($2::text IS NULL OR project_id = $2)
-          ORDER BY id DESC LIMIT $3 OFFSET $4"
-    ))
-    .bind(&client)
-    .bind(&project)
-    .bind(paging.limit)
-    .bind(paging.offset())
-    .fetch_all(&app.pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM project_flows WHERE client_id = $1 AND ($2::text IS NULL OR project_id = $2)",
-    )
-    .bind(&client)
-    .bind(&project)
-    .fetch_one(&app.pool)
-    .await?;
-    Ok(Page {
-        data,
-        page: paging.page,
-        limit: paging.limit,
-        total,
-    })
+    let filter = Filter::client(&client)?.eq("project_id", query.id("project")?)?;
+    listing::page(&app.pool, "project_flows", COLUMNS, filter, paging).await
 }

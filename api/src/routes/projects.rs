@@ -4,6 +4,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ListQuery};
+use crate::listing::{self, Filter};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
@@ -86,13 +87,7 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> ApiResult<Envelope<Project>> {
     let id = path_id(&id, "project")?;
-    let project: Option<Project> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE id = $1 AND client_id = $2"
-    ))
-    .bind(&id)
-    .bind(&client)
-    .fetch_optional(&app.pool)
-    .await?;
+    let project = listing::one(&app.pool, "projects", COLUMNS, &id, &client).await?;
     project.map(Envelope).ok_or_else(|| ApiError::not_found("project"))
 }
 
@@ -106,22 +101,5 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<Project>> {
     let paging = ListQuery::parse(query.as_deref()).paging()?;
-    let data: Vec<Project> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE client_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(&client)
-    .bind(paging.limit)
-    .bind(paging.offset())
-    .fetch_all(&app.pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE client_id = $1")
-        .bind(&client)
-        .fetch_one(&app.pool)
-        .await?;
-    Ok(Page {
-        data,
-        page: paging.page,
-        limit: paging.limit,
-        total,
-    })
+    listing::page(&app.pool, "projects", COLUMNS, Filter::client(&client)?, paging).await
 }

@@ -6,6 +6,7 @@ use crate::auth::AuthClient;
 use crate::envelope::Page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ListQuery;
+use crate::listing::{self, Filter};
 use crate::AppState;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
@@ -67,26 +68,6 @@ pub async fn list(
     if !owned {
         return Err(ApiError::not_found("phone_validation"));
     }
-    let data: Vec<WebhookDelivery> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM webhook_deliveries WHERE client_id = $1 AND validation_id = $2
-          ORDER BY id DESC LIMIT $3 OFFSET $4"
-    ))
-    .bind(&client)
-    .bind(&validation)
-    .bind(paging.limit)
-    .bind(paging.offset())
-    .fetch_all(&app.pool)
-    .await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE client_id = $1 AND validation_id = $2")
-            .bind(&client)
-            .bind(&validation)
-            .fetch_one(&app.pool)
-            .await?;
-    Ok(Page {
-        data,
-        page: paging.page,
-        limit: paging.limit,
-        total,
-    })
+    let filter = Filter::client(&client)?.eq("validation_id", Some(&validation))?;
+    listing::page(&app.pool, "webhook_deliveries", COLUMNS, filter, paging).await
 }

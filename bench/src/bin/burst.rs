@@ -14,7 +14,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use secrecy::SecretString;
 use serde_json::json;
-use shared::{testkit, ObjectId};
+use shared::ObjectId;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

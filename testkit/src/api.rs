@@ -1,8 +1,9 @@
-//! The API's test harness: `TestApp::spawn()` starts the real application on
+//! The API under test: `TestApp::spawn()` starts the real application on
 //! port 0 against a fresh database and a private RabbitMQ namespace, with a
-//! client and its token ready.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! client and its token ready, and arranges what tests need (projects,
+//! flows, validations, stored codes).
 
+use crate::infra;
 use api::auth::Jwt;
 use api::config::ApiConfig;
 use api::Application;
@@ -13,13 +14,33 @@ use shared::amqp::Topology;
 use shared::config::CommonConfig;
 use shared::otp::{OtpCode, OtpHasher};
 use shared::outbox::RelayConfig;
-use shared::{testkit, ObjectId};
+use shared::ObjectId;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub const JWT_SECRET: &str = "test-jwt-secret";
 pub const PEPPER: &str = "test-pepper";
+/// The webhook secret `create_client` gives every test client ("test", base64).
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdA==";
+
+/// The settings every process under test shares: this database, this broker.
+pub fn common_config(database_url: &str, amqp_url: &str) -> CommonConfig {
+    CommonConfig {
+        database_url: SecretString::from(database_url.to_owned()),
+        amqp_url: SecretString::from(amqp_url.to_owned()),
+        amqp_prefix: String::new(),
+        database_max_connections: 10,
+    }
+}
+
+/// An outbox relay that sweeps quickly, so tests need not wait for it.
+pub fn relay_config() -> RelayConfig {
+    RelayConfig {
+        sweep_interval: Duration::from_millis(200),
+        sweep_after: Duration::from_secs(2),
+    }
+}
 
 pub struct TestApp {
     pub base: String,
@@ -34,6 +55,7 @@ pub struct TestApp {
     pub amqp: lapin::Connection,
 }
 
+/// An HTTP answer, read whole.
 pub struct Response {
     pub status: StatusCode,
     pub body: Value,
@@ -59,39 +81,30 @@ impl Drop for TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        Self::spawn_with_amqp(testkit::amqp_url()).await
+        Self::spawn_with(infra::topology(), &infra::amqp_url()).await
     }
 
-    /// Starts the API with `amqp_url` as its broker (a proxy, in outage tests).
-    pub async fn spawn_with_amqp(amqp_url: String) -> Self {
+    /// Starts the API with queues named by `topology` and `amqp_url` as its
+    /// broker (a proxy, in outage tests).
+    pub async fn spawn_with(topology: Topology, amqp_url: &str) -> Self {
         shared::telemetry::init();
-        let (database_url, pool) = testkit::database().await;
-        let topology = testkit::topology();
+        let (database_url, pool) = infra::database().await;
         let config = ApiConfig {
-            common: CommonConfig {
-                database_url: SecretString::from(database_url.clone()),
-                amqp_url: SecretString::from(amqp_url),
-                amqp_prefix: String::new(),
-                database_max_connections: 10,
-            },
-            addr: "127.0.0.1:0".parse().unwrap(),
+            common: common_config(&database_url, amqp_url),
+            addr: "127.0.0.1:0".parse().expect("an address"),
             jwt_secret: SecretString::from(JWT_SECRET),
             otp_pepper: SecretString::from(PEPPER),
-            relay: RelayConfig {
-                sweep_interval: Duration::from_millis(200),
-                sweep_after: Duration::from_secs(2),
-            },
+            relay: relay_config(),
         };
         let cancel = CancellationToken::new();
         let app = Application::build(config, topology.clone(), cancel.clone())
             .await
-            .expect("build app");
-        let base = format!("http://{}", app.local_addr().unwrap());
+            .expect("build the API");
+        let base = format!("http://{}", app.local_addr().expect("the API's address"));
         tokio::spawn(app.run());
         let jwt = Jwt::new(&SecretString::from(JWT_SECRET));
         let client = create_client(&pool, "Acme").await;
-        let token = jwt.client_token(&client, 1).unwrap();
-        let amqp = testkit::amqp().await;
+        let token = jwt.client_token(&client, 1).expect("a token");
         TestApp {
             base,
             database_url,
@@ -102,13 +115,13 @@ impl TestApp {
             client,
             token,
             cancel,
-            amqp,
+            amqp: infra::amqp().await,
         }
     }
 
     /// Waits until the API's broker connection has declared the topology.
     pub async fn wait_for_broker(&self) {
-        testkit::eventually(Duration::from_secs(10), "the API to be ready", || async {
+        infra::eventually(Duration::from_secs(10), "the API to be ready", || async {
             let r = self.http.get(format!("{}/ready", self.base)).send().await.ok()?;
             (r.status() == StatusCode::OK).then_some(())
         })
@@ -129,7 +142,7 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request");
+        let response = request.send().await.expect("an HTTP answer");
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -138,20 +151,19 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.request(reqwest::Method::POST, path, Some(&self.token.clone()), Some(body))
+        self.request(reqwest::Method::POST, path, Some(&self.token), Some(body))
             .await
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.request(reqwest::Method::GET, path, Some(&self.token.clone()), None)
-            .await
+        self.request(reqwest::Method::GET, path, Some(&self.token), None).await
     }
 
-    /// A project and a flow with `phone` settings; returns their ids.
+    /// A project and a login flow with `phone` settings; returns their ids.
     pub async fn project_and_flow(&self, phone: Value) -> (String, String) {
         let project = self.post("/v2/projects", json!({"name": "Verifik Client"})).await;
         assert_eq!(project.status, StatusCode::OK, "{:?}", project.body);
-        let project = project.data()["_id"].as_str().unwrap().to_owned();
+        let project = project.data()["_id"].as_str().expect("a project id").to_owned();
         let flow = self
             .post(
                 "/v2/project-flows",
@@ -159,7 +171,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(flow.status, StatusCode::OK, "{:?}", flow.body);
-        (project, flow.data()["_id"].as_str().unwrap().to_owned())
+        (project, flow.data()["_id"].as_str().expect("a flow id").to_owned())
     }
 
     /// The seed's create body for `phone` (+507).
@@ -174,27 +186,68 @@ impl TestApp {
         })
     }
 
-    pub async fn create_validation(&self, project: &str, flow: &str, phone: &str) -> Value {
-        let response = self
-            .post("/v2/phone-validations", Self::create_body(project, flow, phone))
-            .await;
+    /// Creates a validation (the seed's body with `extra` fields over it);
+    /// returns the created object.
+    pub async fn create_validation_with(&self, project: &str, flow: &str, phone: &str, extra: Value) -> Value {
+        let mut body = Self::create_body(project, flow, phone);
+        if let Value::Object(extra) = extra {
+            for (k, v) in extra {
+                body[k] = v;
+            }
+        }
+        let response = self.post("/v2/phone-validations", body).await;
         assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
         response.data().clone()
+    }
+
+    pub async fn create_validation(&self, project: &str, flow: &str, phone: &str) -> Value {
+        self.create_validation_with(project, flow, phone, json!({})).await
+    }
+
+    /// Creates a validation; returns its id.
+    pub async fn create_id(&self, project: &str, flow: &str, phone: &str, extra: Value) -> String {
+        let created = self.create_validation_with(project, flow, phone, extra).await;
+        created["_id"].as_str().expect("a validation id").to_owned()
+    }
+
+    /// The validation as the API shows it.
+    pub async fn validation(&self, id: &str) -> Value {
+        self.get(&format!("/v2/phone-validations/{id}")).await.data().clone()
+    }
+
+    /// Waits until the validation leaves `new`; returns the object.
+    pub async fn settled(&self, id: &str) -> Value {
+        infra::eventually(
+            Duration::from_secs(20),
+            "the validation to be sent or failed",
+            || async {
+                let validation = self.validation(id).await;
+                (validation["status"] != "new").then_some(validation)
+            },
+        )
+        .await
     }
 
     /// Does what the dispatcher does once a code is sent: stores its hash and
     /// moves the validation to `sent`.
     pub async fn store_code(&self, validation_id: &str, code: &str) {
         let hasher = OtpHasher::new(SecretString::from(PEPPER), 4);
-        let hash = hasher.hash(validation_id, &OtpCode::parse(code).unwrap());
+        let hash = hasher.hash(validation_id, &OtpCode::parse(code).expect("a code"));
         let updated =
             sqlx::query("UPDATE phone_validations SET otp_hash = $2, status = 'sent' WHERE id = $1 AND status = 'new'")
                 .bind(validation_id)
                 .bind(hash)
                 .execute(&self.pool)
                 .await
-                .unwrap();
+                .expect("store the code");
         assert_eq!(updated.rows_affected(), 1);
+    }
+
+    /// A validation for `phone` whose code `code` was sent; returns its id.
+    pub async fn sent_validation(&self, project: &str, flow: &str, phone: &str, code: &str) -> String {
+        let id = self.create_id(project, flow, phone, json!({})).await;
+        self.store_code(&id, code).await;
+        id
     }
 
     pub async fn validate(&self, phone: &str, otp: Value) -> Response {
@@ -207,33 +260,45 @@ impl TestApp {
 
     /// Waits until the outbox is empty: every event confirmed by RabbitMQ.
     pub async fn wait_outbox_empty(&self) {
-        testkit::eventually(Duration::from_secs(20), "the outbox to empty", || async {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(&self.pool)
-                .await
-                .ok()?;
-            (left == 0).then_some(())
+        infra::eventually(Duration::from_secs(20), "the outbox to empty", || async {
+            (self.count("outbox").await == 0).then_some(())
         })
         .await;
     }
 
+    /// `SELECT count(*) FROM <from>` (`from` may carry a `WHERE`).
+    pub async fn count(&self, from: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {from}"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("a count")
+    }
+
+    /// Once every outbox row is confirmed by RabbitMQ, the messages on `queue`.
+    pub async fn published(&self, queue: &str) -> Vec<Value> {
+        self.wait_outbox_empty().await;
+        self.drain(queue).await
+    }
+
     /// Every message now on `queue`, as JSON.
     pub async fn drain(&self, queue: &str) -> Vec<Value> {
-        testkit::drain(&self.amqp, queue)
+        infra::drain(&self.amqp, queue)
             .await
             .into_iter()
-            .map(|m| serde_json::from_slice(&m.delivery.data).expect("JSON message"))
+            .map(|m| serde_json::from_slice(&m.delivery.data).expect("a JSON message"))
             .collect()
     }
 }
 
+/// A client with the test webhook secret; returns its id.
 pub async fn create_client(pool: &PgPool, name: &str) -> ObjectId {
     let id = ObjectId::new();
-    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, $2, 'whsec_dGVzdA==')")
+    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, $2, $3)")
         .bind(&id)
         .bind(name)
+        .bind(WEBHOOK_SECRET)
         .execute(pool)
         .await
-        .unwrap();
+        .expect("create a client");
     id
 }

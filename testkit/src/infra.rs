@@ -1,13 +1,12 @@
-//! Test support (feature `testkit`): every integration test gets its own
-//! PostgreSQL database and its own RabbitMQ namespace on the machine's real
-//! servers, so tests run in parallel without seeing each other.
+//! Every integration test gets its own PostgreSQL database and its own
+//! RabbitMQ namespace on the machine's real servers, so tests run in
+//! parallel without seeing each other; plus polling with a deadline, and a
+//! TCP proxy that can play a dead broker.
 
-#![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
-
-use crate::amqp::Topology;
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 use rand::Rng;
+use shared::amqp::Topology;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use std::future::Future;
@@ -55,7 +54,7 @@ pub async fn database() -> (String, PgPool) {
         .connect(&url)
         .await
         .expect("connect to test database");
-    crate::db::MIGRATOR.run(&pool).await.expect("migrate test database");
+    shared::db::MIGRATOR.run(&pool).await.expect("migrate test database");
     (url, pool)
 }
 

@@ -1,24 +1,16 @@
-//! The webhook worker's test harness: the real API (reused from the API's own
-//! harness) and the real worker, in-process, on a fresh database and a private
-//! RabbitMQ namespace, plus loopback receivers that answer as a test scripts
-//! them, black holes that never answer, and helpers to read what was recorded.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The webhook worker under test: the real API and the real worker,
+//! in-process, on a fresh database and a private RabbitMQ namespace, plus
+//! loopback receivers that answer as a test scripts them, black holes that
+//! never answer, and helpers to read what was recorded.
 
-#[path = "../../../api/tests/common/mod.rs"]
-mod api_harness;
-
-#[allow(unused_imports)]
-pub use api_harness::{create_client, Response, TestApp};
-
+use crate::api::{common_config, Response, TestApp};
+use crate::infra;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::amqp::Topology;
-use shared::config::CommonConfig;
-use shared::testkit;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use webhook_worker::config::{parse_schedule, WebhookConfig};
 use webhook_worker::WebhookWorker;
 
-/// The secret `create_client` gives every test client ("test", base64).
-pub const SECRET: &str = "whsec_dGVzdA==";
+/// The secret `create_client` gives every test client.
+pub use crate::api::WEBHOOK_SECRET as SECRET;
 /// The code `TestEnv::validated` stores and then sends.
 pub const CODE: &str = "123456";
 
@@ -72,16 +64,11 @@ impl TestEnv {
     pub async fn spawn(options: Options) -> Self {
         let app = TestApp::spawn().await;
         let config = WebhookConfig {
-            common: CommonConfig {
-                database_url: SecretString::from(app.database_url.clone()),
-                amqp_url: SecretString::from(testkit::amqp_url()),
-                amqp_prefix: String::new(),
-                database_max_connections: 10,
-            },
-            health_addr: "127.0.0.1:0".parse().unwrap(),
+            common: common_config(&app.database_url, &infra::amqp_url()),
+            health_addr: "127.0.0.1:0".parse().expect("test setup"),
             allow_private: options.allow_private,
             timeout: options.timeout,
-            retry_schedule: parse_schedule(options.schedule).unwrap(),
+            retry_schedule: parse_schedule(options.schedule).expect("test setup"),
             prefetch: options.prefetch,
             per_host_concurrency: options.per_host,
             host_wait: Duration::from_millis(250),
@@ -90,7 +77,7 @@ impl TestEnv {
         let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
             .await
             .expect("build the worker");
-        let health = format!("http://{}", built.health_addr().unwrap());
+        let health = format!("http://{}", built.health_addr().expect("test setup"));
         let running = Some(tokio::spawn(built.run()));
         let env = Self {
             app,
@@ -104,7 +91,7 @@ impl TestEnv {
     }
 
     async fn wait_ready(&self) {
-        testkit::eventually(Duration::from_secs(30), "the worker to be ready", || async {
+        infra::eventually(Duration::from_secs(30), "the worker to be ready", || async {
             let r = self.app.http.get(format!("{}/ready", self.health)).send().await.ok()?;
             (r.status() == reqwest::StatusCode::OK).then_some(())
         })
@@ -134,13 +121,8 @@ impl TestEnv {
 
     /// A validation with an optional own `webhookUrl`; returns its id.
     pub async fn create(&self, project: &str, flow: &str, phone: &str, webhook_url: Option<&str>) -> String {
-        let mut body = TestApp::create_body(project, flow, phone);
-        if let Some(url) = webhook_url {
-            body["webhookUrl"] = json!(url);
-        }
-        let response = self.app.post("/v2/phone-validations", body).await;
-        assert_eq!(response.status, reqwest::StatusCode::OK, "{:?}", response.body);
-        response.data()["_id"].as_str().unwrap().to_owned()
+        let extra = webhook_url.map_or(json!({}), |url| json!({"webhookUrl": url}));
+        self.app.create_id(project, flow, phone, extra).await
     }
 
     /// The attempts recorded for a validation, oldest first: (round, attempt, outcome, status).
@@ -152,7 +134,7 @@ impl TestEnv {
         .bind(validation)
         .fetch_all(&self.app.pool)
         .await
-        .unwrap()
+        .expect("test setup")
     }
 
     /// Waits until the attempts of `validation` satisfy `done`.
@@ -163,7 +145,7 @@ impl TestEnv {
         what: &str,
         done: impl Fn(&[(i32, i32, String, Option<i32>)]) -> bool,
     ) -> Vec<(i32, i32, String, Option<i32>)> {
-        testkit::eventually(timeout, what, || async {
+        infra::eventually(timeout, what, || async {
             let attempts = self.attempts(validation).await;
             done(&attempts).then_some(attempts)
         })
@@ -172,7 +154,7 @@ impl TestEnv {
 
     /// Messages ready in `queue` now (0 if it does not exist).
     pub async fn ready_count(&self, queue: &str) -> u32 {
-        let channel = self.app.amqp.create_channel().await.unwrap();
+        let channel = self.app.amqp.create_channel().await.expect("test setup");
         let declared = channel
             .queue_declare(
                 queue.into(),
@@ -190,8 +172,8 @@ impl TestEnv {
 
     /// Publishes raw bytes straight to the work queue, as a redelivery would look.
     pub async fn publish_to_work_queue(&self, payload: &[u8], message_id: &str) {
-        let channel = self.app.amqp.create_channel().await.unwrap();
-        channel.confirm_select(Default::default()).await.unwrap();
+        let channel = self.app.amqp.create_channel().await.expect("test setup");
+        channel.confirm_select(Default::default()).await.expect("test setup");
         channel
             .basic_publish(
                 "".into(),
@@ -203,9 +185,9 @@ impl TestEnv {
                     .with_delivery_mode(2),
             )
             .await
-            .unwrap()
+            .expect("test setup")
             .await
-            .unwrap();
+            .expect("test setup");
         let _ = channel.close(200, "published".into()).await;
     }
 
@@ -241,11 +223,16 @@ pub struct Received {
 
 impl Received {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
+        serde_json::from_slice(&self.body).expect("test setup")
     }
 
     pub fn header(&self, name: &str) -> String {
-        self.headers.get(name).unwrap().to_str().unwrap().to_owned()
+        self.headers
+            .get(name)
+            .expect("test setup")
+            .to_str()
+            .expect("test setup")
+            .to_owned()
     }
 
     /// Checks the signature with the official Standard Webhooks library.
@@ -271,8 +258,8 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver answering `script(n)` to its n-th request.
     pub async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+        let addr = listener.local_addr().expect("test setup");
         let received = Arc::new(Mutex::new(Vec::new()));
         let state = ReceiverState {
             script: Arc::new(script),
@@ -293,12 +280,12 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.received.lock().expect("test setup").clone()
     }
 
     /// Waits until at least `n` requests arrived; returns them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        testkit::eventually(timeout, &format!("{n} webhook request(s)"), || async {
+        infra::eventually(timeout, &format!("{n} webhook request(s)"), || async {
             let received = self.received();
             (received.len() >= n).then_some(received)
         })
@@ -308,7 +295,7 @@ impl Receiver {
 
 async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
     let n = {
-        let mut received = state.received.lock().unwrap();
+        let mut received = state.received.lock().expect("test setup");
         received.push(Received {
             headers,
             body,
@@ -317,10 +304,10 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
         received.len() - 1
     };
     match (state.script)(n) {
-        Reply::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
+        Reply::Status(status) => StatusCode::from_u16(status).expect("test setup").into_response(),
         Reply::Slow(status, millis) => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
-            StatusCode::from_u16(status).unwrap().into_response()
+            StatusCode::from_u16(status).expect("test setup").into_response()
         }
         Reply::Hang => std::future::pending().await,
     }
@@ -334,14 +321,14 @@ pub struct BlackHole {
 
 impl BlackHole {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+        let addr = listener.local_addr().expect("test setup");
         let accepted = Arc::new(Mutex::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((socket, _)) = listener.accept().await {
-                *counter.lock().unwrap() += 1;
+                *counter.lock().expect("test setup") += 1;
                 held.push(socket);
             }
         });
@@ -353,6 +340,6 @@ impl BlackHole {
     }
 
     pub fn accepted(&self) -> usize {
-        *self.accepted.lock().unwrap()
+        *self.accepted.lock().expect("test setup")
     }
 }

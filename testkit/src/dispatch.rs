@@ -1,0 +1,159 @@
+//! The dispatcher under test: the real API and the real dispatcher
+//! in-process, sharing a fresh database and a private RabbitMQ namespace,
+//! with wiremock servers standing in for Twilio and WhatsApp.
+
+use crate::api::{common_config, relay_config, TestApp, PEPPER};
+use crate::infra;
+use dispatcher::config::{DispatcherConfig, SmsConfig, TwilioSender, WhatsappConfig};
+use dispatcher::Dispatcher;
+use secrecy::SecretString;
+use serde_json::Value;
+use shared::amqp::Topology;
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::time::Duration;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const ACCOUNT: &str = "ACdeadbeefdeadbeefdeadbeefdeadbeef";
+pub const FROM: &str = "+15005550006";
+
+/// The API, the provider stand-ins, and dispatchers on demand.
+pub struct Harness {
+    pub app: TestApp,
+    pub twilio: MockServer,
+    pub whatsapp: MockServer,
+}
+
+impl Deref for Harness {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl Harness {
+    /// API and stand-ins running; the dispatcher not yet (see `start_dispatcher`).
+    pub async fn new() -> Self {
+        Self::with_topology(infra::topology()).await
+    }
+
+    /// With queues named by `topology` (a dispatcher process started from the
+    /// binary declares its queues without the test expiry, so such tests use
+    /// a plain topology and delete it at the end).
+    pub async fn with_topology(topology: Topology) -> Self {
+        Self {
+            app: TestApp::spawn_with(topology, &infra::amqp_url()).await,
+            twilio: MockServer::start().await,
+            whatsapp: MockServer::start().await,
+        }
+    }
+
+    pub fn dispatcher_config(&self) -> DispatcherConfig {
+        DispatcherConfig {
+            common: common_config(&self.app.database_url, &infra::amqp_url()),
+            health_addr: "127.0.0.1:0".parse().expect("an address"),
+            otp_pepper: SecretString::from(PEPPER),
+            bcrypt_cost: 4,
+            prefetch: 64,
+            hash_concurrency: 2,
+            provider_timeout: Duration::from_secs(2),
+            inline_retries: 3,
+            retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(3)],
+            lease: Duration::from_secs(3),
+            sms: SmsConfig::Twilio {
+                base_url: self.twilio.uri(),
+                account_sid: ACCOUNT.into(),
+                auth_token: SecretString::from("twilio-token"),
+                sender: TwilioSender::From(FROM.into()),
+            },
+            whatsapp: WhatsappConfig::Meta {
+                base_url: self.whatsapp.uri(),
+                api_version: "v21.0".into(),
+                token: SecretString::from("wa-token"),
+                phone_number_id: "1234567890".into(),
+                template: "verification_code".into(),
+            },
+            relay: relay_config(),
+        }
+    }
+
+    pub async fn start_dispatcher(&self) {
+        self.start_dispatcher_with(self.dispatcher_config()).await;
+    }
+
+    pub async fn start_dispatcher_with(&self, config: DispatcherConfig) {
+        let dispatcher = Dispatcher::build(config, self.app.topology.clone(), self.app.cancel.clone())
+            .await
+            .expect("build the dispatcher");
+        tokio::spawn(dispatcher.run());
+    }
+
+    /// Scripts the Twilio stand-in: each of `first` answers one request, in
+    /// order; `then` answers every request after them.
+    pub async fn sms_answers(&self, first: impl IntoIterator<Item = ResponseTemplate>, then: ResponseTemplate) {
+        for answer in first {
+            Mock::given(method("POST"))
+                .respond_with(answer)
+                .up_to_n_times(1)
+                .mount(&self.twilio)
+                .await;
+        }
+        Mock::given(method("POST")).respond_with(then).mount(&self.twilio).await;
+    }
+
+    /// Fails the test (when the harness drops) if any message reaches a provider.
+    pub async fn expect_no_messages(&self) {
+        for server in [&self.twilio, &self.whatsapp] {
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(500))
+                .expect(0)
+                .mount(server)
+                .await;
+        }
+    }
+
+    /// A dispatcher, a flow with `settings`, and one validation for `phone`
+    /// (with `extra` create fields) that has left `new`: (id, object).
+    pub async fn send_one(&self, settings: Value, phone: &str, extra: Value) -> (String, Value) {
+        self.start_dispatcher().await;
+        let (project, flow) = self.app.project_and_flow(settings).await;
+        let id = self.app.create_id(&project, &flow, phone, extra).await;
+        let settled = self.app.settled(&id).await;
+        (id, settled)
+    }
+
+    /// Every request the Twilio stand-in received, as form fields.
+    pub async fn sms_requests(&self) -> Vec<HashMap<String, String>> {
+        self.twilio
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(form)
+            .collect()
+    }
+}
+
+/// Twilio's answer to an accepted message.
+pub fn created(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": sid, "status": "queued"}))
+}
+
+/// The form fields of a Twilio request.
+pub fn form(request: &wiremock::Request) -> HashMap<String, String> {
+    url::form_urlencoded::parse(&request.body).into_owned().collect()
+}
+
+/// The digits of the code inside an SMS body.
+pub fn code_in(body: &str) -> String {
+    body.split_whitespace()
+        .map(|w| w.trim_end_matches('.'))
+        .find(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
+        .expect("a code in the message")
+        .to_owned()
+}
+
+pub fn twilio_path() -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+}

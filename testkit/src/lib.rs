@@ -1,0 +1,20 @@
+//! The one test harness of the workspace. Integration tests talk to the
+//! machine's real PostgreSQL and RabbitMQ (each test in its own database and
+//! queue namespace, so they run in parallel) and to real HTTP servers on
+//! loopback standing in for providers and webhook receivers:
+//!
+//! - [`infra`]: throwaway databases and queue namespaces, polling with a
+//!   deadline, a TCP proxy that plays a dead broker;
+//! - [`api`]: the API in-process, with a client, a token and arrange helpers;
+//! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
+//! - [`webhooks`]: the API plus the webhook worker and scripted receivers.
+
+#![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
+
+pub mod api;
+pub mod dispatch;
+pub mod infra;
+pub mod webhooks;
+
+pub use api::{create_client, Response, TestApp};
+pub use infra::{amqp, amqp_url, database, drain, eventually, server_url, topology, Proxy};
