@@ -19,8 +19,12 @@ pub struct ApiConfig {
     pub relay: RelayConfig,
 }
 
-impl ApiConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+impl shared::process::Config for ApiConfig {
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
         let addr = config::var_or("API_ADDR", "127.0.0.1:8080");
         Ok(Self {
             common: CommonConfig::from_env(32)?,

@@ -17,12 +17,12 @@ use config::ApiConfig;
 use shared::amqp::{Broker, Topology};
 use shared::otp::OtpHasher;
 use shared::outbox::Relay;
+use shared::process::{Messaging, Service};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What every handler can reach.
@@ -47,19 +47,23 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     cancel: CancellationToken,
-    background: Vec<JoinHandle<()>>,
+    messaging: Messaging,
     pub state: AppState,
 }
 
-impl Application {
+impl Service for Application {
+    type Config = ApiConfig;
+    const NAME: &'static str = "API";
+
     /// Connects to the database, starts the broker supervisor and the outbox
     /// relay, and binds the listener. `topology` names the queues.
-    pub async fn build(config: ApiConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
+    async fn build(config: ApiConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
         let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
             .await
             .context("while connecting to PostgreSQL (DATABASE_URL)")?;
-        let broker = Broker::start(config.common.amqp_url.clone(), topology, "api", cancel.clone());
-        let (relay, background) = Relay::start(pool.clone(), broker.clone(), config.relay, cancel.clone());
+        let messaging = Messaging::start(&config.common, topology, "api", Some((pool.clone(), config.relay)));
+        let (broker, relay) = (messaging.broker.clone(), messaging.relay.clone());
+        let relay = relay.context("the API's relay")?;
         shared::ops::prometheus();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
@@ -83,29 +87,29 @@ impl Application {
             listener,
             router,
             cancel,
-            background,
+            messaging,
             state,
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// Serves until the cancellation token fires, then drains in-flight
-    /// requests and lets the relay publish what it holds.
-    pub async fn run(self) -> std::io::Result<()> {
+    /// requests, lets the relay publish what it holds, and closes the broker.
+    async fn run(self) -> anyhow::Result<()> {
         let cancel = self.cancel.clone();
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await?;
-        for task in self.background {
-            let _ = task.await;
-        }
-        Ok(())
+        .await;
+        self.messaging.shutdown().await;
+        served.context("while serving HTTP")
+    }
+}
+
+impl Application {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 }

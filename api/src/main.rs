@@ -1,8 +1,4 @@
-use anyhow::Context;
-use api::config::ApiConfig;
-use api::Application;
-use shared::amqp::Topology;
-use tokio_util::sync::CancellationToken;
+//! `api`: the HTTP API.
 
 /// mimalloc: the services allocate many small, short-lived buffers per request
 /// and message, where it is markedly cheaper than the system allocator.
@@ -11,12 +7,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::config::load_dotenv();
-    shared::telemetry::init();
-    let config = ApiConfig::from_env().context("while reading the configuration")?;
-    let topology = Topology::new(config.common.amqp_prefix.clone());
-    let cancel = CancellationToken::new();
-    let app = Application::build(config, topology, cancel.clone()).await?;
-    tokio::spawn(shared::telemetry::shutdown_signal(cancel));
-    app.run().await.context("while serving HTTP")
+    shared::process::main::<api::Application>().await
 }

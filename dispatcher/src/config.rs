@@ -73,8 +73,12 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-impl DispatcherConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+impl shared::process::Config for DispatcherConfig {
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let bcrypt_cost = config::parse_or("OTP_BCRYPT_COST", 4u32)?;
         if !(4..=31).contains(&bcrypt_cost) {

@@ -17,16 +17,15 @@ use config::{DispatcherConfig, SmsConfig, WhatsappConfig};
 use pipeline::Pipeline;
 use providers::{AnyProvider, LogProvider, MetaWhatsapp, Twilio};
 use shared::amqp::retry::DelayQueues;
-use shared::amqp::{Broker, Topology};
+use shared::amqp::Topology;
 use shared::ops::Readiness;
 use shared::otp::OtpHasher;
-use shared::outbox::Relay;
+use shared::process::{Messaging, Service};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct Dispatcher {
@@ -35,7 +34,7 @@ pub struct Dispatcher {
     readiness: Readiness,
     prefetch: u16,
     cancel: CancellationToken,
-    background: Vec<JoinHandle<()>>,
+    messaging: Messaging,
 }
 
 /// The SMS and WhatsApp providers the configuration names.
@@ -89,18 +88,23 @@ fn providers(config: &DispatcherConfig) -> anyhow::Result<(AnyProvider, AnyProvi
     Ok((sms, whatsapp))
 }
 
-impl Dispatcher {
-    pub async fn build(
-        config: DispatcherConfig,
-        topology: Topology,
-        cancel: CancellationToken,
-    ) -> anyhow::Result<Self> {
+impl Service for Dispatcher {
+    type Config = DispatcherConfig;
+    const NAME: &'static str = "dispatcher";
+
+    async fn build(config: DispatcherConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
         shared::ops::prometheus();
         let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
             .await
             .context("while connecting to PostgreSQL (DATABASE_URL)")?;
-        let broker = Broker::start(config.common.amqp_url.clone(), topology, "dispatcher", cancel.clone());
-        let (relay, background) = Relay::start(pool.clone(), broker.clone(), config.relay, cancel.clone());
+        let messaging = Messaging::start(
+            &config.common,
+            topology,
+            "dispatcher",
+            Some((pool.clone(), config.relay)),
+        );
+        let broker = messaging.broker.clone();
+        let relay = messaging.relay.clone().context("the dispatcher's relay")?;
         let (sms, whatsapp) = providers(&config)?;
         let health = TcpListener::bind(config.health_addr)
             .await
@@ -131,16 +135,12 @@ impl Dispatcher {
             readiness: Readiness { pool, broker },
             prefetch: config.prefetch,
             cancel,
-            background,
+            messaging,
         })
     }
 
-    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
-    }
-
     /// Consumes until cancelled, then finishes in-flight sends and returns.
-    pub async fn run(self) -> anyhow::Result<()> {
+    async fn run(self) -> anyhow::Result<()> {
         let broker = self.pipeline.broker.clone();
         let health = axum::serve(self.health, shared::ops::router(self.readiness.clone()))
             .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
@@ -155,11 +155,15 @@ impl Dispatcher {
             })
             .await;
         }
-        tracing::info!("dispatcher stopped consuming; finishing background work");
-        for task in self.background {
-            let _ = task.await;
-        }
+        tracing::info!("dispatcher stopped consuming; publishing what is left");
+        self.messaging.shutdown().await;
         let _ = health.await;
         Ok(())
+    }
+}
+
+impl Dispatcher {
+    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
+        self.health.local_addr()
     }
 }

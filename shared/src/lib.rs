@@ -14,6 +14,7 @@ pub mod id;
 pub mod ops;
 pub mod otp;
 pub mod outbox;
+pub mod process;
 pub mod telemetry;
 pub mod time;
 

@@ -14,6 +14,7 @@ use shared::amqp::Topology;
 use shared::config::CommonConfig;
 use shared::otp::{OtpCode, OtpHasher};
 use shared::outbox::RelayConfig;
+use shared::process::Service;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use dispatcher::Dispatcher;
 use secrecy::SecretString;
 use serde_json::Value;
 use shared::amqp::Topology;
+use shared::process::Service;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use shared::amqp::Topology;
+use shared::process::Service;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ pub struct TestEnv {
     pub app: TestApp,
     pub worker: CancellationToken,
     /// The worker's `run()`, which returns once it has shut down.
-    pub running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub health: String,
 }
 

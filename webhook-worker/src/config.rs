@@ -31,8 +31,12 @@ pub struct WebhookConfig {
     pub host_wait: Duration,
 }
 
-impl WebhookConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+impl shared::process::Config for WebhookConfig {
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
         let health = config::var_or("HEALTH_ADDR", "127.0.0.1:9092");
         let schedule = config::var_or("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE);
         let prefetch: u16 = config::parse_or("WEBHOOK_PREFETCH", 128)?;

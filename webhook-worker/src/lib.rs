@@ -15,6 +15,7 @@ pub mod sender;
 pub mod signing;
 pub mod ssrf;
 
+use anyhow::Context;
 use config::WebhookConfig;
 use deliver::Deliverer;
 use hosts::HostLimiter;
@@ -22,33 +23,19 @@ use policy::RetryPolicy;
 use records::TargetCache;
 use sender::Sender;
 use shared::amqp::retry::DelayQueues;
-use shared::amqp::{Broker, Topology};
+use shared::amqp::Topology;
 use shared::ops::Readiness;
+use shared::process::{Messaging, Service};
 use sqlx::PgPool;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 /// How long a client's keys and a flow's URL are reused before reloading.
 const TARGET_CACHE_TTL: Duration = Duration::from_secs(2);
-
-/// Why the worker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
-    Database(#[from] sqlx::Error),
-    #[error("cannot bind HEALTH_ADDR {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot build the HTTP client")]
-    Http(#[from] reqwest::Error),
-}
 
 /// A built, bound, not yet running worker.
 pub struct WebhookWorker {
@@ -57,34 +44,27 @@ pub struct WebhookWorker {
     readiness: Readiness,
     prefetch: u16,
     cancel: CancellationToken,
-    broker_stop: DropGuard,
+    messaging: Messaging,
 }
 
-impl WebhookWorker {
+impl Service for WebhookWorker {
+    type Config = WebhookConfig;
+    const NAME: &'static str = "webhook worker";
+
     /// Connects to the database, starts the broker supervisor and binds the
     /// health listener. `topology` names the queues.
-    pub async fn build(
-        config: WebhookConfig,
-        topology: Topology,
-        cancel: CancellationToken,
-    ) -> Result<Self, BuildError> {
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections).await?;
+    async fn build(config: WebhookConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
+            .await
+            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
         let queue = topology.webhook_queue();
         // The broker outlives the consumer's drain (in-flight deliveries still
-        // publish retries and ack): it stops when `run` ends or the worker is dropped.
-        let broker_cancel = CancellationToken::new();
-        let broker = Broker::start(
-            config.common.amqp_url.clone(),
-            topology,
-            "webhook-worker",
-            broker_cancel.clone(),
-        );
+        // publish retries and ack): `run` closes it last.
+        let messaging = Messaging::start(&config.common, topology, "webhook-worker", None);
+        let broker = messaging.broker.clone();
         let health = TcpListener::bind(config.health_addr)
             .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.health_addr,
-                source,
-            })?;
+            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
         shared::ops::prometheus();
         if config.allow_private {
             tracing::warn!("WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses");
@@ -94,7 +74,8 @@ impl WebhookWorker {
             broker: broker.clone(),
             delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
-            sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)?,
+            sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
+                .context("while building the HTTP client")?,
             hosts: HostLimiter::new(config.per_host_concurrency, config.host_wait),
             targets: TargetCache::new(TARGET_CACHE_TTL),
             allow_private: config.allow_private,
@@ -106,22 +87,14 @@ impl WebhookWorker {
             readiness: Readiness { pool, broker },
             prefetch: config.prefetch,
             cancel,
-            broker_stop: broker_cancel.drop_guard(),
+            messaging,
         })
-    }
-
-    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.deliverer.pool
     }
 
     /// Runs until the cancellation token fires: declares the delay tiers,
     /// consumes the webhook queue, and on shutdown lets in-flight deliveries
     /// finish (or return to the queue) before returning.
-    pub async fn run(self) -> std::io::Result<()> {
+    async fn run(self) -> anyhow::Result<()> {
         let cancel = self.cancel.clone();
         let router = shared::ops::router(self.readiness.clone());
         let health_cancel = cancel.clone();
@@ -142,11 +115,18 @@ impl WebhookWorker {
             let queue = deliverer.delays.queue().to_owned();
             shared::amqp::consume(deliverer.broker.clone(), queue, self.prefetch, cancel.clone(), handler).await;
         }
-        drop(self.broker_stop);
+        self.messaging.shutdown().await;
         tracing::info!("webhook worker stopped");
-        match health.await {
-            Ok(result) => result,
-            Err(error) => Err(std::io::Error::other(error)),
-        }
+        health.await.context("the health server panicked")??;
+        Ok(())
+    }
+}
+
+impl WebhookWorker {
+    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
+        self.health.local_addr()
+    }
+    pub fn pool(&self) -> &PgPool {
+        &self.deliverer.pool
     }
 }

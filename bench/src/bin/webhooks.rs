@@ -18,6 +18,7 @@ use shared::amqp::{BasicProperties, Broker};
 use shared::config::CommonConfig;
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::events::{Event, ValidationEvent, ValidationEventType};
+use shared::process::Service;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::collections::HashSet;

@@ -71,6 +71,13 @@ impl Broker {
             .is_some_and(|live| live.connection.status().connected())
     }
 
+    /// Waits until the supervisor has closed the connection (after the
+    /// token given to `start` was cancelled).
+    pub async fn wait_closed(&self) {
+        let mut live = self.live.clone();
+        let _ = live.wait_for(Option::is_none).await;
+    }
+
     /// Waits until connected, or `timeout` passes.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut live = self.live.clone();
