@@ -47,6 +47,16 @@ pub enum PipelineError {
     Encoding(#[from] serde_json::Error),
 }
 
+/// What follows a failed attempt.
+enum Next<'p> {
+    /// Try the same provider again after this wait.
+    Retry(Duration),
+    /// Try another provider now.
+    Switch(&'p AnyProvider),
+    /// The message is settled.
+    Done(Handled),
+}
+
 /// Records how long a stage took.
 fn stage(name: &'static str, started: Instant) {
     metrics::histogram!("dispatch_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
@@ -190,43 +200,70 @@ impl Pipeline {
                 Ok(message_id) => return self.record_sent(target, provider.name(), &message_id, attempts).await,
                 Err(error) => error,
             };
-            let can_fall_back = validation.phone_gateway == Gateway::Whatsapp && target.sms_fallback();
-            let next = plan::after_failure(
-                &error,
-                backoff.next(),
-                self.first_delay,
-                can_fall_back,
-                Utc::now(),
-                validation.expires_at,
-            );
-            let name = provider.name();
-            match next {
-                AfterFailure::RetryInline(wait) => {
-                    metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                    tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                AfterFailure::FallBackToSms => {
-                    tracing::info!("not a WhatsApp user; falling back to SMS");
-                    provider = &self.sms;
-                }
-                AfterFailure::Park(wait) => {
-                    metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                    tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failing; parking the message");
-                    self.store.release(&validation.id).await?;
-                    self.park(event, attempts, wait).await?;
-                    return Ok(Handled::Ack);
-                }
-                AfterFailure::GiveUpUnavailable => {
-                    let reason = FailedReason::ProviderUnavailable;
-                    return self.give_up(&validation.id, reason, name, Some(&error), attempts).await;
-                }
-                AfterFailure::GiveUpRejected => {
-                    let reason = FailedReason::ProviderRejected;
-                    return self.give_up(&validation.id, reason, name, Some(&error), attempts).await;
-                }
+            match self
+                .after_failure(event, target, provider, &error, backoff.next(), attempts)
+                .await?
+            {
+                Next::Retry(wait) => tokio::time::sleep(wait).await,
+                Next::Switch(to) => provider = to,
+                Next::Done(handled) => return Ok(handled),
             }
         }
+    }
+
+    /// Decides and does what follows a failed attempt.
+    async fn after_failure<'p>(
+        &'p self,
+        event: &OtpRequested,
+        target: &Target,
+        provider: &AnyProvider,
+        error: &SendError,
+        backoff: Option<Duration>,
+        attempts: u32,
+    ) -> Result<Next<'p>, PipelineError> {
+        let validation = &target.validation;
+        let can_fall_back = validation.phone_gateway == Gateway::Whatsapp && target.sms_fallback();
+        let next = plan::after_failure(
+            error,
+            backoff,
+            self.first_delay,
+            can_fall_back,
+            Utc::now(),
+            validation.expires_at,
+        );
+        let name = provider.name();
+        Ok(match next {
+            AfterFailure::RetryInline(wait) => {
+                metrics::counter!("otp_retried_total", "provider" => name).increment(1);
+                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failed; retrying");
+                Next::Retry(wait)
+            }
+            AfterFailure::FallBackToSms => {
+                tracing::info!("not a WhatsApp user; falling back to SMS");
+                Next::Switch(&self.sms)
+            }
+            AfterFailure::Park(wait) => {
+                metrics::counter!("otp_retried_total", "provider" => name).increment(1);
+                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failing; parking the message");
+                self.store.release(&validation.id).await?;
+                self.park(event, attempts, wait).await?;
+                Next::Done(Handled::Ack)
+            }
+            AfterFailure::GiveUpUnavailable => {
+                let reason = FailedReason::ProviderUnavailable;
+                Next::Done(
+                    self.give_up(&validation.id, reason, name, Some(error), attempts)
+                        .await?,
+                )
+            }
+            AfterFailure::GiveUpRejected => {
+                let reason = FailedReason::ProviderRejected;
+                Next::Done(
+                    self.give_up(&validation.id, reason, name, Some(error), attempts)
+                        .await?,
+                )
+            }
+        })
     }
 
     /// One provider request; the provider's message id on success.

@@ -85,6 +85,7 @@ impl Deliverer {
         self.process(&message).instrument(span).await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn process(&self, message: &Message) -> Handled {
         let event = &message.event;
         let target = match self.load(message).await {
@@ -129,6 +130,7 @@ impl Deliverer {
     }
 
     /// Load: the client's signing keys and the flow's URL. `Err` settles the message.
+    #[tracing::instrument(skip_all)]
     async fn load(&self, message: &Message) -> Result<Arc<Target>, Handled> {
         let data = &message.event.data;
         match self.targets.get(&self.pool, &data.client, &data.project_flow).await {
@@ -147,6 +149,7 @@ impl Deliverer {
 
     /// Idempotency: claims this attempt unless it was made already or the
     /// event was delivered. `Ok` is the attempt's row; `Err` settles the message.
+    #[tracing::instrument(skip_all)]
     async fn claim(&self, message: &Message, url: &str) -> Result<i64, Handled> {
         let event = &message.event;
         let key = AttemptKey {
@@ -175,6 +178,7 @@ impl Deliverer {
     }
 
     /// Act: the signed POST.
+    #[tracing::instrument(skip_all)]
     async fn call(&self, message: &Message, target: &Target, url: &url::Url) -> Call {
         let event = &message.event;
         let body = WebhookBody {
@@ -194,7 +198,25 @@ impl Deliverer {
         self.sender.post(url, &signed, body).await
     }
 
+    /// Record: acts on the decision (queues the retry, dead-letters) and
+    /// completes the attempt's row.
+    #[tracing::instrument(skip_all)]
     async fn conclude(&self, message: &Message, row: i64, call: &Call, decision: Decision) -> Handled {
+        let followed = match decision {
+            Decision::Delivered => {
+                let latency_ms = call.latency.as_millis() as u64;
+                tracing::info!(status = call.status, latency_ms, "delivered");
+                metrics::counter!("webhook_delivered_total").increment(1);
+                Ok((Outcome::Delivered, None))
+            }
+            Decision::Gone => {
+                tracing::info!("the receiver answered 410 Gone: no more attempts");
+                metrics::counter!("webhook_gone_total").increment(1);
+                Ok((Outcome::Gone, None))
+            }
+            Decision::Retry { delay } => self.retry(message, call, delay).await,
+            Decision::DeadLetter { reason } => self.dead_letter(message, call, reason).await,
+        };
         let finished = |outcome, next_attempt_at| Finished {
             status_code: call.status,
             latency: call.latency,
@@ -202,67 +224,40 @@ impl Deliverer {
             next_attempt_at,
             outcome,
         };
-        match decision {
-            Decision::Delivered => {
-                tracing::info!(
-                    status = call.status,
-                    latency_ms = call.latency.as_millis() as u64,
-                    "delivered"
-                );
-                metrics::counter!("webhook_delivered_total").increment(1);
-                self.record(row, &finished(Outcome::Delivered, None)).await;
+        match followed {
+            Ok((outcome, next)) => {
+                self.record(row, &finished(outcome, next)).await;
                 Handled::Ack
             }
-            Decision::Gone => {
-                tracing::info!("the receiver answered 410 Gone: no more attempts");
-                metrics::counter!("webhook_gone_total").increment(1);
-                self.record(row, &finished(Outcome::Gone, None)).await;
-                Handled::Ack
-            }
-            Decision::Retry { delay } => {
-                let properties = message.properties(message.attempt, 0, &[]);
-                let wait = match self
-                    .delays
-                    .park(&self.broker, &message.payload, properties, delay)
-                    .await
-                {
-                    Ok(wait) => wait,
-                    Err(error) => {
-                        self.record(row, &finished(Outcome::Unscheduled, None)).await;
-                        return back_off("queueing the retry", &error).await;
-                    }
-                };
-                tracing::info!(
-                    status = call.status,
-                    error = call.error.as_deref(),
-                    retry_in_ms = millis(wait),
-                    "attempt failed; retry queued"
-                );
-                metrics::counter!("webhook_retried_total").increment(1);
-                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                self.record(row, &finished(Outcome::Retrying, Some(next))).await;
-                Handled::Ack
-            }
-            Decision::DeadLetter { reason } => {
-                if let Err(error) = self.dead_letter(message, call, reason).await {
-                    self.record(row, &finished(Outcome::Unscheduled, None)).await;
-                    return back_off("dead-lettering", &error).await;
-                }
-                tracing::warn!(
-                    reason = reason.as_str(),
-                    status = call.status,
-                    error = call.error.as_deref(),
-                    "dead-lettered"
-                );
-                metrics::counter!("webhook_dead_lettered_total", "reason" => reason.as_str()).increment(1);
-                let outcome = match reason {
-                    DeadLetterReason::Refused => Outcome::Refused,
-                    DeadLetterReason::AttemptsExhausted => Outcome::DeadLettered,
-                };
-                self.record(row, &finished(outcome, None)).await;
-                Handled::Ack
+            Err(error) => {
+                self.record(row, &finished(Outcome::Unscheduled, None)).await;
+                back_off("queueing the follow-up", &error).await
             }
         }
+    }
+
+    /// Queues the next attempt after `delay`; the outcome and when it is due.
+    async fn retry(
+        &self,
+        message: &Message,
+        call: &Call,
+        delay: Duration,
+    ) -> Result<(Outcome, Option<DateTime<Utc>>), PublishError> {
+        let properties = message.properties(message.attempt, 0, &[]);
+        let wait = self
+            .delays
+            .park(&self.broker, &message.payload, properties, delay)
+            .await?;
+        let error = call.error.as_deref();
+        tracing::info!(
+            status = call.status,
+            error,
+            retry_in_ms = millis(wait),
+            "attempt failed; retry queued"
+        );
+        metrics::counter!("webhook_retried_total").increment(1);
+        let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        Ok((Outcome::Retrying, Some(next)))
     }
 
     /// Completes the attempt row. The outcome is already settled (delivered,
@@ -298,7 +293,13 @@ impl Deliverer {
         }
     }
 
-    async fn dead_letter(&self, message: &Message, call: &Call, reason: DeadLetterReason) -> Result<(), PublishError> {
+    /// Parks the event in the dead-letter queue (replayable); the outcome.
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        call: &Call,
+        reason: DeadLetterReason,
+    ) -> Result<(Outcome, Option<DateTime<Utc>>), PublishError> {
         let mut extra = vec![
             ("x-dead-letter-reason", reason.as_str().to_owned()),
             ("x-dead-lettered-at", shared::time::format(&Utc::now())),
@@ -312,7 +313,17 @@ impl Deliverer {
         }
         let properties = message.properties(message.attempt, 0, &extra);
         let queue = Topology::dead_letter_queue(self.delays.queue());
-        self.broker.publish_to_queue(&queue, &message.payload, properties).await
+        self.broker
+            .publish_to_queue(&queue, &message.payload, properties)
+            .await?;
+        let (status, error) = (call.status, call.error.as_deref());
+        tracing::warn!(reason = reason.as_str(), status, error, "dead-lettered");
+        metrics::counter!("webhook_dead_lettered_total", "reason" => reason.as_str()).increment(1);
+        let outcome = match reason {
+            DeadLetterReason::Refused => Outcome::Refused,
+            DeadLetterReason::AttemptsExhausted => Outcome::DeadLettered,
+        };
+        Ok((outcome, None))
     }
 }
 

@@ -188,23 +188,7 @@ pub async fn claim(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -
     if let Some(id) = claimed {
         return Ok(Claim::Claimed(id));
     }
-    let taken_over: Option<i64> = sqlx::query_scalar(
-        "UPDATE webhook_deliveries
-            SET outcome = 'in_flight', attempted_at = now(), url = $4, status_code = NULL,
-                latency_ms = NULL, error = NULL, next_attempt_at = NULL
-          WHERE event_id = $1 AND round = $2 AND attempt = $3
-            AND (outcome = 'unscheduled'
-                 OR (outcome = 'in_flight' AND attempted_at < now() - make_interval(secs => $5)))
-      RETURNING id",
-    )
-    .bind(key.event_id)
-    .bind(key.round)
-    .bind(key.attempt)
-    .bind(key.url)
-    .bind(stale_after.as_secs_f64())
-    .fetch_optional(pool)
-    .await?;
-    if let Some(id) = taken_over {
+    if let Some(id) = take_over(pool, key, stale_after).await? {
         return Ok(Claim::Claimed(id));
     }
     let outcome: Option<String> = sqlx::query_scalar(
@@ -221,6 +205,27 @@ pub async fn claim(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -
         None => Claim::Busy,
         Some(_) => Claim::AlreadyDone,
     })
+}
+
+/// Takes over an attempt whose worker died mid-request (`in_flight` for
+/// longer than `stale_after`) or whose follow-up could not be queued.
+async fn take_over(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE webhook_deliveries
+            SET outcome = 'in_flight', attempted_at = now(), url = $4, status_code = NULL,
+                latency_ms = NULL, error = NULL, next_attempt_at = NULL
+          WHERE event_id = $1 AND round = $2 AND attempt = $3
+            AND (outcome = 'unscheduled'
+                 OR (outcome = 'in_flight' AND attempted_at < now() - make_interval(secs => $5)))
+      RETURNING id",
+    )
+    .bind(key.event_id)
+    .bind(key.round)
+    .bind(key.attempt)
+    .bind(key.url)
+    .bind(stale_after.as_secs_f64())
+    .fetch_optional(pool)
+    .await
 }
 
 /// What an attempt came to.

@@ -55,90 +55,94 @@ impl Sender {
 
     /// POSTs `body` to `url` with the Standard Webhooks headers.
     pub async fn post(&self, url: &url::Url, signed: &Signed<'_>, body: Vec<u8>) -> Call {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static("otp-webhooks/1"));
-        for (name, value) in [
-            ("webhook-id", signed.id.to_owned()),
-            ("webhook-timestamp", signed.timestamp.to_string()),
-            ("webhook-signature", signed.signature.clone()),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
         let started = Instant::now();
-        let sent = self.client.post(url.clone()).headers(headers).body(body).send().await;
-        let mut response = match sent {
-            Ok(response) => response,
+        let sent = self
+            .client
+            .post(url.clone())
+            .headers(headers(signed))
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => answered(response, started).await,
             Err(error) => {
-                let latency = started.elapsed();
-                if ssrf::refusal(&error).is_some() {
-                    return Call {
-                        result: Attempted::Refused,
-                        status: None,
-                        latency,
-                        error: Some(describe(&error.without_url())),
-                    };
-                }
-                return Call {
-                    result: Attempted::Failed {
+                let result = if ssrf::refusal(&error).is_some() {
+                    Attempted::Refused
+                } else {
+                    Attempted::Failed {
                         status: None,
                         retry_after: None,
-                    },
-                    status: None,
-                    latency,
-                    error: Some(describe(&error.without_url())),
-                };
-            }
-        };
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(shared::http::parse_retry_after);
-        // Read a little of the body so the connection can be reused; stop at the cap.
-        let mut read = 0usize;
-        let mut body_error = None;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    read += chunk.len();
-                    if read >= MAX_RESPONSE_BYTES {
-                        break;
                     }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    body_error = Some(error);
-                    break;
+                };
+                Call {
+                    result,
+                    status: None,
+                    latency: started.elapsed(),
+                    error: Some(describe(&error.without_url())),
                 }
             }
         }
-        let latency = started.elapsed();
-        let code = status.as_u16();
-        let result = if status.is_success() {
-            Attempted::Delivered { status: code }
-        } else if status == reqwest::StatusCode::GONE {
-            Attempted::Gone
-        } else {
-            Attempted::Failed {
-                status: Some(code),
-                retry_after,
+    }
+}
+
+fn headers(signed: &Signed<'_>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static("otp-webhooks/1"));
+    for (name, value) in [
+        ("webhook-id", signed.id.to_owned()),
+        ("webhook-timestamp", signed.timestamp.to_string()),
+        ("webhook-signature", signed.signature.clone()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// What an answer means; a little of its body is read so the connection
+/// can be reused (never more than `MAX_RESPONSE_BYTES`).
+async fn answered(mut response: reqwest::Response, started: Instant) -> Call {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(shared::http::parse_retry_after);
+    let mut read = 0usize;
+    let mut body_error = None;
+    while read < MAX_RESPONSE_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) => break,
+            Err(error) => {
+                body_error = Some(error);
+                break;
             }
-        };
-        let error = match (&result, body_error) {
-            (Attempted::Delivered { .. }, _) => None,
-            (_, Some(error)) => Some(describe(&error.without_url())),
-            (_, None) => Some(format!("HTTP {code}")),
-        };
-        Call {
-            result,
+        }
+    }
+    let code = status.as_u16();
+    let result = if status.is_success() {
+        Attempted::Delivered { status: code }
+    } else if status == reqwest::StatusCode::GONE {
+        Attempted::Gone
+    } else {
+        Attempted::Failed {
             status: Some(code),
-            latency,
-            error,
+            retry_after,
         }
+    };
+    let error = match (&result, body_error) {
+        (Attempted::Delivered { .. }, _) => None,
+        (_, Some(error)) => Some(describe(&error.without_url())),
+        (_, None) => Some(format!("HTTP {code}")),
+    };
+    Call {
+        result,
+        status: Some(code),
+        latency: started.elapsed(),
+        error,
     }
 }
 

@@ -27,83 +27,20 @@ pub enum Handled {
 /// How long shutdown waits for in-flight handlers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Consumes `queue` until `cancel`, calling `handler` for every delivery.
+/// Consumes `queue` until `cancel`, calling `handler` for every delivery;
+/// after a lost connection, starts again on a new channel.
 pub async fn consume<F, Fut>(broker: Broker, queue: String, prefetch: u16, cancel: CancellationToken, handler: F)
 where
     F: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Handled> + Send + 'static,
 {
     while !cancel.is_cancelled() {
-        let channel = tokio::select! {
-            _ = cancel.cancelled() => return,
-            channel = broker.channel() => channel,
-        };
-        let channel = match channel {
-            Ok(channel) => channel,
-            Err(error) => {
-                tracing::warn!(%queue, %error, "cannot open a consumer channel; retrying");
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
-        };
-        let started = async {
-            channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
-            channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-        };
-        let mut consumer = match started.await {
-            Ok(consumer) => consumer,
-            Err(error) => {
-                tracing::warn!(%queue, %error, "cannot start consuming; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some((channel, consumer)) = start(&broker, &queue, prefetch, &cancel).await else {
+            return;
         };
         tracing::info!(%queue, prefetch, "consuming");
         let mut in_flight = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => {
-                    let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-                    break;
-                }
-                delivery = consumer.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        let handler = handler.clone();
-                        in_flight.spawn(async move {
-                            let acker = delivery.acker.clone();
-                            let outcome = handler(delivery).await;
-                            let result = match outcome {
-                                Handled::Ack => acker.ack(BasicAckOptions::default()).await,
-                                Handled::Requeue => acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
-                                Handled::Reject => acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
-                            };
-                            if let Err(error) = result {
-                                // The channel died: the broker redelivers the message.
-                                tracing::warn!(%error, "could not settle a delivery");
-                            }
-                        });
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%queue, %error, "consumer failed; reconnecting");
-                        break;
-                    }
-                    None => {
-                        tracing::warn!(%queue, "consumer stream ended; reconnecting");
-                        break;
-                    }
-                },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
-        }
+        run(&channel, consumer, &queue, &cancel, &handler, &mut in_flight).await;
         let drained =
             tokio::time::timeout(DRAIN_TIMEOUT, async { while in_flight.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -111,5 +48,113 @@ where
             in_flight.abort_all();
         }
         let _ = channel.close(200, "bye".into()).await;
+    }
+}
+
+/// A channel consuming `queue`, once the broker allows (`None`: cancelled).
+async fn start(
+    broker: &Broker,
+    queue: &str,
+    prefetch: u16,
+    cancel: &CancellationToken,
+) -> Option<(lapin::Channel, lapin::Consumer)> {
+    loop {
+        let channel = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            channel = broker.channel() => channel,
+        };
+        match channel {
+            Ok(channel) => {
+                let consumer = async {
+                    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+                    channel
+                        .basic_consume(
+                            queue.into(),
+                            "".into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await
+                }
+                .await;
+                match consumer {
+                    Ok(consumer) => return Some((channel, consumer)),
+                    Err(error) => tracing::warn!(%queue, %error, "cannot start consuming; retrying"),
+                }
+            }
+            Err(error) => tracing::warn!(%queue, %error, "cannot open a consumer channel; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Hands each delivery to its own task until `cancel` or the channel dies.
+async fn run<F, Fut>(
+    channel: &lapin::Channel,
+    mut consumer: lapin::Consumer,
+    queue: &str,
+    cancel: &CancellationToken,
+    handler: &F,
+    in_flight: &mut JoinSet<()>,
+) where
+    F: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Handled> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+                return;
+            }
+            delivery = consumer.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    in_flight.spawn(settle(delivery, handler.clone()));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%queue, %error, "consumer failed; reconnecting");
+                    return;
+                }
+                None => {
+                    tracing::warn!(%queue, "consumer stream ended; reconnecting");
+                    return;
+                }
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+/// Runs the handler and acks, requeues or rejects by what it says.
+async fn settle<F, Fut>(delivery: Delivery, handler: F)
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = Handled>,
+{
+    let acker = delivery.acker.clone();
+    let result = match handler(delivery).await {
+        Handled::Ack => acker.ack(BasicAckOptions::default()).await,
+        Handled::Requeue => {
+            acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+        Handled::Reject => {
+            acker
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    if let Err(error) = result {
+        // The channel died: the broker redelivers the message.
+        tracing::warn!(%error, "could not settle a delivery");
     }
 }

@@ -15,6 +15,7 @@ use shared::{outbox, ObjectId};
 use sqlx::types::Json;
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// The creates one statement may write together: one client, project, flow
 /// and `force` (the limits are the flow's).
@@ -82,29 +83,10 @@ impl NewRow {
     }
 }
 
-/// One written validation and its outbox row.
-#[derive(sqlx::FromRow)]
-struct Inserted {
-    #[sqlx(flatten)]
-    validation: PhoneValidation,
-    outbox_id: i64,
-}
-
-/// In one statement: records each send in its phone's ledger if the cooldown
-/// and the hourly cap allow it, then inserts those validations and their
-/// `otp.requested` events. Answers by validation id for the rows written;
-/// a row a limit refused is absent. The phones must be distinct.
-pub async fn insert_many(
-    conn: &mut PgConnection,
-    group: &Group,
-    flow: &Flow,
-    rows: &[NewRow],
-) -> Result<HashMap<String, (PhoneValidation, i64)>, sqlx::Error> {
-    let settings = &flow.settings.0;
-    let owned = |f: fn(&NewRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let optional = |f: fn(&NewRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
-    let payloads: Vec<&str> = rows.iter().map(|r| r.event.payload_text()).collect();
-    let inserted: Vec<Inserted> = sqlx::query_as(&format!(
+/// The statement of `insert_many`: `$1`–`$17` are the rows' own values as
+/// arrays, `$18`–`$28` what the group shares (client, project, flow, limits).
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH input AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                  $7::timestamptz[], $8::text[], $9::jsonb[], $10::text[], $11::text[],
@@ -136,37 +118,62 @@ pub async fn insert_many(
             RETURNING id, message_id
          )
          SELECT v.*, o.id AS outbox_id FROM v JOIN input i ON i.id = v.id JOIN o ON o.message_id = i.message_id"
-    ))
-    .bind(owned(|r| r.id.as_str()))
-    .bind(owned(|r| &r.country_code))
-    .bind(owned(|r| &r.phone))
-    .bind(owned(|r| r.gateway))
-    .bind(owned(|r| r.method))
-    .bind(owned(|r| r.kind))
-    .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-    .bind(optional(|r| r.name.as_deref()))
-    .bind(rows.iter().map(|r| r.extra_params.clone()).collect::<Vec<_>>())
-    .bind(optional(|r| r.redirect_url.as_deref()))
-    .bind(optional(|r| r.webhook_url.as_deref()))
-    .bind(optional(|r| r.identity_url.as_deref()))
-    .bind(rows.iter().map(|r| r.requires_2fa).collect::<Vec<_>>())
-    .bind(optional(|r| r.ip_address.as_deref()))
-    .bind(owned(|r| r.language))
-    .bind(owned(|r| &r.event.message_id))
-    .bind(payloads)
-    .bind(&group.client)
-    .bind(&group.project)
-    .bind(&group.flow)
-    .bind(group.force)
-    .bind(f64::from(settings.resend_cooldown_seconds))
-    .bind(i32::try_from(settings.max_sends_per_hour).unwrap_or(i32::MAX))
-    .bind(i16::from(settings.otp_length))
-    .bind(f64::from(settings.otp_expires_in_seconds))
-    .bind(Json(serde_json::json!({ "title": flow.project_name })))
-    .bind(i32::try_from(settings.max_attempts).unwrap_or(i32::MAX))
-    .bind(shared::events::routing::OTP_REQUESTED)
-    .fetch_all(conn)
-    .await?;
+    )
+});
+
+/// One written validation and its outbox row.
+#[derive(sqlx::FromRow)]
+struct Inserted {
+    #[sqlx(flatten)]
+    validation: PhoneValidation,
+    outbox_id: i64,
+}
+
+/// In one statement: records each send in its phone's ledger if the cooldown
+/// and the hourly cap allow it, then inserts those validations and their
+/// `otp.requested` events. Answers by validation id for the rows written;
+/// a row a limit refused is absent. The phones must be distinct.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    group: &Group,
+    flow: &Flow,
+    rows: &[NewRow],
+) -> Result<HashMap<String, (PhoneValidation, i64)>, sqlx::Error> {
+    let settings = &flow.settings.0;
+    let owned = |f: fn(&NewRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let optional = |f: fn(&NewRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
+    let payloads: Vec<&str> = rows.iter().map(|r| r.event.payload_text()).collect();
+    let inserted: Vec<Inserted> = sqlx::query_as(&INSERT_SQL)
+        .bind(owned(|r| r.id.as_str()))
+        .bind(owned(|r| &r.country_code))
+        .bind(owned(|r| &r.phone))
+        .bind(owned(|r| r.gateway))
+        .bind(owned(|r| r.method))
+        .bind(owned(|r| r.kind))
+        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind(optional(|r| r.name.as_deref()))
+        .bind(rows.iter().map(|r| r.extra_params.clone()).collect::<Vec<_>>())
+        .bind(optional(|r| r.redirect_url.as_deref()))
+        .bind(optional(|r| r.webhook_url.as_deref()))
+        .bind(optional(|r| r.identity_url.as_deref()))
+        .bind(rows.iter().map(|r| r.requires_2fa).collect::<Vec<_>>())
+        .bind(optional(|r| r.ip_address.as_deref()))
+        .bind(owned(|r| r.language))
+        .bind(owned(|r| &r.event.message_id))
+        .bind(payloads)
+        .bind(&group.client)
+        .bind(&group.project)
+        .bind(&group.flow)
+        .bind(group.force)
+        .bind(f64::from(settings.resend_cooldown_seconds))
+        .bind(i32::try_from(settings.max_sends_per_hour).unwrap_or(i32::MAX))
+        .bind(i16::from(settings.otp_length))
+        .bind(f64::from(settings.otp_expires_in_seconds))
+        .bind(Json(serde_json::json!({ "title": flow.project_name })))
+        .bind(i32::try_from(settings.max_attempts).unwrap_or(i32::MAX))
+        .bind(shared::events::routing::OTP_REQUESTED)
+        .fetch_all(conn)
+        .await?;
     Ok(inserted
         .into_iter()
         .map(|row| (row.validation.id.to_string(), (row.validation, row.outbox_id)))

@@ -1,0 +1,84 @@
+//! `otpctl`: the operator's CLI. Prints one JSON object on stdout; errors go
+//! to stderr with a non-zero exit.
+
+mod clients;
+mod dlq;
+mod tokens;
+
+use anyhow::Context;
+use api::auth::Jwt;
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+#[derive(Parser)]
+#[command(
+    name = "otpctl",
+    about = "Operate the OTP service: migrations, clients, tokens, dead letters"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (idempotent).
+    Migrate,
+    /// Manage API clients.
+    Client {
+        #[command(subcommand)]
+        command: clients::ClientCommand,
+    },
+    /// Issue API tokens.
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
+    /// Inspect and replay dead-lettered messages (AMQP_URL, AMQP_PREFIX).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    shared::config::load_dotenv();
+    let result = match Cli::parse().command {
+        Command::Migrate => migrate().await,
+        Command::Client { command } => clients::run(command).await,
+        Command::Token { command } => tokens::run(command).await,
+        Command::Dlq { command } => dlq::run(command).await,
+    };
+    match result {
+        Ok(output) => println!("{output}"),
+        Err(error) => {
+            eprintln!("otpctl: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// DATABASE_URL's pool, small: one command at a time.
+async fn pool() -> anyhow::Result<PgPool> {
+    let config = shared::config::CommonConfig::from_env(2)?;
+    shared::db::connect(&config.database_url, 2)
+        .await
+        .context("while connecting to PostgreSQL (DATABASE_URL)")
+}
+
+fn jwt() -> anyhow::Result<Jwt> {
+    Ok(Jwt::new(&shared::config::secret("JWT_SECRET")?))
+}
+
+async fn migrate() -> anyhow::Result<serde_json::Value> {
+    let pool = pool().await?;
+    shared::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("while applying migrations")?;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await?;
+    Ok(serde_json::json!({"migrated": true, "applied": applied}))
+}
