@@ -6,43 +6,15 @@
 use serde_json::json;
 use shared::amqp::Topology;
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testkit::api::PEPPER;
-use testkit::dispatch::{form, twilio_path, Harness, ACCOUNT, FROM};
+use testkit::dispatch::{form, twilio_path, Harness};
+use testkit::process::Running;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-fn spawn_dispatcher(h: &Harness, prefix: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dispatcher"))
-        .env("DATABASE_URL", &h.database_url)
-        .env("AMQP_URL", testkit::amqp_url())
-        .env("AMQP_PREFIX", prefix)
-        .env("HEALTH_ADDR", "127.0.0.1:0")
-        .env("OTP_PEPPER", PEPPER)
-        .env("OTP_BCRYPT_COST", "4")
-        .env("DISPATCH_PREFETCH", "32")
-        .env("DISPATCH_LEASE_SECONDS", "2")
-        .env("DISPATCH_RETRY_SCHEDULE", "1s,3s")
-        .env("SMS_PROVIDER", "twilio")
-        .env("TWILIO_BASE_URL", h.twilio.uri())
-        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-        .env("TWILIO_AUTH_TOKEN", "twilio-token")
-        .env("TWILIO_FROM", FROM)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the dispatcher binary")
-}
-
-async fn sent_phones(h: &Harness) -> HashSet<String> {
-    sqlx::query_scalar::<_, String>("SELECT country_code || phone FROM phone_validations WHERE status = 'sent'")
-        .fetch_all(&h.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+fn spawn_dispatcher(h: &Harness, prefix: &str) -> Running {
+    let lease = [("DISPATCH_LEASE_SECONDS", "2".to_owned())];
+    h.start_dispatcher_binary(env!("CARGO_BIN_EXE_dispatcher"), prefix, &lease)
 }
 
 #[tokio::test]
@@ -68,8 +40,7 @@ async fn a_dispatcher_killed_mid_burst_loses_nothing() {
         (h.twilio.received_requests().await.unwrap_or_default().len() >= 40).then_some(())
     })
     .await;
-    first.kill().expect("SIGKILL");
-    first.wait().unwrap();
+    first.kill();
     let requested: HashSet<String> = h
         .twilio
         .received_requests()
@@ -78,18 +49,17 @@ async fn a_dispatcher_killed_mid_burst_loses_nothing() {
         .iter()
         .map(|r| form(r)["To"].clone())
         .collect();
-    let recorded = sent_phones(&h).await;
+    let recorded = h.recorded_sends().await;
     // Requests the provider had taken whose outcome was not yet recorded.
     let with_provider: HashSet<&String> = requested.difference(&recorded).collect();
     assert!(recorded.len() < BURST, "the kill came mid-burst");
 
     let mut second = spawn_dispatcher(&h, &prefix);
     testkit::eventually(Duration::from_secs(60), "every validation to be sent", || async {
-        (sent_phones(&h).await.len() == BURST).then_some(())
+        (h.recorded_sends().await.len() == BURST).then_some(())
     })
     .await;
-    second.kill().ok();
-    second.wait().ok();
+    second.kill();
 
     let mut per_phone: HashMap<String, usize> = HashMap::new();
     for request in h.twilio.received_requests().await.unwrap() {
@@ -110,13 +80,5 @@ async fn a_dispatcher_killed_mid_burst_loses_nothing() {
         duplicated.len()
     );
 
-    let channel = h.amqp.create_channel().await.unwrap();
-    h.topology.delete(&channel).await.ok();
-    for tier in [Duration::from_secs(1), Duration::from_secs(3)] {
-        let name = Topology::retry_queue(&h.topology.dispatch_queue(), tier);
-        channel
-            .queue_delete(name.as_str().into(), Default::default())
-            .await
-            .ok();
-    }
+    testkit::delete_namespace(&h.topology, &[Duration::from_secs(1), Duration::from_secs(3)]).await;
 }

@@ -4,6 +4,7 @@
 
 use crate::api::{common_config, relay_config, TestApp, PEPPER};
 use crate::infra;
+use crate::process::Running;
 use dispatcher::config::{DispatcherConfig, SmsConfig, TwilioSender, WhatsappConfig};
 use dispatcher::Dispatcher;
 use secrecy::SecretString;
@@ -90,6 +91,28 @@ impl Harness {
         tokio::spawn(dispatcher.run());
     }
 
+    /// The dispatcher binary as a child process on this harness's database,
+    /// queues (`AMQP_PREFIX` = `prefix`) and Twilio stand-in; `extra`
+    /// variables are added or override.
+    pub fn start_dispatcher_binary(&self, binary: &str, prefix: &str, extra: &[(&str, String)]) -> Running {
+        let mut env = vec![
+            ("DATABASE_URL", self.app.database_url.clone()),
+            ("AMQP_URL", infra::amqp_url()),
+            ("AMQP_PREFIX", prefix.to_owned()),
+            ("HEALTH_ADDR", "127.0.0.1:0".into()),
+            ("OTP_PEPPER", PEPPER.into()),
+            ("DISPATCH_PREFETCH", "32".into()),
+            ("DISPATCH_RETRY_SCHEDULE", "1s,3s".into()),
+            ("SMS_PROVIDER", "twilio".into()),
+            ("TWILIO_BASE_URL", self.twilio.uri()),
+            ("TWILIO_ACCOUNT_SID", ACCOUNT.into()),
+            ("TWILIO_AUTH_TOKEN", "twilio-token".into()),
+            ("TWILIO_FROM", FROM.into()),
+        ];
+        env.extend(extra.iter().cloned());
+        Running::start(binary, &env)
+    }
+
     /// Scripts the Twilio stand-in: each of `first` answers one request, in
     /// order; `then` answers every request after them.
     pub async fn sms_answers(&self, first: impl IntoIterator<Item = ResponseTemplate>, then: ResponseTemplate) {
@@ -122,6 +145,16 @@ impl Harness {
         let id = self.app.create_id(&project, &flow, phone, extra).await;
         let settled = self.app.settled(&id).await;
         (id, settled)
+    }
+
+    /// The E.164 numbers whose validations are recorded as `sent`.
+    pub async fn recorded_sends(&self) -> std::collections::HashSet<String> {
+        sqlx::query_scalar::<_, String>("SELECT country_code || phone FROM phone_validations WHERE status = 'sent'")
+            .fetch_all(&self.app.pool)
+            .await
+            .expect("the sent validations")
+            .into_iter()
+            .collect()
     }
 
     /// Every request the Twilio stand-in received, as form fields.

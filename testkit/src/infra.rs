@@ -138,3 +138,24 @@ impl Proxy {
         self.up.send_replace(up);
     }
 }
+
+/// Deletes a namespace's work queues, dead-letter queues and the delay
+/// tiers of `schedule` (tests whose binaries declare queues without the
+/// test expiry clean up after themselves).
+pub async fn delete_namespace(topology: &Topology, schedule: &[Duration]) {
+    let connection = amqp().await;
+    let channel = connection.create_channel().await.expect("a channel");
+    topology.delete(&channel).await.ok();
+    let queues = shared::amqp::retry::DelayQueues::new(topology.dispatch_queue(), schedule);
+    let webhooks = shared::amqp::retry::DelayQueues::new(topology.webhook_queue(), schedule);
+    for (queue, tiers) in [(&queues, queues.tiers()), (&webhooks, webhooks.tiers())] {
+        for tier in tiers {
+            let name = Topology::retry_queue(queue.queue(), *tier);
+            channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await
+                .ok();
+        }
+    }
+    let _ = connection.close(200, "cleaned".into()).await;
+}

@@ -14,7 +14,8 @@
 pub mod api;
 pub mod dispatch;
 pub mod infra;
+pub mod process;
 pub mod webhooks;
 
 pub use api::{create_client, Response, TestApp};
-pub use infra::{amqp, amqp_url, database, drain, eventually, server_url, topology, Proxy};
+pub use infra::{amqp, amqp_url, database, delete_namespace, drain, eventually, server_url, topology, Proxy};
