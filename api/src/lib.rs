@@ -68,7 +68,7 @@ impl Service for Application {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
             broker,
-            relay,
+            relay: relay.clone(),
             jwt: Jwt::new(&config.jwt_secret),
             // The API only verifies; the cost travels inside each stored hash.
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
@@ -76,6 +76,7 @@ impl Service for Application {
             flows: routes::phone_validations::flow_cache::new_cache(),
             creates: Arc::new(routes::phone_validations::group_commit::GroupCommit::start(
                 pool.clone(),
+                relay.clone(),
             )),
             pool,
         };

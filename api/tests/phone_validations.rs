@@ -6,16 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::TestApp;
 
-async fn app_with_flow(phone: Value) -> (TestApp, String, String) {
-    let app = TestApp::spawn().await;
-    app.wait_for_broker().await;
-    let (project, flow) = app.project_and_flow(phone).await;
-    (app, project, flow)
-}
-
 #[tokio::test]
 async fn the_seed_create_request_answers_new_and_queues_otp_requested() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let response = app
         .post(
             "/v2/phone-validations",
@@ -64,7 +57,7 @@ async fn the_seed_create_request_answers_new_and_queues_otp_requested() {
 
 #[tokio::test]
 async fn a_right_code_validates_once_and_emits_a_validated_event() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let created = app.create_validation(&project, &flow, "62617737").await;
     let id = created["_id"].as_str().unwrap();
 
@@ -112,7 +105,7 @@ async fn a_right_code_validates_once_and_emits_a_validated_event() {
 
 #[tokio::test]
 async fn a_wrong_code_three_times_fails_the_validation() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let id = app.sent_validation(&project, &flow, "62617737", "654321").await;
 
     for attempt in 1..=2 {
@@ -144,7 +137,7 @@ async fn a_wrong_code_three_times_fails_the_validation() {
 
 #[tokio::test]
 async fn an_expired_code_answers_412_and_fails_once() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let id = app.sent_validation(&project, &flow, "62617737", "123456").await;
     sqlx::query("UPDATE phone_validations SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(&id)
@@ -171,7 +164,7 @@ async fn an_expired_code_answers_412_and_fails_once() {
 
 #[tokio::test]
 async fn leading_zeros_are_part_of_the_code() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let _ = app.sent_validation(&project, &flow, "62617737", "012345").await;
 
     let as_number = app.validate("62617737", json!(12345)).await;
@@ -187,7 +180,7 @@ async fn leading_zeros_are_part_of_the_code() {
 
 #[tokio::test]
 async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
-    let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"maxAttempts": 20})).await;
     let id = app.sent_validation(&project, &flow, "62617737", "999999").await;
 
     let guesses = (0..20).map(|i| app.validate("62617737", json!(format!("{:06}", i))));
@@ -213,7 +206,7 @@ async fn twenty_concurrent_wrong_guesses_consume_exactly_twenty_attempts() {
 
 #[tokio::test]
 async fn concurrent_right_guesses_validate_exactly_once() {
-    let (app, project, flow) = app_with_flow(json!({"maxAttempts": 20})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"maxAttempts": 20})).await;
     let _ = app.sent_validation(&project, &flow, "62617737", "424242").await;
     let answers = futures_util::future::join_all((0..20).map(|_| app.validate("62617737", json!("424242")))).await;
     let successes = answers.iter().filter(|r| r.status == StatusCode::OK).count();
@@ -228,7 +221,7 @@ async fn concurrent_right_guesses_validate_exactly_once() {
 
 #[tokio::test]
 async fn a_second_code_within_the_cooldown_is_refused_unless_forced() {
-    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"resendCooldownSeconds": 60})).await;
     app.create_validation(&project, &flow, "62617737").await;
     let again = app
         .post(
@@ -257,7 +250,7 @@ async fn a_second_code_within_the_cooldown_is_refused_unless_forced() {
 
 #[tokio::test]
 async fn the_hourly_cap_answers_429_even_when_forced() {
-    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 0, "maxSendsPerHour": 2})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"resendCooldownSeconds": 0, "maxSendsPerHour": 2})).await;
     for _ in 0..2 {
         app.create_validation(&project, &flow, "62617737").await;
     }
@@ -274,7 +267,7 @@ async fn the_hourly_cap_answers_429_even_when_forced() {
 
 #[tokio::test]
 async fn concurrent_creates_for_one_phone_respect_the_cooldown() {
-    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"resendCooldownSeconds": 60})).await;
     let body = TestApp::create_body(&project, &flow, "62617737");
     let answers =
         futures_util::future::join_all((0..10).map(|_| app.post("/v2/phone-validations", body.clone()))).await;
@@ -284,7 +277,7 @@ async fn concurrent_creates_for_one_phone_respect_the_cooldown() {
 
 #[tokio::test]
 async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_and_event() {
-    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 60})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"resendCooldownSeconds": 60})).await;
     // 40 phones, three of them asked for twice in the same burst.
     let phones: Vec<String> = (0..40)
         .map(|n| format!("6{n:07}"))
@@ -342,7 +335,7 @@ async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_an
 
 #[tokio::test]
 async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     // A fault in the database for one phone only: any statement inserting it
     // fails, so a group holding it fails whole.
     sqlx::raw_sql(
@@ -386,7 +379,7 @@ async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
 
 #[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let body = TestApp::create_body(&project, &flow, "62617737");
     let send = |body: Value| {
         app.http
@@ -414,7 +407,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_creates_nothing() {
 
 #[tokio::test]
 async fn another_client_sees_nothing_of_this_one() {
-    let (app, project, flow) = app_with_flow(json!({})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let id = app.sent_validation(&project, &flow, "62617737", "123456").await;
     let other = testkit::create_client(&app.pool, "Other").await;
     let token = app.jwt.client_token(&other, 1).unwrap();
@@ -471,7 +464,7 @@ async fn another_client_sees_nothing_of_this_one() {
 
 #[tokio::test]
 async fn lists_page_and_filter() {
-    let (app, project, flow) = app_with_flow(json!({"resendCooldownSeconds": 0})).await;
+    let (app, project, flow) = TestApp::with_flow(json!({"resendCooldownSeconds": 0})).await;
     for phone in ["62617731", "62617732", "62617733"] {
         app.create_validation(&project, &flow, phone).await;
     }
@@ -505,7 +498,7 @@ async fn lists_page_and_filter() {
 #[tokio::test]
 async fn flows_update_only_the_settings_given() {
     let (app, _project, flow) =
-        app_with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
+        TestApp::with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
     let updated = app
         .request(
             reqwest::Method::PUT,

@@ -47,6 +47,9 @@ pub struct DispatcherConfig {
     pub health_addr: SocketAddr,
     /// `OTP_PEPPER`.
     pub otp_pepper: SecretString,
+    /// `OTP_CODE_KEY`: derives each validation's code from its id, so a
+    /// repeated send repeats the code (only the dispatcher holds it).
+    pub otp_code_key: SecretString,
     /// `OTP_BCRYPT_COST` (4..=31, default 4: see README, "Codes").
     pub bcrypt_cost: u32,
     /// `DISPATCH_PREFETCH`: messages in flight per process (default 256).
@@ -59,7 +62,8 @@ pub struct DispatcherConfig {
     pub inline_retries: usize,
     /// `DISPATCH_RETRY_SCHEDULE`: delay-queue tiers for longer outages (default `5s,30s,2m`).
     pub retry_schedule: Vec<Duration>,
-    /// `DISPATCH_LEASE_SECONDS`: how long one instance owns a send before another may take it over (default 30).
+    /// `DISPATCH_LEASE_SECONDS`: how long one instance owns a send before
+    /// another may take it over (default 10; renewed before each retry).
     pub lease: Duration,
     pub sms: SmsConfig,
     pub whatsapp: WhatsappConfig,
@@ -98,13 +102,14 @@ impl shared::process::Config for DispatcherConfig {
                 .parse()
                 .map_err(|e: std::net::AddrParseError| invalid("HEALTH_ADDR", e.to_string()))?,
             otp_pepper: config::secret("OTP_PEPPER")?,
+            otp_code_key: config::secret("OTP_CODE_KEY")?,
             bcrypt_cost,
             prefetch: config::parse_or("DISPATCH_PREFETCH", 256u16)?,
             hash_concurrency: config::parse_or("DISPATCH_HASH_CONCURRENCY", cores)?.max(1),
             provider_timeout: Duration::from_millis(config::parse_or("PROVIDER_TIMEOUT_MS", 5000u64)?),
             inline_retries: config::parse_or("DISPATCH_INLINE_RETRIES", 3usize)?,
             retry_schedule,
-            lease: Duration::from_secs(config::parse_or("DISPATCH_LEASE_SECONDS", 30u64)?.max(1)),
+            lease: Duration::from_secs(config::parse_or("DISPATCH_LEASE_SECONDS", 10u64)?.max(1)),
             sms: sms_from_env()?,
             whatsapp: whatsapp_from_env()?,
             relay: RelayConfig::default(),

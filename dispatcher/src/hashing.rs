@@ -95,7 +95,8 @@ mod tests {
         let calls = (0..23).map(|_| {
             let hashing = hashing.clone();
             tokio::spawn(async move {
-                let (id, code) = (ObjectId::new(), OtpCode::generate(6));
+                let id = ObjectId::new();
+                let code = shared::otp::CodeDeriver::new(SecretString::from("key")).code(id.as_str(), 6);
                 let hash = hashing.hash(&id, &code).await.unwrap();
                 (id, code, hash)
             })

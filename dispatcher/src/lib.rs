@@ -19,7 +19,7 @@ use providers::{AnyProvider, LogProvider, MetaWhatsapp, Twilio};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
 use shared::ops::Readiness;
-use shared::otp::OtpHasher;
+use shared::otp::{CodeDeriver, OtpHasher};
 use shared::process::{Messaging, Service};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,7 +121,13 @@ impl Service for Dispatcher {
             sms,
             whatsapp,
             inline_attempts: config.inline_retries.max(1),
-            delays: DelayQueues::new(broker.topology().dispatch_queue(), &config.retry_schedule),
+            codes: CodeDeriver::new(config.otp_code_key.clone()),
+            // A tier for waiting out another instance's lease too, so those
+            // waits never queue behind a long provider-outage park.
+            delays: DelayQueues::new(
+                broker.topology().dispatch_queue(),
+                &[config.retry_schedule.as_slice(), &[config.lease]].concat(),
+            ),
             first_delay: config
                 .retry_schedule
                 .iter()

@@ -12,9 +12,9 @@ use backon::BackoffBuilder;
 use chrono::Utc;
 use shared::amqp::retry::{self, DelayQueues};
 use shared::amqp::{BasicProperties, Broker, Delivery, Handled, PublishError};
-use shared::domain::{FailedReason, Gateway};
+use shared::domain::{FailedReason, Gateway, PhoneValidation};
 use shared::events::OtpRequested;
-use shared::otp::OtpCode;
+use shared::otp::{CodeDeriver, OtpCode};
 use shared::outbox::Relay;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub broker: Broker,
     pub relay: Relay,
     pub hashing: Hashing,
+    /// Each validation's code, the same on every send.
+    pub codes: CodeDeriver,
     pub sms: AnyProvider,
     pub whatsapp: AnyProvider,
     /// Provider attempts in process before the message is parked.
@@ -56,6 +58,9 @@ enum Next<'p> {
     /// The message is settled.
     Done(Handled),
 }
+
+/// How long after another holder's lease runs out its send is looked at again.
+const LEASE_MARGIN: Duration = Duration::from_millis(250);
 
 /// Records how long a stage took.
 fn stage(name: &'static str, started: Instant) {
@@ -106,9 +111,11 @@ impl Pipeline {
         }
         let code = match target.test_code().map(OtpCode::parse) {
             Some(Ok(code)) => code,
-            _ => OtpCode::generate(u8::try_from(validation.otp_length).unwrap_or(6)),
+            _ => self
+                .codes
+                .code(validation.id.as_str(), u8::try_from(validation.otp_length).unwrap_or(6)),
         };
-        if !self.hash_and_claim(&validation.id, &code).await? {
+        if !self.hash_and_claim(validation, &code).await? {
             return self.claimed_elsewhere(event, earlier).await;
         }
         let provider = match validation.phone_gateway {
@@ -129,13 +136,21 @@ impl Pipeline {
         Ok(target)
     }
 
-    /// Hashes the code and claims the send with the hash stored; `false`
-    /// when another instance holds it (or it moved on).
+    /// Hashes the code (unless a taken-over send stored its hash already:
+    /// the code is the same) and claims the send with the hash stored;
+    /// `false` when another instance holds it (or it moved on).
     #[tracing::instrument(skip_all)]
-    async fn hash_and_claim(&self, id: &ObjectId, code: &OtpCode) -> Result<bool, PipelineError> {
-        let started = Instant::now();
-        let hash = self.hashing.hash(id, code).await?;
-        stage("hash", started);
+    async fn hash_and_claim(&self, validation: &PhoneValidation, code: &OtpCode) -> Result<bool, PipelineError> {
+        let id = &validation.id;
+        let hash = match &validation.otp {
+            Some(stored) => stored.clone(),
+            None => {
+                let started = Instant::now();
+                let hash = self.hashing.hash(id, code).await?;
+                stage("hash", started);
+                hash
+            }
+        };
         let started = Instant::now();
         let claimed = self.store.claim(id, &hash).await?;
         stage("claim", started);
@@ -158,8 +173,9 @@ impl Pipeline {
     /// Another instance holds the send (or it moved on meanwhile).
     async fn claimed_elsewhere(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
         if let Some(left) = self.store.lease_left(&event.validation_id).await? {
-            // The holder may have died: look again once its lease has run out.
-            self.park(event, earlier, left).await?;
+            // The holder may have died: look again just after its lease runs
+            // out (then the same code goes out again if it did).
+            self.park(event, earlier, left + LEASE_MARGIN).await?;
         }
         Ok(Handled::Ack)
     }
@@ -236,6 +252,10 @@ impl Pipeline {
             AfterFailure::RetryInline(wait) => {
                 metrics::counter!("otp_retried_total", "provider" => name).increment(1);
                 tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failed; retrying");
+                if !self.store.renew(&validation.id).await? {
+                    tracing::info!("the send was taken over meanwhile; leaving it to its new holder");
+                    return Ok(Next::Done(Handled::Ack));
+                }
                 Next::Retry(wait)
             }
             AfterFailure::FallBackToSms => {

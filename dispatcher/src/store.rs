@@ -61,6 +61,9 @@ pub struct ProviderFailure<'a> {
 
 pub struct Store {
     pool: PgPool,
+    /// This instance, as the holder of the sends it claims.
+    holder: String,
+    lease: Duration,
     loads: Batcher<ObjectId, (), Target>,
     claims: Batcher<ObjectId, String, ()>,
     records: Batcher<ObjectId, String, ()>,
@@ -69,28 +72,29 @@ pub struct Store {
 impl Store {
     /// `lease`: how long a claimed send is ours before another instance may take it.
     pub fn start(pool: PgPool, lease: Duration) -> Self {
+        let holder = ObjectId::new().to_string();
         let load_pool = pool.clone();
         let loads = Batcher::start(Duplicates::Share, move |ids, _| load_many(load_pool.clone(), ids));
-        let claim_pool = pool.clone();
+        let (claim_pool, claimer) = (pool.clone(), holder.clone());
         let claims = Batcher::start(Duplicates::FirstWins, move |ids, hashes| {
-            let pool = claim_pool.clone();
+            let (pool, holder) = (claim_pool.clone(), claimer.clone());
             async move {
-                phone_validation::claim_sends(&pool, ids, hashes, lease)
-                    .await
-                    .map(touched)
+                let claimed = phone_validation::claim_sends(&pool, ids, hashes, &holder, lease).await;
+                claimed.map(touched)
             }
         });
-        let record_pool = pool.clone();
+        let (record_pool, recorder) = (pool.clone(), holder.clone());
         let records = Batcher::start(Duplicates::FirstWins, move |ids, confirmations| {
-            let pool = record_pool.clone();
+            let (pool, holder) = (record_pool.clone(), recorder.clone());
             async move {
-                phone_validation::record_sends(&pool, ids, confirmations)
-                    .await
-                    .map(touched)
+                let recorded = phone_validation::record_sends(&pool, ids, confirmations, &holder).await;
+                recorded.map(touched)
             }
         });
         Self {
             pool,
+            holder,
+            lease,
             loads,
             claims,
             records,
@@ -113,12 +117,19 @@ impl Store {
         Ok(phone_validation::lease_left(&self.pool, id).await?)
     }
 
-    /// Gives the send back (before parking the message in a delay queue).
-    pub async fn release(&self, id: &ObjectId) -> Result<(), StoreError> {
-        Ok(phone_validation::release_send(&self.pool, id).await?)
+    /// Keeps our send for another lease (before a retry); `false` when it
+    /// is no longer ours.
+    pub async fn renew(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        Ok(phone_validation::renew_lease(&self.pool, id, &self.holder, self.lease).await?)
     }
 
-    /// Records the provider's confirmation and moves the validation to `sent`.
+    /// Gives the send back (before parking the message in a delay queue).
+    pub async fn release(&self, id: &ObjectId) -> Result<(), StoreError> {
+        Ok(phone_validation::release_send(&self.pool, id, &self.holder).await?)
+    }
+
+    /// Records the provider's confirmation and moves the validation to
+    /// `sent`, if the send is still ours (`false`: another instance took it over).
     pub async fn mark_sent(&self, id: &ObjectId, sent: &Confirmation<'_>) -> Result<bool, StoreError> {
         let mut confirmation = json!({
             "sent": sent.provider != "none" && sent.provider != "test",

@@ -120,6 +120,15 @@ impl TestApp {
         }
     }
 
+    /// A running API (broker connected) with a project and a login flow of
+    /// `phone` settings: (app, project id, flow id).
+    pub async fn with_flow(phone: Value) -> (Self, String, String) {
+        let app = Self::spawn().await;
+        app.wait_for_broker().await;
+        let (project, flow) = app.project_and_flow(phone).await;
+        (app, project, flow)
+    }
+
     /// Waits until the API's broker connection has declared the topology.
     pub async fn wait_for_broker(&self) {
         infra::eventually(Duration::from_secs(10), "the API to be ready", || async {

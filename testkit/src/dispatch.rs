@@ -19,6 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const ACCOUNT: &str = "ACdeadbeefdeadbeefdeadbeefdeadbeef";
 pub const FROM: &str = "+15005550006";
+/// The dispatcher's code key in tests.
+pub const CODE_KEY: &str = "test-code-key";
 
 /// The API, the provider stand-ins, and dispatchers on demand.
 pub struct Harness {
@@ -56,6 +58,7 @@ impl Harness {
             common: common_config(&self.app.database_url, &infra::amqp_url()),
             health_addr: "127.0.0.1:0".parse().expect("an address"),
             otp_pepper: SecretString::from(PEPPER),
+            otp_code_key: SecretString::from(CODE_KEY),
             bcrypt_cost: 4,
             prefetch: 64,
             hash_concurrency: 2,
@@ -101,6 +104,7 @@ impl Harness {
             ("AMQP_PREFIX", prefix.to_owned()),
             ("HEALTH_ADDR", "127.0.0.1:0".into()),
             ("OTP_PEPPER", PEPPER.into()),
+            ("OTP_CODE_KEY", CODE_KEY.into()),
             ("DISPATCH_PREFETCH", "32".into()),
             ("DISPATCH_RETRY_SCHEDULE", "1s,3s".into()),
             ("SMS_PROVIDER", "twilio".into()),

@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             .env("AMQP_PREFIX", &prefix)
             .env("JWT_SECRET", "bench-jwt")
             .env("OTP_PEPPER", "bench-pepper")
+            .env("OTP_CODE_KEY", "bench-code-key")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
     };

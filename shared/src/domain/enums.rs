@@ -128,6 +128,8 @@ text_enum!(
         ProviderRejected = "provider_rejected",
         /// The provider could not be reached, or kept failing, until the code expired.
         ProviderUnavailable = "provider_unavailable",
+        /// A newer code was requested for the same phone: this one no longer counts.
+        Superseded = "superseded",
     }
 );
 

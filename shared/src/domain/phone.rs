@@ -46,60 +46,51 @@ impl fmt::Display for CountryCode {
     }
 }
 
-/// A national number that libphonenumber deems possible for its country
-/// (its length is one of the country's number lengths).
+/// A phone number in its canonical form: the national significant number
+/// (trunk prefixes such as the UK's `0` or the NANP's `1` removed), so one
+/// number is one number whatever way it was typed. Its length must be one of
+/// its country's (libphonenumber "possible"); whether it can receive an SMS
+/// is known too (`can_receive_sms`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneNumber {
     country: CountryCode,
-    /// The digits as the client gave them, punctuation stripped.
+    /// The national significant number: what is stored and compared.
     national: String,
     /// `+` country code and the national significant number.
     e164: String,
+    /// libphonenumber's type for the number.
+    kind: phonenumber::Type,
+    /// ISO 3166-1 alpha-2 of the number's region (`+1` is many countries).
+    region: Option<String>,
 }
 
 impl PhoneNumber {
-    /// Strips spaces, dashes, dots and parentheses, then checks the digits.
+    /// Strips spaces, dashes, dots and parentheses, then parses the digits
+    /// as a number of `country`.
     pub fn parse(country: CountryCode, raw: &str) -> Result<Self, InvalidPhone> {
-        let national: String = raw
+        let digits: String = raw
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
-        if national.is_empty() || national.len() > 17 || !national.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidPhone::Number);
         }
-        let full = format!("+{}{}", country.value(), national);
-        let parsed = phonenumber::parse(None, &full).map_err(|_| InvalidPhone::Number)?;
+        // Parsed as a national number of the code's main region, so a trunk
+        // prefix typed after the country code (`+44 07911…`, `+1 1415…`) is
+        // recognised as one and dropped.
+        let parsed = phonenumber::parse(Some(main_region(country)?), &digits).map_err(|_| InvalidPhone::Number)?;
         if parsed.code().value() != country.value() {
             return Err(InvalidPhone::Number);
         }
-        let significant = parsed.national().to_string();
-        let metadata = DATABASE.by_code(&country.value()).ok_or(InvalidPhone::Number)?;
-        let length = u16::try_from(significant.len()).map_err(|_| InvalidPhone::Number)?;
-        let possible = metadata.iter().any(|meta| {
-            let d = meta.descriptors();
-            [
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .chain([d.general()])
-            .any(|descriptor| descriptor.possible_length().contains(&length))
-        });
-        if !possible {
+        let national = parsed.national().to_string();
+        if !is_possible(country, &national) {
             return Err(InvalidPhone::Number);
         }
         Ok(Self {
             country,
-            e164: format!("+{}{}", country.value(), significant),
+            e164: format!("+{}{}", country.value(), national),
+            kind: parsed.number_type(&DATABASE),
+            region: parsed.country().id().map(|id| format!("{id:?}")),
             national,
         })
     }
@@ -108,6 +99,7 @@ impl PhoneNumber {
         self.country
     }
 
+    /// The national significant number (canonical: no trunk prefix).
     pub fn national(&self) -> &str {
         &self.national
     }
@@ -116,6 +108,60 @@ impl PhoneNumber {
     pub fn e164(&self) -> &str {
         &self.e164
     }
+
+    /// ISO 3166-1 alpha-2 of the region the number belongs to, if known.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// A valid mobile number (or one that may be either, as in the NANP):
+    /// not premium-rate, shared-cost, UAN, toll-free, fixed-line and the like.
+    pub fn can_receive_sms(&self) -> bool {
+        matches!(
+            self.kind,
+            phonenumber::Type::Mobile | phonenumber::Type::FixedLineOrMobile
+        )
+    }
+}
+
+/// The region libphonenumber treats as the main one for a calling code.
+fn main_region(country: CountryCode) -> Result<phonenumber::country::Id, InvalidPhone> {
+    let regions = DATABASE.by_code(&country.value()).ok_or(InvalidPhone::CountryCode)?;
+    let main = regions
+        .iter()
+        .find(|meta| meta.is_main_country_for_code())
+        .or_else(|| regions.first())
+        .ok_or(InvalidPhone::CountryCode)?;
+    main.id().parse().map_err(|_| InvalidPhone::CountryCode)
+}
+
+/// Whether `national` has one of the lengths `country` uses for any type of number.
+fn is_possible(country: CountryCode, national: &str) -> bool {
+    let Some(metadata) = DATABASE.by_code(&country.value()) else {
+        return false;
+    };
+    let Ok(length) = u16::try_from(national.len()) else {
+        return false;
+    };
+    metadata.iter().any(|meta| {
+        let d = meta.descriptors();
+        [
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain([d.general()])
+        .any(|descriptor| descriptor.possible_length().contains(&length))
+    })
 }
 
 #[cfg(test)]
@@ -128,12 +174,43 @@ mod tests {
     }
 
     #[test]
-    fn seed_numbers_are_possible() {
+    fn seed_numbers_are_possible_mobiles() {
         let phone = PhoneNumber::parse(panama(), "6261-7737").unwrap();
         assert_eq!(phone.national(), "62617737");
         assert_eq!(phone.e164(), "+50762617737");
+        assert!(phone.can_receive_sms());
+        assert_eq!(phone.region(), Some("PA"));
         let us = PhoneNumber::parse(CountryCode::parse("+1").unwrap(), "(415) 555.2671").unwrap();
         assert_eq!(us.e164(), "+14155552671");
+        assert_eq!(us.region(), Some("US"));
+        let canada = PhoneNumber::parse(CountryCode::parse("+1").unwrap(), "416 555 0123").unwrap();
+        assert_eq!(canada.region(), Some("CA"));
+    }
+
+    #[test]
+    fn one_number_is_one_number_whatever_way_it_is_typed() {
+        let uk = CountryCode::parse("+44").unwrap();
+        let with_trunk = PhoneNumber::parse(uk, "07911 123456").unwrap();
+        let without = PhoneNumber::parse(uk, "7911123456").unwrap();
+        assert_eq!(with_trunk, without);
+        assert_eq!(with_trunk.e164(), "+447911123456");
+        assert!(with_trunk.can_receive_sms());
+        let nanp = CountryCode::parse("+1").unwrap();
+        assert_eq!(
+            PhoneNumber::parse(nanp, "1 415 555 2671").unwrap().national(),
+            PhoneNumber::parse(nanp, "415 555 2671").unwrap().national()
+        );
+    }
+
+    #[test]
+    fn numbers_that_cannot_receive_sms_are_told_apart() {
+        let uk = CountryCode::parse("+44").unwrap();
+        let premium = PhoneNumber::parse(uk, "909 876 5432").unwrap();
+        assert!(!premium.can_receive_sms(), "premium rate");
+        let landline = PhoneNumber::parse(uk, "20 7946 0958").unwrap();
+        assert!(!landline.can_receive_sms(), "fixed line");
+        let panama_fixed = PhoneNumber::parse(panama(), "300-1234").unwrap();
+        assert!(!panama_fixed.can_receive_sms());
     }
 
     #[test]

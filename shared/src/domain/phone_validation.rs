@@ -163,12 +163,15 @@ pub struct CountedAttempt {
 
 /// Counts one attempt at a code, before the code is compared, so N
 /// concurrent guesses consume N attempts and no lock is held while hashing.
+/// Once a hash is stored the code may be compared, whether or not the
+/// dispatcher has recorded the send yet: the message may be on the phone first.
 /// `None` when no attempt may be made (someone moved it on, it expired, or
 /// the attempts are used up).
 pub async fn count_attempt(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<Option<CountedAttempt>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE phone_validations SET attempts = attempts + 1, updated_at = now()
-          WHERE id = $1 AND status = 'sent' AND attempts < max_attempts AND expires_at > now()
+          WHERE id = $1 AND status IN ('new', 'sent') AND otp_hash IS NOT NULL
+            AND attempts < max_attempts AND expires_at > now()
       RETURNING attempts, max_attempts, otp_hash",
     )
     .bind(id)
@@ -186,7 +189,7 @@ pub async fn validate(
     let validated: Option<PhoneValidation> = sqlx::query_as(&format!(
         "UPDATE phone_validations
             SET status = 'validated', validated_at = now(), attempts = attempts - 1, updated_at = now()
-          WHERE id = $1 AND status = 'sent'
+          WHERE id = $1 AND status IN ('new', 'sent') AND otp_hash IS NOT NULL
       RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -195,18 +198,20 @@ pub async fn validate(
     emit(tx, validated, ValidationEventType::Validated).await
 }
 
-/// Takes the sends of `ids` for `lease` and stores their codes' hashes, for
-/// those still `new` and held by nobody. Returns the ids taken.
+/// Takes the sends of `ids` for `holder` until `lease` runs out and stores
+/// their codes' hashes, for those still `new` and held by nobody (or by a
+/// holder whose lease ran out). Returns the ids taken.
 pub async fn claim_sends(
     conn: impl PgExecutor<'_>,
     ids: Vec<ObjectId>,
     hashes: Vec<String>,
+    holder: &str,
     lease: Duration,
 ) -> Result<Vec<ObjectId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE phone_validations AS v
-            SET otp_hash = c.hash, dispatch_lease_until = now() + make_interval(secs => $3),
-                updated_at = now()
+            SET otp_hash = c.hash, dispatch_lease_holder = $3,
+                dispatch_lease_until = now() + make_interval(secs => $4), updated_at = now()
            FROM unnest($1::text[], $2::text[]) AS c(id, hash)
           WHERE v.id = c.id AND v.status = 'new'
             AND (v.dispatch_lease_until IS NULL OR v.dispatch_lease_until < now())
@@ -214,38 +219,67 @@ pub async fn claim_sends(
     )
     .bind(ids)
     .bind(hashes)
+    .bind(holder)
     .bind(lease.as_secs_f64())
     .fetch_all(conn)
     .await
 }
 
-/// Records the providers' confirmations (JSON text) and moves those still
-/// `new` to `sent`. Returns the ids recorded.
+/// Records the providers' confirmations (JSON text) of sends `holder` holds:
+/// `new` becomes `sent` (a validation the user already validated, or one
+/// that failed meanwhile, keeps its status and gains the confirmation).
+/// Returns the ids recorded; a send taken over by another holder is not.
 pub async fn record_sends(
     conn: impl PgExecutor<'_>,
     ids: Vec<ObjectId>,
     confirmations: Vec<String>,
+    holder: &str,
 ) -> Result<Vec<ObjectId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE phone_validations AS v
-            SET status = 'sent', provider_confirmation = c.confirmation::jsonb,
-                dispatch_lease_until = NULL, updated_at = now()
+            SET status = CASE WHEN v.status = 'new' THEN 'sent' ELSE v.status END,
+                provider_confirmation = c.confirmation::jsonb,
+                dispatch_lease_until = NULL, dispatch_lease_holder = NULL, updated_at = now()
            FROM unnest($1::text[], $2::text[]) AS c(id, confirmation)
-          WHERE v.id = c.id AND v.status = 'new'
+          WHERE v.id = c.id AND v.dispatch_lease_holder = $3
       RETURNING v.id",
     )
     .bind(ids)
     .bind(confirmations)
+    .bind(holder)
     .fetch_all(conn)
     .await
 }
 
-/// Gives a send back (before its message waits in a delay queue).
-pub async fn release_send(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE phone_validations SET dispatch_lease_until = NULL WHERE id = $1 AND status = 'new'")
-        .bind(id)
-        .execute(conn)
-        .await?;
+/// Keeps a send `holder` holds for another `lease` (before a retry).
+pub async fn renew_lease(
+    conn: impl PgExecutor<'_>,
+    id: &ObjectId,
+    holder: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE phone_validations SET dispatch_lease_until = now() + make_interval(secs => $3)
+          WHERE id = $1 AND dispatch_lease_holder = $2 AND status = 'new'",
+    )
+    .bind(id)
+    .bind(holder)
+    .bind(lease.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
+/// Gives a send `holder` holds back (before its message waits in a delay queue).
+pub async fn release_send(conn: impl PgExecutor<'_>, id: &ObjectId, holder: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE phone_validations SET dispatch_lease_until = NULL, dispatch_lease_holder = NULL
+          WHERE id = $1 AND dispatch_lease_holder = $2 AND status = 'new'",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -261,4 +295,42 @@ pub async fn lease_left(conn: impl PgExecutor<'_>, id: &ObjectId) -> Result<Opti
     .await?
     .flatten();
     Ok(left.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// A new code for these phones (client, country code, national number)
+/// supersedes their older open validations (all but `keep`): they fail as
+/// `superseded` and their events are queued in the same transaction.
+pub async fn supersede(
+    tx: &mut PgConnection,
+    client: &ObjectId,
+    phones: &[(String, String)],
+    keep: &[ObjectId],
+) -> Result<Vec<outbox::OutboxMessage>, sqlx::Error> {
+    let (countries, numbers): (Vec<&str>, Vec<&str>) = phones.iter().map(|(c, n)| (c.as_str(), n.as_str())).unzip();
+    let superseded: Vec<PhoneValidation> = sqlx::query_as(&format!(
+        "UPDATE phone_validations AS v
+            SET status = 'failed', failed_reason = 'superseded', updated_at = now()
+           FROM unnest($2::text[], $3::text[]) AS p(country_code, phone)
+          WHERE v.client_id = $1 AND v.country_code = p.country_code AND v.phone = p.phone
+            AND v.status IN ('new', 'sent') AND v.id <> ALL($4)
+      RETURNING {}",
+        COLUMNS
+            .split(", ")
+            .map(|column| format!("v.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(client)
+    .bind(countries)
+    .bind(numbers)
+    .bind(keep)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut messages = Vec::with_capacity(superseded.len());
+    for validation in superseded {
+        if let Some((_, message)) = emit(tx, Some(validation), ValidationEventType::Failed).await? {
+            messages.push(message);
+        }
+    }
+    Ok(messages)
 }

@@ -128,8 +128,21 @@ impl PhoneSettingsPatch {
             check_url(url, "webhookUrl")?;
         }
         check_test_numbers(&settings)?;
+        check_guessing_bound(&settings)?;
         Ok(settings)
     }
+}
+
+/// Guesses a phone can take in an hour (attempts per code × codes per hour)
+/// may cover at most 1 % of the codes: with 4 digits, 3 attempts × 10 sends
+/// (30 guesses of 10,000) passes and 20 × 10 does not.
+fn check_guessing_bound(settings: &PhoneSettings) -> Result<(), SettingsError> {
+    let guesses = u64::from(settings.max_attempts) * u64::from(settings.max_sends_per_hour);
+    let codes = 10u64.pow(u32::from(settings.otp_length));
+    if guesses * 100 > codes {
+        return Err(SettingsError("maxSendsPerHour"));
+    }
+    Ok(())
 }
 
 fn check_test_numbers(settings: &PhoneSettings) -> Result<(), SettingsError> {
@@ -168,6 +181,24 @@ mod tests {
         assert_eq!(settings.resend_cooldown_seconds, 60);
         assert_eq!(settings.max_sends_per_hour, 10);
         assert_eq!(settings.phone_gateway, Gateway::Sms);
+    }
+
+    #[test]
+    fn guesses_per_phone_and_hour_stay_under_one_percent_of_the_codes() {
+        let with = |otp_length, max_attempts, max_sends_per_hour| {
+            PhoneSettingsPatch {
+                otp_length: Some(otp_length),
+                max_attempts: Some(max_attempts),
+                max_sends_per_hour: Some(max_sends_per_hour),
+                ..Default::default()
+            }
+            .apply(PhoneSettings::default())
+        };
+        assert!(with(4, 3, 10).is_ok(), "30 guesses of 10,000 codes");
+        assert!(with(4, 10, 10).is_ok(), "100 guesses: exactly 1 %");
+        assert_eq!(with(4, 20, 10), Err(SettingsError("maxSendsPerHour")));
+        assert_eq!(with(6, 20, 1000), Err(SettingsError("maxSendsPerHour")));
+        assert!(with(6, 10, 1000).is_ok());
     }
 
     #[test]

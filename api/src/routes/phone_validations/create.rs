@@ -5,7 +5,8 @@
 //! to the relay. The answer never waits for RabbitMQ.
 
 use super::flow_cache::{self, Flow};
-use super::{idempotency, insert, parse_phone, send_limits, StringOrNumber};
+use super::insert::{self, Created};
+use super::{idempotency, parse_phone, send_limits, StringOrNumber};
 use crate::auth::AuthClient;
 use crate::envelope::Envelope;
 use crate::error::{ApiError, ApiResult};
@@ -16,8 +17,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use shared::domain::{Gateway, Language, PhoneNumber, PhoneValidation, ValidationMethod, ValidationType};
-use shared::{outbox, ObjectId};
+use shared::domain::{
+    Gateway, Language, PhoneNumber, PhoneSettings, PhoneValidation, ValidationMethod, ValidationType,
+};
+use shared::ObjectId;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
@@ -119,6 +122,24 @@ impl CreatePhoneValidation {
     }
 }
 
+impl NewValidation {
+    /// What only the flow can say: a number that cannot receive an SMS is
+    /// refused unless it is one of the flow's test numbers, and a code may
+    /// not live longer than the flow allows.
+    fn check_against(&self, settings: &PhoneSettings) -> ApiResult<()> {
+        if !self.phone.can_receive_sms() && settings.test_code(self.phone.e164()).is_none() {
+            return Err(ApiError::invalid("phone"));
+        }
+        if let Some(expires_at) = self.body.expires_at {
+            let longest = Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds));
+            if expires_at > longest {
+                return Err(ApiError::invalid("expiresAt"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Create a phone validation: a code is generated and sent by the dispatcher.
 #[utoipa::path(post, path = "/v2/phone-validations", tag = "phone validations",
     request_body = CreatePhoneValidation,
@@ -144,23 +165,24 @@ pub async fn create(
     }
     let new = request.check()?;
     let flow = flow_cache::cached(&app, &client, &new).await?;
+    new.check_against(&flow.flow.settings.0)?;
 
     // On the common path: the flow (cached for a second), then one statement
     // (limits + validation + event), shared with the creates that arrive
     // meanwhile and committed with them.
-    let (validation, message, data) = match &idempotency {
+    let (created, data) = match &idempotency {
         None => {
-            let (validation, message) = match app.creates.create(&client, &new, &flow).await? {
+            let created = match app.creates.create(&client, &new, &flow).await? {
                 Some(created) => created,
                 None => create_once(&mut *app.pool.acquire().await?, &client, &new, &flow.flow).await?,
             };
-            let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
-            (validation, message, data)
+            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
+            (created, data)
         }
         Some(key) => {
             let mut tx = app.pool.begin().await?;
-            let (validation, message) = create_once(&mut tx, &client, &new, &flow.flow).await?;
-            let data = serde_json::to_value(&validation).map_err(anyhow::Error::from)?;
+            let created = create_once(&mut tx, &client, &new, &flow.flow).await?;
+            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
             if !idempotency::remember(&mut tx, &client, key, &data).await? {
                 // A concurrent request with the same key won: answer with its result.
                 drop(tx);
@@ -170,10 +192,11 @@ pub async fn create(
                 };
             }
             tx.commit().await?;
-            (validation, message, data)
+            (created, data)
         }
     };
-    app.relay.publish_soon([message]);
+    let Created { validation, events } = created;
+    app.relay.publish_soon(events);
     metrics::counter!("phone_validations_created_total", "gateway" => validation.phone_gateway.as_str()).increment(1);
     tracing::info!(validation_id = %validation.id, gateway = %validation.phone_gateway, "phone validation created");
     Ok(Envelope(data))
@@ -185,7 +208,7 @@ async fn create_once(
     client: &ObjectId,
     new: &NewValidation,
     flow: &Flow,
-) -> ApiResult<(PhoneValidation, outbox::OutboxMessage)> {
+) -> ApiResult<Created> {
     for _ in 0..2 {
         if let Some(inserted) = insert::insert_one(&mut *conn, client, new, flow).await? {
             return Ok(inserted);

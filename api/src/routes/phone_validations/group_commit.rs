@@ -11,9 +11,8 @@
 
 use super::create::NewValidation;
 use super::flow_cache::CachedFlow;
-use super::insert::{insert_many, Group, NewRow};
-use shared::domain::PhoneValidation;
-use shared::outbox::OutboxMessage;
+use super::insert::{insert_many, supersede_older, Created, Group, NewRow};
+use shared::outbox::Relay;
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
@@ -24,8 +23,6 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 const MAX_GROUP: usize = 256;
 /// Groups written at once (each on its own connection).
 const WRITERS: usize = 2;
-
-type Created = (PhoneValidation, OutboxMessage);
 
 /// A create waiting for its group.
 struct Pending {
@@ -40,11 +37,11 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, relay: Relay) -> Self {
         let (sender, receiver) = mpsc::channel::<Pending>(MAX_GROUP * 8);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WRITERS {
-            let (receiver, pool) = (receiver.clone(), pool.clone());
+            let (receiver, pool, relay) = (receiver.clone(), pool.clone(), relay.clone());
             tokio::spawn(async move {
                 loop {
                     let mut taken = Vec::with_capacity(MAX_GROUP);
@@ -56,7 +53,7 @@ impl GroupCommit {
                         groups.entry(pending.group.clone()).or_default().push(pending);
                     }
                     for group in groups.into_values() {
-                        write(&pool, group).await;
+                        write(&pool, &relay, group).await;
                     }
                 }
             });
@@ -87,7 +84,7 @@ impl GroupCommit {
 
 /// Writes one group (same client, project, flow and `force`) and answers
 /// every request in it.
-async fn write(pool: &PgPool, pending: Vec<Pending>) {
+async fn write(pool: &PgPool, relay: &Relay, pending: Vec<Pending>) {
     // A phone twice in one statement would update its ledger row twice,
     // which PostgreSQL refuses: the second goes one at a time.
     let mut phones = HashSet::new();
@@ -102,18 +99,29 @@ async fn write(pool: &PgPool, pending: Vec<Pending>) {
     };
     let (group, flow) = (first.group.clone(), first.flow.clone());
     let (rows, replies): (Vec<NewRow>, Vec<_>) = pending.into_iter().map(|p| (p.row, p.reply)).unzip();
-    let written = match pool.acquire().await {
-        Ok(mut conn) => insert_many(&mut conn, &group, &flow.flow, &rows).await,
-        Err(error) => Err(error),
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::warn!(%error, creates = rows.len(), "no connection for a group; writing them one at a time");
+            return;
+        }
     };
-    let mut written = written.unwrap_or_else(|error| {
-        tracing::warn!(%error, creates = rows.len(), "group create failed; writing them one at a time");
-        HashMap::new()
-    });
+    let mut written = insert_many(&mut conn, &group, &flow.flow, &rows)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, creates = rows.len(), "group create failed; writing them one at a time");
+            HashMap::new()
+        });
+    let all: Vec<_> = written.values().collect();
+    match supersede_older(&mut conn, group.client(), &all).await {
+        Ok(superseded) => relay.publish_soon(superseded),
+        Err(error) => tracing::warn!(%error, "could not supersede older validations; they stay open until they expire"),
+    }
     for (row, reply) in rows.into_iter().zip(replies) {
-        let created = written
-            .remove(row.id.as_str())
-            .map(|(validation, outbox_id)| (validation, row.event.into_message(outbox_id)));
+        let created = written.remove(row.id.as_str()).map(|written| Created {
+            validation: written.validation,
+            events: vec![row.event.into_message(written.outbox_id)],
+        });
         let _ = reply.send(created);
     }
 }

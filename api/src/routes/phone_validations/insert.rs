@@ -8,12 +8,12 @@ use super::create::NewValidation;
 use super::flow_cache::Flow;
 use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
-use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
+use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
 use shared::domain::PhoneSettings;
 use shared::events::OtpRequested;
 use shared::{outbox, ObjectId};
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -28,6 +28,10 @@ pub struct Group {
 }
 
 impl Group {
+    pub fn client(&self) -> &ObjectId {
+        &self.client
+    }
+
     pub fn of(client: &ObjectId, new: &NewValidation) -> Self {
         Self {
             client: client.clone(),
@@ -102,7 +106,7 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                    sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
              WHERE ($21 OR w.last_sent_at <= now() - make_interval(secs => $22))
                AND cardinality(array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour')) < $23
-            RETURNING country_code, phone
+            RETURNING country_code, phone, (xmax = 0) AS fresh
          ), v AS (
             INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
                 phone_gateway, validation_method, type, otp_length, expires_at, name, phone_data, extra_params,
@@ -117,16 +121,21 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
             SELECT $28, i.message_id, i.payload::jsonb FROM v JOIN input i ON i.id = v.id
             RETURNING id, message_id
          )
-         SELECT v.*, o.id AS outbox_id FROM v JOIN input i ON i.id = v.id JOIN o ON o.message_id = i.message_id"
+         SELECT v.*, o.id AS outbox_id, w.fresh FROM v JOIN input i ON i.id = v.id
+           JOIN o ON o.message_id = i.message_id
+           JOIN window_ w ON w.country_code = v.country_code AND w.phone = v.phone"
     )
 });
 
 /// One written validation and its outbox row.
 #[derive(sqlx::FromRow)]
-struct Inserted {
+pub struct Written {
     #[sqlx(flatten)]
-    validation: PhoneValidation,
-    outbox_id: i64,
+    pub validation: PhoneValidation,
+    pub outbox_id: i64,
+    /// The first send ever to this phone (its ledger row is new): no older
+    /// validation can be open.
+    pub fresh: bool,
 }
 
 /// In one statement: records each send in its phone's ledger if the cooldown
@@ -138,12 +147,12 @@ pub async fn insert_many(
     group: &Group,
     flow: &Flow,
     rows: &[NewRow],
-) -> Result<HashMap<String, (PhoneValidation, i64)>, sqlx::Error> {
+) -> Result<HashMap<String, Written>, sqlx::Error> {
     let settings = &flow.settings.0;
     let owned = |f: fn(&NewRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     let optional = |f: fn(&NewRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
     let payloads: Vec<&str> = rows.iter().map(|r| r.event.payload_text()).collect();
-    let inserted: Vec<Inserted> = sqlx::query_as(&INSERT_SQL)
+    let written: Vec<Written> = sqlx::query_as(&INSERT_SQL)
         .bind(owned(|r| r.id.as_str()))
         .bind(owned(|r| &r.country_code))
         .bind(owned(|r| &r.phone))
@@ -174,10 +183,42 @@ pub async fn insert_many(
         .bind(shared::events::routing::OTP_REQUESTED)
         .fetch_all(conn)
         .await?;
-    Ok(inserted
+    Ok(written
         .into_iter()
-        .map(|row| (row.validation.id.to_string(), (row.validation, row.outbox_id)))
+        .map(|row| (row.validation.id.to_string(), row))
         .collect())
+}
+
+/// A create written: the validation, its `otp.requested` event and the
+/// `failed` events of the older validations of its phone it superseded.
+pub struct Created {
+    pub validation: PhoneValidation,
+    pub events: Vec<outbox::OutboxMessage>,
+}
+
+/// A new code for a phone fails the client's older open validations of that
+/// phone (as Twilio Verify cancels them), so only the newest code counts.
+/// First sends to a phone are skipped: nothing older can be open. Runs
+/// after the create statement (a crash in between leaves the older ones
+/// open until they expire; the validate lookup takes the newest anyway).
+pub async fn supersede_older(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    written: &[&Written],
+) -> Result<Vec<outbox::OutboxMessage>, sqlx::Error> {
+    let repeated: Vec<&&Written> = written.iter().filter(|w| !w.fresh).collect();
+    if repeated.is_empty() {
+        return Ok(Vec::new());
+    }
+    let phones: Vec<(String, String)> = repeated
+        .iter()
+        .map(|w| (w.validation.country_code.clone(), w.validation.phone.clone()))
+        .collect();
+    let keep: Vec<ObjectId> = repeated.iter().map(|w| w.validation.id.clone()).collect();
+    let mut tx = conn.begin().await?;
+    let superseded = phone_validation::supersede(&mut tx, client, &phones, &keep).await?;
+    tx.commit().await?;
+    Ok(superseded)
 }
 
 /// A single create through `insert_many` (the same statement, so the limits
@@ -187,10 +228,16 @@ pub async fn insert_one(
     client: &ObjectId,
     new: &NewValidation,
     flow: &Flow,
-) -> ApiResult<Option<(PhoneValidation, outbox::OutboxMessage)>> {
+) -> ApiResult<Option<Created>> {
     let row = NewRow::new(new, &flow.settings.0).map_err(anyhow::Error::from)?;
     let mut written = insert_many(conn, &Group::of(client, new), flow, std::slice::from_ref(&row)).await?;
-    Ok(written
-        .remove(row.id.as_str())
-        .map(|(validation, outbox_id)| (validation, row.event.into_message(outbox_id))))
+    let Some(written) = written.remove(row.id.as_str()) else {
+        return Ok(None);
+    };
+    let mut events = supersede_older(conn, client, &[&written]).await?;
+    events.push(row.event.into_message(written.outbox_id));
+    Ok(Some(Created {
+        validation: written.validation,
+        events,
+    }))
 }

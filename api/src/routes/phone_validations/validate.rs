@@ -65,20 +65,22 @@ pub enum Decision {
     Compare,
 }
 
-/// The status machine's answer to a validate call (pure; no I/O).
+/// The status machine's answer to a validate call (pure; no I/O). Once a
+/// hash is stored the code is compared, whether the status is `new` or
+/// `sent`: the message may reach the phone before the dispatcher records it.
 pub fn decide(v: &PhoneValidation, now: DateTime<Utc>) -> Decision {
     match v.status {
         ValidationStatus::Validated => Decision::AlreadyValidated,
         ValidationStatus::Failed => match v.failed_reason {
-            Some(FailedReason::Expired) => Decision::Expired { fail: false },
+            // A superseded code is as dead as an expired one.
+            Some(FailedReason::Expired | FailedReason::Superseded) => Decision::Expired { fail: false },
             Some(FailedReason::MaxAttemptsExceeded) => Decision::MaxAttemptsExceeded,
             _ => Decision::SendFailed,
         },
         _ if v.is_expired(now) => Decision::Expired { fail: true },
         _ if v.attempts >= v.max_attempts => Decision::MaxAttemptsExceeded,
-        ValidationStatus::New => Decision::NotSent,
-        ValidationStatus::Sent if v.otp.is_none() => Decision::NotSent,
-        ValidationStatus::Sent => Decision::Compare,
+        _ if v.otp.is_none() => Decision::NotSent,
+        ValidationStatus::New | ValidationStatus::Sent => Decision::Compare,
     }
 }
 
@@ -330,10 +332,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_compare_before_the_code_is_sent() {
+    fn nothing_to_compare_before_a_hash_is_stored_and_a_stored_hash_is_compared_at_once() {
+        let mut v = validation(ValidationStatus::New);
+        v.otp = None;
+        assert_eq!(decide(&v, Utc::now()), Decision::NotSent);
+        v.otp = Some("$2b$04$hash".into());
         assert_eq!(
-            decide(&validation(ValidationStatus::New), Utc::now()),
-            Decision::NotSent
+            decide(&v, Utc::now()),
+            Decision::Compare,
+            "the SMS may arrive before `sent` is recorded"
         );
         let mut v = validation(ValidationStatus::Sent);
         v.attempts = 3;
