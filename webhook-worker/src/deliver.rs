@@ -1,6 +1,7 @@
 //! The delivery pipeline, one stage per function: receive → decode → load →
-//! decide → act → record → ack. The decision itself is
-//! [`RetryPolicy::decide`](crate::policy::RetryPolicy::decide), pure.
+//! claim → act (the signed POST) → decide → record → ack. The decision is
+//! [`RetryPolicy::decide`](crate::policy::RetryPolicy::decide), pure; what
+//! follows it (a retry, a dead letter, the record) is in `followup.rs`.
 //!
 //! Nothing waits on a held message: a retry is republished into a delay tier
 //! (with confirm) before the original is acked, and a delivery to a saturated
@@ -8,21 +9,21 @@
 
 use crate::hosts::HostLimiter;
 use crate::message::Message;
-use crate::policy::{random_jitter, Attempted, DeadLetterReason, Decision, RetryPolicy};
-use crate::records::{self, AttemptKey, Claim, Finished, LoadError, Outcome, Target, TargetCache};
+use crate::policy::{random_jitter, Attempted, RetryPolicy};
+use crate::records::{AttemptKey, Claim, LoadError, Target};
 use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::amqp::retry::DelayQueues;
-use shared::amqp::{Broker, Delivery, Handled, PublishError, Topology};
-use shared::domain::PhoneValidation;
+use shared::amqp::{Broker, Delivery, Handled};
+use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;
 use shared::ObjectId;
-use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Pause before giving a message back when the database or broker failed,
@@ -49,19 +50,37 @@ pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>
         .or_else(|| flow_url.map(str::trim).filter(|u| !u.is_empty()))
 }
 
+/// Whether an event of `kind` can be about a validation in `status` (a
+/// `validated` event for a failed validation is forged or corrupt).
+pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bool {
+    matches!(
+        (kind, status),
+        (ValidationEventType::Validated, ValidationStatus::Validated)
+            | (ValidationEventType::Failed, ValidationStatus::Failed)
+    )
+}
+
+/// Records how long a stage took.
+pub(crate) fn stage(name: &'static str, started: Instant) {
+    metrics::histogram!("webhook_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
+}
+
 /// Everything a delivery needs; shared by all in-flight handlers.
 pub struct Deliverer {
-    pub pool: PgPool,
+    pub store: Store,
     pub broker: Broker,
     /// The work queue's delay tiers (its dead-letter queue is named after it too).
     pub delays: DelayQueues,
     pub policy: RetryPolicy,
     pub sender: Sender,
     pub hosts: HostLimiter,
-    pub targets: TargetCache,
     pub allow_private: bool,
-    /// An `in_flight` claim older than this belongs to a worker that died.
-    pub stale_after: Duration,
+}
+
+/// What a delivery works from: the validation as stored, and its client's keys.
+struct Loaded {
+    validation: PhoneValidation,
+    target: Arc<Target>,
 }
 
 impl Deliverer {
@@ -77,22 +96,22 @@ impl Deliverer {
         };
         let span = tracing::info_span!(
             "webhook",
-            event_id = %message.event.event_id,
-            validation_id = %message.event.data.id,
+            event_id = %message.event_id,
+            validation_id = %message.validation_id,
             attempt = message.attempt,
             round = message.round,
         );
         self.process(&message).instrument(span).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn process(&self, message: &Message) -> Handled {
-        let event = &message.event;
-        let target = match self.load(message).await {
-            Ok(target) => target,
+        let loaded = match self.load(message).await {
+            Ok(loaded) => loaded,
             Err(settled) => return settled,
         };
-        let Some(raw_url) = choose_url(event.data.webhook_url.as_deref(), target.flow_url.as_deref()) else {
+        let validation = &loaded.validation;
+        let flow_url = loaded.target.flow_url.as_deref();
+        let Some(raw_url) = choose_url(validation.webhook_url.as_deref(), flow_url) else {
             tracing::debug!("no webhook URL: nothing to deliver");
             metrics::counter!("webhook_skipped_total").increment(1);
             return Handled::Ack;
@@ -109,12 +128,12 @@ impl Deliverer {
             },
             Err(_) => None,
         };
-        let row = match self.claim(message, raw_url).await {
+        let row = match self.claim(message, validation, raw_url).await {
             Ok(row) => row,
             Err(settled) => return settled,
         };
         let call = match checked {
-            Ok(url) => self.call(message, &target, &url).await,
+            Ok(url) => self.call(message, &loaded, &url).await,
             Err(refused) => Call {
                 result: Attempted::Refused,
                 status: None,
@@ -129,39 +148,61 @@ impl Deliverer {
         self.conclude(message, row, &call, decision).await
     }
 
-    /// Load: the client's signing keys and the flow's URL. `Err` settles the message.
+    /// Load: the validation by the event's id, as stored now, and its
+    /// client's signing keys. `Err` settles the message.
     #[tracing::instrument(skip_all)]
-    async fn load(&self, message: &Message) -> Result<Arc<Target>, Handled> {
-        let data = &message.event.data;
-        match self.targets.get(&self.pool, &data.client, &data.project_flow).await {
-            Ok(Some(target)) => Ok(target),
+    async fn load(&self, message: &Message) -> Result<Loaded, Handled> {
+        let started = Instant::now();
+        let validation = match self.store.validation(&message.validation_id).await {
+            Ok(Some(validation)) => validation,
             Ok(None) => {
-                tracing::error!(client_id = %data.client, "the event's client does not exist; dead-lettering it");
-                Err(Handled::Reject)
+                tracing::error!("the event's validation does not exist; dead-lettering it");
+                return Err(Handled::Reject);
+            }
+            Err(error) => return Err(back_off("loading the validation", &error).await),
+        };
+        if !matches_status(message.kind, validation.status) {
+            let status = validation.status.as_str();
+            tracing::error!(
+                kind = message.kind.as_str(),
+                status,
+                "the event does not match its validation; dead-lettering it"
+            );
+            return Err(Handled::Reject);
+        }
+        let target = match self.store.target(&validation.client, &validation.project_flow).await {
+            Ok(Some(target)) => target,
+            Ok(None) => {
+                tracing::error!(client_id = %validation.client, "the validation's client does not exist; dead-lettering it");
+                return Err(Handled::Reject);
             }
             Err(LoadError::Secret(error)) => {
-                tracing::error!(client_id = %data.client, %error, "dead-lettering the event");
-                Err(Handled::Reject)
+                tracing::error!(client_id = %validation.client, %error, "dead-lettering the event");
+                return Err(Handled::Reject);
             }
-            Err(LoadError::Database(error)) => Err(back_off("loading the client", &error).await),
-        }
+            Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
+        };
+        stage("load", started);
+        Ok(Loaded { validation, target })
     }
 
     /// Idempotency: claims this attempt unless it was made already or the
     /// event was delivered. `Ok` is the attempt's row; `Err` settles the message.
     #[tracing::instrument(skip_all)]
-    async fn claim(&self, message: &Message, url: &str) -> Result<i64, Handled> {
-        let event = &message.event;
+    async fn claim(&self, message: &Message, validation: &PhoneValidation, url: &str) -> Result<i64, Handled> {
         let key = AttemptKey {
-            event_id: event.event_id.as_str(),
-            event_type: event.kind.as_str(),
-            validation_id: &event.data.id,
-            client_id: &event.data.client,
+            event_id: message.event_id.as_str(),
+            event_type: message.kind.as_str(),
+            validation_id: &validation.id,
+            client_id: &validation.client,
             url,
             round: i32::try_from(message.round).unwrap_or(i32::MAX),
             attempt: i32::try_from(message.attempt).unwrap_or(i32::MAX),
         };
-        match records::claim(&self.pool, &key, self.stale_after).await {
+        let started = Instant::now();
+        let claimed = self.store.claim(&key).await;
+        stage("claim", started);
+        match claimed {
             Ok(Claim::Claimed(row)) => Ok(row),
             Ok(Claim::AlreadyDelivered | Claim::AlreadyDone) => {
                 tracing::info!("already handled; acknowledging the duplicate");
@@ -169,161 +210,31 @@ impl Deliverer {
                 Err(Handled::Ack)
             }
             Ok(Claim::Busy) => Err(self.defer(message, "attempt in flight elsewhere").await),
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
-                tracing::error!("the event's validation does not exist; dead-lettering it");
-                Err(Handled::Reject)
-            }
             Err(error) => Err(back_off("claiming the attempt", &error).await),
         }
     }
 
     /// Act: the signed POST.
     #[tracing::instrument(skip_all)]
-    async fn call(&self, message: &Message, target: &Target, url: &url::Url) -> Call {
-        let event = &message.event;
+    async fn call(&self, message: &Message, loaded: &Loaded, url: &url::Url) -> Call {
         let body = WebhookBody {
-            kind: event.kind,
-            object: &event.data,
-            event_id: &event.event_id,
-            occurred_at: event.occurred_at,
+            kind: message.kind,
+            object: &loaded.validation,
+            event_id: &message.event_id,
+            occurred_at: message.occurred_at,
         };
         // Serializing plain data into a Vec cannot fail; an empty body would be refused by the receiver.
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let timestamp = Utc::now().timestamp();
         let signed = Signed {
-            id: event.event_id.as_str(),
+            id: message.event_id.as_str(),
             timestamp,
-            signature: signature_header(&target.keys, event.event_id.as_str(), timestamp, &body),
+            signature: signature_header(&loaded.target.keys, message.event_id.as_str(), timestamp, &body),
         };
-        self.sender.post(url, &signed, body).await
-    }
-
-    /// Record: acts on the decision (queues the retry, dead-letters) and
-    /// completes the attempt's row.
-    #[tracing::instrument(skip_all)]
-    async fn conclude(&self, message: &Message, row: i64, call: &Call, decision: Decision) -> Handled {
-        let followed = match decision {
-            Decision::Delivered => {
-                let latency_ms = call.latency.as_millis() as u64;
-                tracing::info!(status = call.status, latency_ms, "delivered");
-                metrics::counter!("webhook_delivered_total").increment(1);
-                Ok((Outcome::Delivered, None))
-            }
-            Decision::Gone => {
-                tracing::info!("the receiver answered 410 Gone: no more attempts");
-                metrics::counter!("webhook_gone_total").increment(1);
-                Ok((Outcome::Gone, None))
-            }
-            Decision::Retry { delay } => self.retry(message, call, delay).await,
-            Decision::DeadLetter { reason } => self.dead_letter(message, call, reason).await,
-        };
-        let finished = |outcome, next_attempt_at| Finished {
-            status_code: call.status,
-            latency: call.latency,
-            error: call.error.clone(),
-            next_attempt_at,
-            outcome,
-        };
-        match followed {
-            Ok((outcome, next)) => {
-                self.record(row, &finished(outcome, next)).await;
-                Handled::Ack
-            }
-            Err(error) => {
-                self.record(row, &finished(Outcome::Unscheduled, None)).await;
-                back_off("queueing the follow-up", &error).await
-            }
-        }
-    }
-
-    /// Queues the next attempt after `delay`; the outcome and when it is due.
-    async fn retry(
-        &self,
-        message: &Message,
-        call: &Call,
-        delay: Duration,
-    ) -> Result<(Outcome, Option<DateTime<Utc>>), PublishError> {
-        let properties = message.properties(message.attempt, 0, &[]);
-        let wait = self
-            .delays
-            .park(&self.broker, &message.payload, properties, delay)
-            .await?;
-        let error = call.error.as_deref();
-        tracing::info!(
-            status = call.status,
-            error,
-            retry_in_ms = millis(wait),
-            "attempt failed; retry queued"
-        );
-        metrics::counter!("webhook_retried_total").increment(1);
-        let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-        Ok((Outcome::Retrying, Some(next)))
-    }
-
-    /// Completes the attempt row. The outcome is already settled (delivered,
-    /// or handed on to a queue), so a failing database is retried briefly and
-    /// then only logged: giving the message back would POST it again.
-    async fn record(&self, row: i64, finished: &Finished) {
-        for attempt in 1..=3 {
-            match records::finish(&self.pool, row, finished).await {
-                Ok(_) => return,
-                Err(error) if attempt == 3 => {
-                    tracing::error!(%error, outcome = finished.outcome.as_str(), "could not record the attempt");
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-
-    /// Sends the message round a delay tier without counting an attempt.
-    async fn defer(&self, message: &Message, why: &'static str) -> Handled {
-        let delay = self.policy.deferral(message.deferrals, random_jitter());
-        let properties = message.properties(message.attempt - 1, message.deferrals.saturating_add(1), &[]);
-        match self
-            .delays
-            .park(&self.broker, &message.payload, properties, delay)
-            .await
-        {
-            Ok(wait) => {
-                tracing::debug!(why, delay_ms = millis(wait), "deferred");
-                metrics::counter!("webhook_deferred_total").increment(1);
-                Handled::Ack
-            }
-            Err(error) => back_off("deferring", &error).await,
-        }
-    }
-
-    /// Parks the event in the dead-letter queue (replayable); the outcome.
-    async fn dead_letter(
-        &self,
-        message: &Message,
-        call: &Call,
-        reason: DeadLetterReason,
-    ) -> Result<(Outcome, Option<DateTime<Utc>>), PublishError> {
-        let mut extra = vec![
-            ("x-dead-letter-reason", reason.as_str().to_owned()),
-            ("x-dead-lettered-at", shared::time::format(&Utc::now())),
-            ("x-event-type", message.event.kind.as_str().to_owned()),
-        ];
-        if let Some(status) = call.status {
-            extra.push(("x-last-status", status.to_string()));
-        }
-        if let Some(error) = &call.error {
-            extra.push(("x-last-error", error.clone()));
-        }
-        let properties = message.properties(message.attempt, 0, &extra);
-        let queue = Topology::dead_letter_queue(self.delays.queue());
-        self.broker
-            .publish_to_queue(&queue, &message.payload, properties)
-            .await?;
-        let (status, error) = (call.status, call.error.as_deref());
-        tracing::warn!(reason = reason.as_str(), status, error, "dead-lettered");
-        metrics::counter!("webhook_dead_lettered_total", "reason" => reason.as_str()).increment(1);
-        let outcome = match reason {
-            DeadLetterReason::Refused => Outcome::Refused,
-            DeadLetterReason::AttemptsExhausted => Outcome::DeadLettered,
-        };
-        Ok((outcome, None))
+        let started = Instant::now();
+        let call = self.sender.post(url, &signed, body).await;
+        stage("post", started);
+        call
     }
 }
 
@@ -336,11 +247,11 @@ fn host_key(url: &url::Url) -> String {
     )
 }
 
-fn millis(duration: Duration) -> String {
+pub(crate) fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()
 }
 
-async fn back_off<E: std::fmt::Display + Sync>(what: &'static str, error: &E) -> Handled {
+pub(crate) async fn back_off<E: std::fmt::Display + Sync>(what: &'static str, error: &E) -> Handled {
     tracing::warn!(%error, "{what} failed; the message goes back to the queue");
     tokio::time::sleep(BACK_OFF).await;
     Handled::Requeue
@@ -359,6 +270,16 @@ mod tests {
         assert_eq!(choose_url(None, Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(Some("  "), Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(None, None), None);
+    }
+
+    #[test]
+    fn an_event_must_match_its_validations_status() {
+        use ValidationEventType::{Failed, Validated};
+        assert!(matches_status(Validated, ValidationStatus::Validated));
+        assert!(matches_status(Failed, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Sent));
+        assert!(!matches_status(Failed, ValidationStatus::New));
     }
 
     #[test]

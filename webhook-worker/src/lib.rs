@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod followup;
 pub use shared::amqp::dlq;
 pub mod hosts;
 pub mod message;
@@ -14,6 +15,7 @@ pub mod records;
 pub mod sender;
 pub mod signing;
 pub mod ssrf;
+pub mod store;
 
 use anyhow::Context;
 use config::WebhookConfig;
@@ -31,6 +33,7 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -70,16 +73,18 @@ impl Service for WebhookWorker {
             tracing::warn!("WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses");
         }
         let deliverer = Deliverer {
-            pool: pool.clone(),
+            store: Store::start(
+                pool.clone(),
+                TargetCache::new(TARGET_CACHE_TTL),
+                config.timeout + Duration::from_secs(60),
+            ),
             broker: broker.clone(),
             delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
             sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
                 .context("while building the HTTP client")?,
             hosts: HostLimiter::new(config.per_host_concurrency, config.host_wait),
-            targets: TargetCache::new(TARGET_CACHE_TTL),
             allow_private: config.allow_private,
-            stale_after: config.timeout + Duration::from_secs(60),
         };
         Ok(Self {
             deliverer: Arc::new(deliverer),
@@ -127,6 +132,6 @@ impl WebhookWorker {
         self.health.local_addr()
     }
     pub fn pool(&self) -> &PgPool {
-        &self.deliverer.pool
+        self.deliverer.store.pool()
     }
 }

@@ -1,15 +1,26 @@
-//! A message on the webhook queue: the event (CONTRACT §6) plus where it is
-//! in its schedule, carried in the retry headers every worker shares
-//! (`shared::amqp::retry`), so a retry or a deferral is the same bytes
-//! republished with new headers.
+//! A message on the webhook queue: which event of which validation (CONTRACT
+//! §6) plus where it is in its schedule, carried in the retry headers every
+//! worker shares (`shared::amqp::retry`), so a retry or a deferral is the
+//! same bytes republished with new headers.
+//!
+//! Only the event's identity is read from the message: the validation it is
+//! about is re-read from the database by id, so whoever can write to the
+//! broker cannot get a client's signature on content of their choosing.
 
+use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::BasicProperties;
+use serde::Deserialize;
 use shared::amqp::retry;
-use shared::events::ValidationEvent;
+use shared::events::ValidationEventType;
+use shared::ObjectId;
 
 pub struct Message {
-    pub event: ValidationEvent,
+    pub event_id: ObjectId,
+    pub kind: ValidationEventType,
+    pub occurred_at: DateTime<Utc>,
+    /// The validation the event is about.
+    pub validation_id: ObjectId,
     pub payload: Vec<u8>,
     /// This attempt's number within the round, from 1.
     pub attempt: u32,
@@ -19,6 +30,23 @@ pub struct Message {
     pub deferrals: u32,
 }
 
+/// The parts of a `phone_validation.*` event the worker trusts.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventRef {
+    event_id: ObjectId,
+    #[serde(rename = "type")]
+    kind: ValidationEventType,
+    occurred_at: DateTime<Utc>,
+    data: ValidationRef,
+}
+
+#[derive(Deserialize)]
+struct ValidationRef {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+}
+
 /// The message is not a validation event: it can never be delivered.
 #[derive(Debug, thiserror::Error)]
 #[error("not a phone_validation event: {0}")]
@@ -26,9 +54,12 @@ pub struct Undecodable(#[from] serde_json::Error);
 
 impl Message {
     pub fn decode(data: &[u8], properties: &BasicProperties) -> Result<Self, Undecodable> {
-        let event: ValidationEvent = serde_json::from_slice(data)?;
+        let event: EventRef = serde_json::from_slice(data)?;
         Ok(Self {
-            event,
+            event_id: event.event_id,
+            kind: event.kind,
+            occurred_at: event.occurred_at,
+            validation_id: event.data.id,
             payload: data.to_vec(),
             attempt: retry::attempts(properties).saturating_add(1),
             round: retry::counter(properties, retry::ROUND),
@@ -47,7 +78,7 @@ impl Message {
             );
         }
         BasicProperties::default()
-            .with_message_id(self.event.event_id.as_str().into())
+            .with_message_id(self.event_id.as_str().into())
             .with_headers(headers)
     }
 }

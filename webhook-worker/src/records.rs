@@ -136,7 +136,7 @@ impl Outcome {
 /// Which attempt of which event a message stands for.
 pub struct AttemptKey<'a> {
     pub event_id: &'a str,
-    pub event_type: &'a str,
+    pub event_type: &'static str,
     pub validation_id: &'a ObjectId,
     pub client_id: &'a ObjectId,
     pub url: &'a str,
@@ -229,28 +229,11 @@ async fn take_over(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -
 }
 
 /// What an attempt came to.
+#[derive(Clone, Debug)]
 pub struct Finished {
     pub status_code: Option<u16>,
     pub latency: Duration,
     pub error: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub outcome: Outcome,
-}
-
-/// Completes a claimed row.
-pub async fn finish(pool: &PgPool, id: i64, finished: &Finished) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE webhook_deliveries
-            SET status_code = $2, latency_ms = $3, error = $4, next_attempt_at = $5, outcome = $6
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(finished.status_code.map(i32::from))
-    .bind(i32::try_from(finished.latency.as_millis()).unwrap_or(i32::MAX))
-    .bind(finished.error.as_deref())
-    .bind(finished.next_attempt_at)
-    .bind(finished.outcome.as_str())
-    .execute(pool)
-    .await?;
-    Ok(())
 }

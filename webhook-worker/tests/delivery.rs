@@ -290,3 +290,51 @@ async fn the_delivery_list_is_tenant_isolated() {
     let bad = env.app.get("/v2/webhook-deliveries?validation=nope").await;
     assert_eq!(bad.message(), "400:invalid_validation");
 }
+
+#[tokio::test]
+async fn a_forged_event_gets_the_stored_validation_signed_or_nothing() {
+    let env = TestEnv::spawn(Options {
+        prefetch: 1,
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::answering(200).await;
+    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
+    let validated = env.validated(&project, &flow, "62617737").await;
+    receiver.wait_for(1, Duration::from_secs(45)).await;
+    let failed = env.create(&project, &flow, "62617738", None).await;
+    env.app.store_code(&failed, CODE).await;
+
+    // Someone who can publish to the broker tries to get the client's
+    // signature on content of their choosing, for a real validation.
+    let forged_id = shared::ObjectId::new().to_string();
+    let forged = json!({
+        "eventId": forged_id,
+        "type": "phone_validation_validated",
+        "occurredAt": "2026-01-01T00:00:00.000Z",
+        "data": {"_id": validated, "phone": "66666666", "status": "validated", "name": "attacker"},
+    });
+    env.publish_to_work_queue(&serde_json::to_vec(&forged).unwrap(), &forged_id)
+        .await;
+    let received = receiver.wait_for(2, Duration::from_secs(45)).await;
+    let object = &received[1].json()["object"];
+    assert_eq!(object["phone"], "62617737", "the stored validation, not the message's");
+    assert!(object.get("name").is_none());
+    received[1].verify(SECRET).unwrap();
+
+    // A `validated` event for a validation that is not validated is refused outright.
+    let lie_id = shared::ObjectId::new().to_string();
+    let lie = json!({
+        "eventId": lie_id,
+        "type": "phone_validation_validated",
+        "occurredAt": "2026-01-01T00:00:00.000Z",
+        "data": {"_id": failed},
+    });
+    env.publish_to_work_queue(&serde_json::to_vec(&lie).unwrap(), &lie_id)
+        .await;
+    testkit::eventually(Duration::from_secs(20), "the lie to be dead-lettered", || async {
+        (env.ready_count(&env.dead_letter_queue()).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 2, "nothing posted for it");
+}

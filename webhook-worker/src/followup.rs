@@ -1,0 +1,136 @@
+//! What follows an attempt: the decision acted on (a retry queued, a dead
+//! letter parked), the attempt's row completed, the message settled; and
+//! deferrals, which put a message off without an attempt.
+
+use crate::deliver::{back_off, millis, stage, Deliverer};
+use crate::message::Message;
+use crate::policy::{random_jitter, DeadLetterReason, Decision};
+use crate::records::{Finished, Outcome};
+use crate::sender::Call;
+use chrono::{DateTime, Utc};
+use shared::amqp::{Handled, PublishError, Topology};
+use std::time::{Duration, Instant};
+
+type FollowUp = Result<(Outcome, Option<DateTime<Utc>>), PublishError>;
+
+impl Deliverer {
+    /// Record: acts on the decision (queues the retry, dead-letters) and
+    /// completes the attempt's row.
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn conclude(&self, message: &Message, row: i64, call: &Call, decision: Decision) -> Handled {
+        let followed = match decision {
+            Decision::Delivered => {
+                let latency_ms = call.latency.as_millis() as u64;
+                tracing::info!(status = call.status, latency_ms, "delivered");
+                metrics::counter!("webhook_delivered_total").increment(1);
+                Ok((Outcome::Delivered, None))
+            }
+            Decision::Gone => {
+                tracing::info!("the receiver answered 410 Gone: no more attempts");
+                metrics::counter!("webhook_gone_total").increment(1);
+                Ok((Outcome::Gone, None))
+            }
+            Decision::Retry { delay } => self.retry(message, call, delay).await,
+            Decision::DeadLetter { reason } => self.dead_letter(message, call, reason).await,
+        };
+        let finished = |outcome, next_attempt_at| Finished {
+            status_code: call.status,
+            latency: call.latency,
+            error: call.error.clone(),
+            next_attempt_at,
+            outcome,
+        };
+        match followed {
+            Ok((outcome, next)) => {
+                self.record(row, finished(outcome, next)).await;
+                Handled::Ack
+            }
+            Err(error) => {
+                self.record(row, finished(Outcome::Unscheduled, None)).await;
+                back_off("queueing the follow-up", &error).await
+            }
+        }
+    }
+
+    /// Queues the next attempt after `delay`; the outcome and when it is due.
+    async fn retry(&self, message: &Message, call: &Call, delay: Duration) -> FollowUp {
+        let properties = message.properties(message.attempt, 0, &[]);
+        let wait = self
+            .delays
+            .park(&self.broker, &message.payload, properties, delay)
+            .await?;
+        let error = call.error.as_deref();
+        tracing::info!(
+            status = call.status,
+            error,
+            retry_in_ms = millis(wait),
+            "attempt failed; retry queued"
+        );
+        metrics::counter!("webhook_retried_total").increment(1);
+        let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        Ok((Outcome::Retrying, Some(next)))
+    }
+
+    /// Parks the event in the dead-letter queue (replayable); the outcome.
+    async fn dead_letter(&self, message: &Message, call: &Call, reason: DeadLetterReason) -> FollowUp {
+        let mut extra = vec![
+            ("x-dead-letter-reason", reason.as_str().to_owned()),
+            ("x-dead-lettered-at", shared::time::format(&Utc::now())),
+            ("x-event-type", message.kind.as_str().to_owned()),
+        ];
+        if let Some(status) = call.status {
+            extra.push(("x-last-status", status.to_string()));
+        }
+        if let Some(error) = &call.error {
+            extra.push(("x-last-error", error.clone()));
+        }
+        let properties = message.properties(message.attempt, 0, &extra);
+        let queue = Topology::dead_letter_queue(self.delays.queue());
+        self.broker
+            .publish_to_queue(&queue, &message.payload, properties)
+            .await?;
+        let (status, error) = (call.status, call.error.as_deref());
+        tracing::warn!(reason = reason.as_str(), status, error, "dead-lettered");
+        metrics::counter!("webhook_dead_lettered_total", "reason" => reason.as_str()).increment(1);
+        let outcome = match reason {
+            DeadLetterReason::Refused => Outcome::Refused,
+            DeadLetterReason::AttemptsExhausted => Outcome::DeadLettered,
+        };
+        Ok((outcome, None))
+    }
+
+    /// Completes the attempt row. The outcome is already settled (delivered,
+    /// or handed on to a queue), so a failing database is retried briefly and
+    /// then only logged: giving the message back would POST it again.
+    async fn record(&self, row: i64, finished: Finished) {
+        let started = Instant::now();
+        for attempt in 1..=3 {
+            match self.store.finish(row, finished.clone()).await {
+                Ok(()) => break,
+                Err(error) if attempt == 3 => {
+                    tracing::error!(%error, outcome = finished.outcome.as_str(), "could not record the attempt");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        stage("record", started);
+    }
+
+    /// Sends the message round a delay tier without counting an attempt.
+    pub(crate) async fn defer(&self, message: &Message, why: &'static str) -> Handled {
+        let delay = self.policy.deferral(message.deferrals, random_jitter());
+        let properties = message.properties(message.attempt - 1, message.deferrals.saturating_add(1), &[]);
+        match self
+            .delays
+            .park(&self.broker, &message.payload, properties, delay)
+            .await
+        {
+            Ok(wait) => {
+                tracing::debug!(why, delay_ms = millis(wait), "deferred");
+                metrics::counter!("webhook_deferred_total").increment(1);
+                Handled::Ack
+            }
+            Err(error) => back_off("deferring", &error).await,
+        }
+    }
+}
