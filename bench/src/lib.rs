@@ -51,3 +51,47 @@ pub fn cpu_used(
     used.sort_by(|a, b| b.1.total_cmp(&a.1));
     used
 }
+
+/// Mean seconds per stage of a histogram with a `stage` label (e.g.
+/// `webhook_stage_seconds`), from this process's Prometheus recorder.
+pub fn stage_means(metric: &str) -> Vec<(String, f64, u64)> {
+    let text = shared::ops::prometheus().render();
+    let mut sums = std::collections::BTreeMap::<String, (f64, u64)>::new();
+    for line in text.lines() {
+        let (kind, rest) = if let Some(rest) = line.strip_prefix(&format!("{metric}_sum{{")) {
+            ("sum", rest)
+        } else if let Some(rest) = line.strip_prefix(&format!("{metric}_count{{")) {
+            ("count", rest)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let stage = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("stage=\""))
+            .map(|s| s.trim_end_matches('"').to_owned())
+            .unwrap_or_default();
+        let entry = sums.entry(stage).or_default();
+        match kind {
+            "sum" => entry.0 = value.trim().parse().unwrap_or(0.0),
+            _ => entry.1 = value.trim().parse::<f64>().unwrap_or(0.0) as u64,
+        }
+    }
+    sums.into_iter()
+        .map(|(stage, (sum, count))| (stage, if count > 0 { sum / count as f64 } else { 0.0 }, count))
+        .collect()
+}
+
+/// Prints the CPU each command used between two snapshots, one line.
+pub fn print_cpu(
+    label: &str,
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) {
+    let used = cpu_used(before, after);
+    let total: f64 = used.iter().map(|(_, t)| t).sum();
+    let parts: Vec<String> = used.iter().take(6).map(|(c, t)| format!("{c} {t:.2}")).collect();
+    println!("{label}: CPU-s {total:.2} in all: {}", parts.join(", "));
+}

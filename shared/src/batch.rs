@@ -64,8 +64,24 @@ where
         F: Fn(Vec<K>, Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<(K, R)>, sqlx::Error>> + Send + 'static,
     {
+        Self::start_with(1, duplicates, run)
+    }
+
+    /// Like `start`, with `runners` batches in flight at once (each on its
+    /// own connection): while one waits for its commit, the next gathers.
+    /// Only for statements whose concurrent batches cannot conflict (keys
+    /// are distinct within a batch, not across batches).
+    pub fn start_with<F, Fut>(runners: usize, duplicates: Duplicates, run: F) -> Self
+    where
+        F: Fn(Vec<K>, Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<(K, R)>, sqlx::Error>> + Send + 'static,
+    {
         let (sender, receiver) = mpsc::channel::<(K, T, Reply<R>)>(MAX_BATCH * 4);
-        tokio::spawn(run_batches(receiver, duplicates, run));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let run = Arc::new(run);
+        for _ in 0..runners.max(1) {
+            tokio::spawn(run_batches(receiver.clone(), duplicates, run.clone()));
+        }
         Self { sender }
     }
 
@@ -80,7 +96,9 @@ where
     }
 }
 
-async fn run_batches<K, T, R, F, Fut>(mut receiver: mpsc::Receiver<(K, T, Reply<R>)>, duplicates: Duplicates, run: F)
+type Queue<K, T, R> = Arc<tokio::sync::Mutex<mpsc::Receiver<(K, T, Reply<R>)>>>;
+
+async fn run_batches<K, T, R, F, Fut>(queue: Queue<K, T, R>, duplicates: Duplicates, run: Arc<F>)
 where
     K: Ord + Hash + Clone,
     R: Clone,
@@ -88,8 +106,14 @@ where
     Fut: Future<Output = Result<Vec<(K, R)>, sqlx::Error>>,
 {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        linger(&mut receiver, &mut batch).await;
+    loop {
+        {
+            let mut receiver = queue.lock().await;
+            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+            linger(&mut receiver, &mut batch).await;
+        }
         let (keys, values, replies) = distinct(&mut batch);
         match run(keys.clone(), values).await {
             Ok(rows) => answer(keys, replies, rows, duplicates),

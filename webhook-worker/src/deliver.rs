@@ -120,17 +120,23 @@ impl Deliverer {
             .map_err(|_| Refused::InvalidUrl)
             .and_then(|url| ssrf::check_url(&url, self.allow_private).map(|()| url));
 
-        // Fairness: a slot on the host, or the message waits in a delay tier.
-        let permit = match &checked {
-            Ok(url) => match self.hosts.acquire(&host_key(url)).await {
-                Some(permit) => Some(permit),
-                None => return self.defer(message, "host saturated").await,
-            },
-            Err(_) => None,
-        };
+        // Fairness: a dead host's deliveries wait in a delay tier before any
+        // work is done for them; a busy one gets a slot once the attempt is
+        // claimed (the slot is held for the POST alone).
+        let host = checked.as_ref().ok().map(host_key);
+        if host.as_deref().is_some_and(|host| self.hosts.stalled(host)) {
+            return self.defer(message, "host stalled").await;
+        }
         let row = match self.claim(message, validation, raw_url).await {
             Ok(row) => row,
             Err(settled) => return settled,
+        };
+        let permit = match &host {
+            Some(host) => match self.hosts.acquire(host).await {
+                Some(permit) => Some(permit),
+                None => return self.give_back(message, row, "host saturated").await,
+            },
+            None => None,
         };
         let call = match checked {
             Ok(url) => self.call(message, &loaded, &url).await,

@@ -116,6 +116,21 @@ impl Deliverer {
         stage("record", started);
     }
 
+    /// A claimed attempt that cannot be made now (its host is saturated):
+    /// its row is left `unscheduled`, for the message's next delivery to take
+    /// over, and the message is deferred.
+    pub(crate) async fn give_back(&self, message: &Message, row: i64, why: &'static str) -> Handled {
+        let unscheduled = Finished {
+            status_code: None,
+            latency: Duration::ZERO,
+            error: Some(why.to_owned()),
+            next_attempt_at: None,
+            outcome: Outcome::Unscheduled,
+        };
+        self.record(row, unscheduled).await;
+        self.defer(message, why).await
+    }
+
     /// Sends the message round a delay tier without counting an attempt.
     pub(crate) async fn defer(&self, message: &Message, why: &'static str) -> Handled {
         let delay = self.policy.deferral(message.deferrals, random_jitter());

@@ -92,6 +92,14 @@ impl HostLimiter {
         host
     }
 
+    /// Whether `key` is saturated and has finished nothing for a while: a
+    /// delivery to it would only be deferred, so it is deferred before any
+    /// work is done for it.
+    pub fn stalled(&self, key: &str) -> bool {
+        let host = self.host(key);
+        host.slots.available_permits() == 0 && host.stalled(millis_since(self.epoch), self.stalled_after)
+    }
+
     /// A slot for `key` (`host:port`), or `None` when the host is saturated
     /// and either stalled or still saturated after the short wait.
     pub async fn acquire(&self, key: &str) -> Option<HostPermit> {

@@ -13,6 +13,10 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Batches of each statement in flight at once: while one waits for its
+/// commit, the next gathers.
+const RUNNERS: usize = 2;
+
 /// Which attempt of which event: (event id, round, attempt).
 type AttemptId = (String, i32, i32);
 
@@ -53,13 +57,15 @@ pub struct Store {
 impl Store {
     pub fn start(pool: PgPool, targets: TargetCache, stale_after: Duration) -> Self {
         let read = pool.clone();
-        let validations = Batcher::start(Duplicates::Share, move |ids, _| load_validations(read.clone(), ids));
+        let validations = Batcher::start_with(RUNNERS, Duplicates::Share, move |ids, _| {
+            load_validations(read.clone(), ids)
+        });
         let claim = pool.clone();
-        let claims = Batcher::start(Duplicates::FirstWins, move |ids, attempts| {
+        let claims = Batcher::start_with(RUNNERS, Duplicates::FirstWins, move |ids, attempts| {
             claim_many(claim.clone(), ids, attempts)
         });
         let record = pool.clone();
-        let records = Batcher::start(Duplicates::FirstWins, move |ids, finished| {
+        let records = Batcher::start_with(RUNNERS, Duplicates::FirstWins, move |ids, finished| {
             record_many(record.clone(), ids, finished)
         });
         Self {

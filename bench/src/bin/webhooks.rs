@@ -29,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 use webhook_worker::config::{parse_schedule, WebhookConfig, DEFAULT_SCHEDULE};
 use webhook_worker::WebhookWorker;
 
+/// The worker binary's allocator, so the in-process worker costs what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Events to the healthy endpoint in each run.
@@ -237,16 +241,24 @@ async fn main() -> anyhow::Result<()> {
     // Run 1: one healthy endpoint.
     let (url, arrivals) = receiver().await?;
     let records = validations(&pool, &url, args.events).await?;
+    let cpu_before = bench::cpu_by_command();
     let started = Instant::now();
     publish(&broker, records).await?;
     let published = started.elapsed();
     let took = wait_for(&arrivals, args.events, started).await?;
+    let cpu_after = bench::cpu_by_command();
     println!(
         "run 1: published {} events in {:.2} s",
         args.events,
         published.as_secs_f64()
     );
     let healthy_rate = report("run 1 (healthy only)", &arrivals, args.events, took);
+    bench::print_cpu("run 1", &cpu_before, &cpu_after);
+    let stages: Vec<String> = bench::stage_means("webhook_stage_seconds")
+        .into_iter()
+        .map(|(stage, mean, count)| format!("{stage} {:.1} ms (n={count})", mean * 1000.0))
+        .collect();
+    println!("run 1 stage means: {}", stages.join(", "));
 
     // Run 2: the same load plus events for an endpoint that never answers, interleaved.
     if args.black_holed > 0 {
