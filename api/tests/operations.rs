@@ -26,6 +26,24 @@ async fn health_ready_and_metrics_answer_without_a_token() {
         .await
         .unwrap();
     assert!(metrics.contains("phone_validations_created_total"), "{metrics}");
+    assert!(metrics.contains("otp_ready{process=\"api\"} 1"), "{metrics}");
+    testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "outbox_pending in /metrics",
+        || async {
+            let text = app
+                .http
+                .get(format!("{}/metrics", app.base))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("outbox_pending").then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -28,6 +28,9 @@ use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How often the queue depths are sampled for `/metrics`.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
 pub struct Dispatcher {
     pipeline: Arc<Pipeline>,
     health: TcpListener,
@@ -138,7 +141,11 @@ impl Service for Dispatcher {
         Ok(Self {
             pipeline,
             health,
-            readiness: Readiness { pool, broker },
+            readiness: Readiness {
+                process: "dispatcher",
+                pool,
+                broker,
+            },
             prefetch: config.prefetch,
             cancel,
             messaging,
@@ -152,6 +159,9 @@ impl Service for Dispatcher {
             .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
         let health = tokio::spawn(async move { health.await });
 
+        let queue = self.pipeline.delays.queue().to_owned();
+        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
+        shared::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, self.cancel.clone());
         if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
             let pipeline = self.pipeline.clone();
             let queue = self.pipeline.delays.queue().to_owned();

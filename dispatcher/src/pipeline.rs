@@ -298,8 +298,14 @@ impl Pipeline {
         };
         let started = Instant::now();
         let result = provider.send(&outbound).await;
-        metrics::histogram!("provider_latency_seconds", "provider" => provider.name())
-            .record(started.elapsed().as_secs_f64());
+        let name = provider.name();
+        metrics::histogram!("provider_latency_seconds", "provider" => name).record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(SendError::Transient { .. }) => "transient",
+            Err(SendError::Permanent { .. }) => "permanent",
+        };
+        metrics::counter!("provider_requests_total", "provider" => name, "outcome" => outcome).increment(1);
         result.map(|receipt| receipt.message_id)
     }
 

@@ -49,6 +49,25 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     assert_eq!(validated.status, 200, "{:?}", validated.body);
     let validated = validated.body;
     assert_eq!(validated["data"]["status"], "validated");
+
+    // What an operator sees (the dispatcher runs in this process).
+    let metrics = shared::ops::prometheus().render();
+    assert!(
+        metrics.contains("provider_requests_total{provider=\"twilio\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    let dispatch_queue = format!("queue_messages{{queue=\"{}\"}}", h.topology.dispatch_queue());
+    testkit::eventually(
+        Duration::from_secs(15),
+        "the dispatch queue's depth in /metrics",
+        || async {
+            shared::ops::prometheus()
+                .render()
+                .contains(&dispatch_queue)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

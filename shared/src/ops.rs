@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use std::sync::OnceLock;
+use tokio_util::sync::CancellationToken;
 
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> PrometheusHandle {
@@ -35,6 +36,8 @@ pub fn prometheus() -> PrometheusHandle {
 /// What readiness checks.
 #[derive(Clone)]
 pub struct Readiness {
+    /// `api`, `dispatcher` or `webhook-worker`: the `process` label of `otp_ready`.
+    pub process: &'static str,
     pub pool: PgPool,
     pub broker: Broker,
 }
@@ -43,6 +46,30 @@ impl Readiness {
     pub async fn check(&self) -> (bool, bool) {
         (crate::db::is_reachable(&self.pool).await, self.broker.is_connected())
     }
+}
+
+/// Samples how many messages wait in each of `queues` (ready, not yet
+/// delivered) every `every`, as `queue_messages{queue}`: what an autoscaler
+/// or an alert reads without RabbitMQ's management plugin.
+pub fn sample_queues(broker: Broker, queues: Vec<String>, every: std::time::Duration, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if !broker.is_connected() {
+                continue;
+            }
+            for queue in &queues {
+                if let Some(count) = broker.queue_messages(queue).await {
+                    metrics::gauge!("queue_messages", "queue" => queue.clone()).set(f64::from(count));
+                }
+            }
+        }
+    });
 }
 
 /// `/health`, `/ready` and `/metrics`.
@@ -71,7 +98,11 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     )
 }
 
-async fn render_metrics() -> impl IntoResponse {
+/// The metrics, with `otp_ready` (1 when the database and the broker are
+/// reachable) refreshed at each scrape.
+async fn render_metrics(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let (database, broker) = readiness.check().await;
+    metrics::gauge!("otp_ready", "process" => readiness.process).set(if database && broker { 1.0 } else { 0.0 });
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

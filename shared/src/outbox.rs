@@ -227,6 +227,7 @@ async fn sweeper(pool: PgPool, broker: Broker, config: RelayConfig, cancel: Canc
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        report_pending(&pool).await;
         if !broker.is_connected() {
             continue;
         }
@@ -240,6 +241,17 @@ async fn sweeper(pool: PgPool, broker: Broker, config: RelayConfig, cancel: Canc
                 }
             }
         }
+    }
+}
+
+/// `outbox_pending`: events not yet confirmed by RabbitMQ (counted up to
+/// 100,000, so a long outage does not make the count itself expensive).
+async fn report_pending(pool: &PgPool) {
+    let pending: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) AS o")
+        .fetch_one(pool)
+        .await;
+    if let Ok(pending) = pending {
+        metrics::gauge!("outbox_pending").set(pending as f64);
     }
 }
 

@@ -89,7 +89,11 @@ impl Service for WebhookWorker {
         Ok(Self {
             deliverer: Arc::new(deliverer),
             health,
-            readiness: Readiness { pool, broker },
+            readiness: Readiness {
+                process: "webhook-worker",
+                pool,
+                broker,
+            },
             prefetch: config.prefetch,
             cancel,
             messaging,
@@ -109,6 +113,14 @@ impl Service for WebhookWorker {
                 .into_future(),
         );
         let deliverer = self.deliverer;
+        let queue = deliverer.delays.queue().to_owned();
+        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
+        shared::ops::sample_queues(
+            deliverer.broker.clone(),
+            sampled,
+            Duration::from_secs(5),
+            cancel.clone(),
+        );
         if deliverer.delays.declare_until_ready(&deliverer.broker, &cancel).await {
             let handler = {
                 let deliverer = deliverer.clone();

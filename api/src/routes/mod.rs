@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/phone-validations/{id}", get(phone_validations::read::read))
         .route("/webhook-deliveries", get(webhook_deliveries::list));
     let readiness = shared::ops::Readiness {
+        process: "api",
         pool: state.pool.clone(),
         broker: state.broker.clone(),
     };

@@ -71,6 +71,22 @@ impl Broker {
             .is_some_and(|live| live.connection.status().connected())
     }
 
+    /// Messages ready in `queue` now (a passive declare), `None` when it
+    /// cannot be asked (no connection, no such queue).
+    pub async fn queue_messages(&self, queue: &str) -> Option<u32> {
+        let channel = self.channel().await.ok()?;
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+            .await
+            .ok();
+        let _ = channel.close(200, "sampled".into()).await;
+        declared.map(|queue| queue.message_count())
+    }
+
     /// Waits until the supervisor has closed the connection (after the
     /// token given to `start` was cancelled).
     pub async fn wait_closed(&self) {

@@ -111,6 +111,7 @@ async fn run<F, Fut>(
             }
             delivery = consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
+                    record_lag(&delivery, queue);
                     in_flight.spawn(settle(delivery, handler.clone()));
                 }
                 Some(Err(error)) => {
@@ -124,6 +125,16 @@ async fn run<F, Fut>(
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
         }
+    }
+}
+
+/// `consumer_lag_seconds{queue}`: how long the message waited since it was
+/// published (the AMQP timestamp, whole seconds).
+fn record_lag(delivery: &Delivery, queue: &str) {
+    if let Some(published) = delivery.properties.timestamp() {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        let lag = now.saturating_sub(*published) as f64;
+        metrics::histogram!("consumer_lag_seconds", "queue" => queue.to_owned()).record(lag);
     }
 }
 
