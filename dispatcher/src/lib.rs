@@ -13,9 +13,8 @@ pub mod providers;
 pub mod store;
 
 use anyhow::Context;
-use config::{DispatcherConfig, SmsConfig, WhatsappConfig};
+use config::DispatcherConfig;
 use pipeline::Pipeline;
-use providers::{AnyProvider, LogProvider, MetaWhatsapp, Twilio};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
 use shared::ops::Readiness;
@@ -40,57 +39,6 @@ pub struct Dispatcher {
     messaging: Messaging,
 }
 
-/// The SMS and WhatsApp providers the configuration names.
-fn providers(config: &DispatcherConfig) -> anyhow::Result<(AnyProvider, AnyProvider)> {
-    let http = reqwest::Client::builder()
-        .timeout(config.provider_timeout)
-        .connect_timeout(config.provider_timeout)
-        .pool_max_idle_per_host(256)
-        .build()
-        .context("while building the HTTP client")?;
-    let sms = match &config.sms {
-        SmsConfig::Log => AnyProvider::Log(LogProvider { channel: "sms" }),
-        SmsConfig::Twilio {
-            base_url,
-            account_sid,
-            auth_token,
-            sender,
-        } => AnyProvider::Twilio(Twilio {
-            http: http.clone(),
-            base_url: base_url.clone(),
-            account_sid: account_sid.clone(),
-            auth_token: auth_token.clone(),
-            sender: sender.clone(),
-        }),
-    };
-    let whatsapp = match &config.whatsapp {
-        WhatsappConfig::Log => AnyProvider::Log(LogProvider { channel: "whatsapp" }),
-        WhatsappConfig::Meta {
-            base_url,
-            api_version,
-            token,
-            phone_number_id,
-            template,
-        } => AnyProvider::Meta(MetaWhatsapp {
-            http,
-            base_url: base_url.clone(),
-            api_version: api_version.clone(),
-            token: token.clone(),
-            phone_number_id: phone_number_id.clone(),
-            template: template.clone(),
-        }),
-    };
-    for (provider, variable) in [(&sms, "SMS_PROVIDER"), (&whatsapp, "WHATSAPP_PROVIDER")] {
-        if matches!(provider, AnyProvider::Log(_)) {
-            tracing::warn!(
-                "{variable}=log: codes are written to this process's log and never reach a phone. \
-                 Development only; set {variable} to a real provider in production."
-            );
-        }
-    }
-    Ok((sms, whatsapp))
-}
-
 impl Service for Dispatcher {
     type Config = DispatcherConfig;
     const NAME: &'static str = "dispatcher";
@@ -108,7 +56,7 @@ impl Service for Dispatcher {
         );
         let broker = messaging.broker.clone();
         let relay = messaging.relay.clone().context("the dispatcher's relay")?;
-        let (sms, whatsapp) = providers(&config)?;
+        let (sms, whatsapp) = providers::configured::build(&config)?;
         let health = TcpListener::bind(config.health_addr)
             .await
             .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;

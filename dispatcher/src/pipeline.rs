@@ -6,7 +6,8 @@
 use crate::hashing::{Hashing, HashingStopped};
 use crate::message::sms_text;
 use crate::plan::{self, AfterFailure, Plan};
-use crate::providers::{AnyProvider, Outbound, Provider, SendError};
+use crate::providers::router::Breaker;
+use crate::providers::{AnyProvider, Outbound, Provider, SendError, SmsRouter};
 use crate::store::{Confirmation, ProviderFailure, Store, StoreError, Target};
 use backon::BackoffBuilder;
 use chrono::Utc;
@@ -27,7 +28,8 @@ pub struct Pipeline {
     pub hashing: Hashing,
     /// Each validation's code, the same on every send.
     pub codes: CodeDeriver,
-    pub sms: AnyProvider,
+    /// SMS providers, by route and circuit breaker.
+    pub sms: SmsRouter,
     pub whatsapp: AnyProvider,
     /// Provider attempts in process before the message is parked.
     pub inline_attempts: usize,
@@ -50,13 +52,35 @@ pub enum PipelineError {
 }
 
 /// What follows a failed attempt.
-enum Next<'p> {
-    /// Try the same provider again after this wait.
+enum Next {
+    /// Try again after this wait (by SMS, another provider if one is available).
     Retry(Duration),
-    /// Try another provider now.
-    Switch(&'p AnyProvider),
+    /// WhatsApp cannot reach the number: SMS now.
+    SwitchToSms,
     /// The message is settled.
     Done(Handled),
+}
+
+/// How a code goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+/// `+507` → 507 (0 if malformed: no route matches it).
+fn calling_code(country_code: &str) -> u16 {
+    country_code.trim_start_matches('+').parse().unwrap_or(0)
+}
+
+/// Tells a provider's breaker how its request went (a permanent refusal is
+/// still an answer), and shows its state in `/metrics`.
+fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendError>) {
+    match sent {
+        Err(SendError::Transient { .. }) => breaker.failed(),
+        _ => breaker.succeeded(),
+    }
+    metrics::gauge!("provider_breaker_state", "provider" => provider).set(f64::from(breaker.state() as u8));
 }
 
 /// How long after another holder's lease runs out its send is looked at again.
@@ -118,14 +142,14 @@ impl Pipeline {
         if !self.hash_and_claim(validation, &code).await? {
             return self.claimed_elsewhere(event, earlier).await;
         }
-        let provider = match validation.phone_gateway {
+        let channel = match validation.phone_gateway {
             // A test number, or gateway `none`: nothing leaves the building.
             _ if target.test_code().is_some() => return self.record_unsent(&validation.id, "test").await,
             Gateway::None => return self.record_unsent(&validation.id, "none").await,
-            Gateway::Sms => &self.sms,
-            Gateway::Whatsapp => &self.whatsapp,
+            Gateway::Sms => Channel::Sms,
+            Gateway::Whatsapp => Channel::Whatsapp,
         };
-        self.deliver(event, &target, provider, &code, earlier).await
+        self.deliver(event, &target, channel, &code, earlier).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -180,18 +204,20 @@ impl Pipeline {
         Ok(Handled::Ack)
     }
 
-    /// Sends through `provider`, retrying in process while waits are short;
-    /// ends with the send recorded, the message parked, or the validation failed.
-    #[tracing::instrument(skip_all, fields(provider = provider.name()))]
+    /// Sends by `channel`, retrying in process while waits are short (an SMS
+    /// retry goes to another provider when one is available); ends with the
+    /// send recorded, the message parked, or the validation failed.
+    #[tracing::instrument(skip_all, fields(channel = ?channel))]
     async fn deliver(
         &self,
         event: &OtpRequested,
         target: &Target,
-        mut provider: &AnyProvider,
+        mut channel: Channel,
         code: &OtpCode,
         earlier: u32,
     ) -> Result<Handled, PipelineError> {
         let validation = &target.validation;
+        let calling_code = calling_code(&validation.country_code);
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(2))
@@ -199,44 +225,62 @@ impl Pipeline {
             .with_max_times(self.inline_attempts.saturating_sub(1))
             .build();
         let mut attempts = earlier;
+        let mut failed_last: Option<&'static str> = None;
         loop {
+            let (provider, breaker) = match channel {
+                Channel::Whatsapp => (&self.whatsapp, None),
+                Channel::Sms => match self.sms.pick(calling_code, failed_last) {
+                    Some(route) => (&route.provider, Some(&route.breaker)),
+                    None => {
+                        return self
+                            .give_up(
+                                &validation.id,
+                                FailedReason::ProviderUnavailable,
+                                "none",
+                                None,
+                                attempts,
+                            )
+                            .await
+                    }
+                },
+            };
             if validation.is_expired(Utc::now()) {
+                let reason = FailedReason::ProviderUnavailable;
                 return self
-                    .give_up(
-                        &validation.id,
-                        FailedReason::ProviderUnavailable,
-                        provider.name(),
-                        None,
-                        attempts,
-                    )
+                    .give_up(&validation.id, reason, provider.name(), None, attempts)
                     .await;
             }
             attempts += 1;
-            let error = match self.send_once(provider, target, code).await {
+            let sent = self.send_once(provider, target, code).await;
+            if let Some(breaker) = breaker {
+                report(provider.name(), breaker, &sent);
+            }
+            let error = match sent {
                 Ok(message_id) => return self.record_sent(target, provider.name(), &message_id, attempts).await,
                 Err(error) => error,
             };
+            failed_last = Some(provider.name());
             match self
                 .after_failure(event, target, provider, &error, backoff.next(), attempts)
                 .await?
             {
                 Next::Retry(wait) => tokio::time::sleep(wait).await,
-                Next::Switch(to) => provider = to,
+                Next::SwitchToSms => channel = Channel::Sms,
                 Next::Done(handled) => return Ok(handled),
             }
         }
     }
 
     /// Decides and does what follows a failed attempt.
-    async fn after_failure<'p>(
-        &'p self,
+    async fn after_failure(
+        &self,
         event: &OtpRequested,
         target: &Target,
         provider: &AnyProvider,
         error: &SendError,
         backoff: Option<Duration>,
         attempts: u32,
-    ) -> Result<Next<'p>, PipelineError> {
+    ) -> Result<Next, PipelineError> {
         let validation = &target.validation;
         let can_fall_back = validation.phone_gateway == Gateway::Whatsapp && target.sms_fallback();
         let next = plan::after_failure(
@@ -260,7 +304,7 @@ impl Pipeline {
             }
             AfterFailure::FallBackToSms => {
                 tracing::info!("not a WhatsApp user; falling back to SMS");
-                Next::Switch(&self.sms)
+                Next::SwitchToSms
             }
             AfterFailure::Park(wait) => {
                 metrics::counter!("otp_retried_total", "provider" => name).increment(1);

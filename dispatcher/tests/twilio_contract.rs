@@ -74,8 +74,15 @@ async fn our_sms_requests_validate_against_twilios_openapi_document() {
 
     let h = Harness::new().await;
     let mut config = h.dispatcher_config();
-    if let dispatcher::config::SmsConfig::Twilio { base_url, .. } = &mut config.sms {
+    // The request with everything it may carry, the status callback included.
+    if let dispatcher::config::SmsProviderConfig::Twilio {
+        base_url,
+        status_callback,
+        ..
+    } = &mut config.sms.providers[0]
+    {
         *base_url = base.clone();
+        *status_callback = Some("https://otp.example.com/callbacks/twilio/status".into());
     }
     h.start_dispatcher_with(config).await;
     let (project, flow) = h.project_and_flow(json!({})).await;

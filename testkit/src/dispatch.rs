@@ -5,7 +5,7 @@
 use crate::api::{common_config, relay_config, TestApp, PEPPER};
 use crate::infra;
 use crate::process::Running;
-use dispatcher::config::{DispatcherConfig, SmsConfig, TwilioSender, WhatsappConfig};
+use dispatcher::config::{DispatcherConfig, SmsConfig, SmsProviderConfig, TwilioSender, WhatsappConfig};
 use dispatcher::Dispatcher;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -19,6 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const ACCOUNT: &str = "ACdeadbeefdeadbeefdeadbeefdeadbeef";
 pub const FROM: &str = "+15005550006";
+pub const VONAGE_KEY: &str = "vonage-key";
+pub const VONAGE_SECRET: &str = "vonage-secret";
 /// The dispatcher's code key in tests.
 pub const CODE_KEY: &str = "test-code-key";
 
@@ -26,6 +28,7 @@ pub const CODE_KEY: &str = "test-code-key";
 pub struct Harness {
     pub app: TestApp,
     pub twilio: MockServer,
+    pub vonage: MockServer,
     pub whatsapp: MockServer,
 }
 
@@ -49,6 +52,7 @@ impl Harness {
         Self {
             app: TestApp::spawn_with(topology, &infra::amqp_url()).await,
             twilio: MockServer::start().await,
+            vonage: MockServer::start().await,
             whatsapp: MockServer::start().await,
         }
     }
@@ -66,12 +70,7 @@ impl Harness {
             inline_retries: 3,
             retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(3)],
             lease: Duration::from_secs(3),
-            sms: SmsConfig::Twilio {
-                base_url: self.twilio.uri(),
-                account_sid: ACCOUNT.into(),
-                auth_token: SecretString::from("twilio-token"),
-                sender: TwilioSender::From(FROM.into()),
-            },
+            sms: SmsConfig::single(self.twilio_config()),
             whatsapp: WhatsappConfig::Meta {
                 base_url: self.whatsapp.uri(),
                 api_version: "v21.0".into(),
@@ -80,6 +79,28 @@ impl Harness {
                 template: "verification_code".into(),
             },
             relay: relay_config(),
+        }
+    }
+
+    /// Twilio, pointed at its stand-in.
+    pub fn twilio_config(&self) -> SmsProviderConfig {
+        SmsProviderConfig::Twilio {
+            base_url: self.twilio.uri(),
+            account_sid: ACCOUNT.into(),
+            auth_token: SecretString::from("twilio-token"),
+            sender: TwilioSender::From(FROM.into()),
+            status_callback: None,
+        }
+    }
+
+    /// Vonage, pointed at its stand-in.
+    pub fn vonage_config(&self) -> SmsProviderConfig {
+        SmsProviderConfig::Vonage {
+            base_url: self.vonage.uri(),
+            api_key: VONAGE_KEY.into(),
+            api_secret: SecretString::from(VONAGE_SECRET),
+            from: "Acme".into(),
+            callback: None,
         }
     }
 

@@ -2,13 +2,18 @@
 //! API, and `log` for development; `AnyProvider` is whichever is configured. Each classifies its failures as transient
 //! (retry while the code is valid) or permanent (give up now).
 
+pub mod configured;
 mod log;
 mod meta;
+pub mod router;
 mod twilio;
+pub mod vonage;
 
 pub use self::log::LogProvider;
 pub use meta::MetaWhatsapp;
+pub use router::SmsRouter;
 pub use twilio::Twilio;
+pub use vonage::Vonage;
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,6 +95,7 @@ pub trait Provider: Send + Sync {
 /// A configured provider, whichever it is.
 pub enum AnyProvider {
     Twilio(Twilio),
+    Vonage(Vonage),
     Meta(MetaWhatsapp),
     Log(LogProvider),
 }
@@ -98,6 +104,7 @@ impl Provider for AnyProvider {
     fn name(&self) -> &'static str {
         match self {
             AnyProvider::Twilio(p) => p.name(),
+            AnyProvider::Vonage(p) => p.name(),
             AnyProvider::Meta(p) => p.name(),
             AnyProvider::Log(p) => p.name(),
         }
@@ -106,6 +113,7 @@ impl Provider for AnyProvider {
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
         match self {
             AnyProvider::Twilio(p) => p.send(message).await,
+            AnyProvider::Vonage(p) => p.send(message).await,
             AnyProvider::Meta(p) => p.send(message).await,
             AnyProvider::Log(p) => p.send(message).await,
         }

@@ -16,6 +16,8 @@ pub struct Twilio {
     pub account_sid: String,
     pub auth_token: SecretString,
     pub sender: TwilioSender,
+    /// `StatusCallback`: where Twilio reports delivery (`PUBLIC_BASE_URL` set).
+    pub status_callback: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +46,10 @@ impl Provider for Twilio {
             TwilioSender::From(from) => ("From", from.as_str()),
             TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
         };
-        let form = [("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
+        let mut form = vec![("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
+        if let Some(callback) = &self.status_callback {
+            form.push(("StatusCallback", callback.as_str()));
+        }
         let answer = Answer::of(
             self.http
                 .post(url)

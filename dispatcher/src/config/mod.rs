@@ -1,44 +1,14 @@
 //! The dispatcher's configuration, read once from the environment at start.
 
+mod providers;
+
+pub use providers::{parse_routes, BreakerConfig, SmsConfig, SmsProviderConfig, TwilioSender, WhatsappConfig};
+
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::outbox::RelayConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// Where SMS go.
-#[derive(Clone, Debug)]
-pub enum SmsConfig {
-    /// `SMS_PROVIDER=log`: print the message (code included). Development only.
-    Log,
-    /// `SMS_PROVIDER=twilio`.
-    Twilio {
-        base_url: String,
-        account_sid: String,
-        auth_token: SecretString,
-        /// `TWILIO_FROM`, or `TWILIO_MESSAGING_SERVICE_SID` when that is set instead.
-        sender: TwilioSender,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub enum TwilioSender {
-    From(String),
-    MessagingService(String),
-}
-
-/// Where WhatsApp messages go.
-#[derive(Clone, Debug)]
-pub enum WhatsappConfig {
-    Log,
-    Meta {
-        base_url: String,
-        api_version: String,
-        token: SecretString,
-        phone_number_id: String,
-        template: String,
-    },
-}
 
 #[derive(Clone, Debug)]
 pub struct DispatcherConfig {
@@ -70,7 +40,7 @@ pub struct DispatcherConfig {
     pub relay: RelayConfig,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name,
         reason: reason.into(),
@@ -110,50 +80,9 @@ impl shared::process::Config for DispatcherConfig {
             inline_retries: config::parse_or("DISPATCH_INLINE_RETRIES", 3usize)?,
             retry_schedule,
             lease: Duration::from_secs(config::parse_or("DISPATCH_LEASE_SECONDS", 10u64)?.max(1)),
-            sms: sms_from_env()?,
-            whatsapp: whatsapp_from_env()?,
+            sms: SmsConfig::from_env()?,
+            whatsapp: WhatsappConfig::from_env()?,
             relay: RelayConfig::default(),
         })
-    }
-}
-
-fn sms_from_env() -> Result<SmsConfig, ConfigError> {
-    match config::var_or("SMS_PROVIDER", "log").as_str() {
-        "log" => Ok(SmsConfig::Log),
-        "twilio" => {
-            let sender = match (config::var("TWILIO_MESSAGING_SERVICE_SID"), config::var("TWILIO_FROM")) {
-                (Some(service), _) => TwilioSender::MessagingService(service),
-                (None, Some(from)) => TwilioSender::From(from),
-                (None, None) => return Err(ConfigError::Missing("TWILIO_FROM")),
-            };
-            Ok(SmsConfig::Twilio {
-                base_url: config::var_or("TWILIO_BASE_URL", "https://api.twilio.com"),
-                account_sid: config::var("TWILIO_ACCOUNT_SID").ok_or(ConfigError::Missing("TWILIO_ACCOUNT_SID"))?,
-                auth_token: config::secret("TWILIO_AUTH_TOKEN")?,
-                sender,
-            })
-        }
-        other => Err(invalid(
-            "SMS_PROVIDER",
-            format!("expected twilio or log, got {other:?}"),
-        )),
-    }
-}
-
-fn whatsapp_from_env() -> Result<WhatsappConfig, ConfigError> {
-    match config::var_or("WHATSAPP_PROVIDER", "log").as_str() {
-        "log" => Ok(WhatsappConfig::Log),
-        "meta" => Ok(WhatsappConfig::Meta {
-            base_url: config::var_or("WHATSAPP_BASE_URL", "https://graph.facebook.com"),
-            api_version: config::var_or("WHATSAPP_API_VERSION", "v21.0"),
-            token: config::secret("WHATSAPP_TOKEN")?,
-            phone_number_id: config::var("WHATSAPP_PHONE_NUMBER_ID")
-                .ok_or(ConfigError::Missing("WHATSAPP_PHONE_NUMBER_ID"))?,
-            template: config::var_or("WHATSAPP_TEMPLATE", "verification_code"),
-        }),
-        other => Err(invalid(
-            "WHATSAPP_PROVIDER",
-            format!("expected meta or log, got {other:?}"),
-        )),
     }
 }

@@ -1,0 +1,84 @@
+//! The providers the configuration names, built once at start.
+
+use super::{AnyProvider, LogProvider, MetaWhatsapp, SmsRouter, Twilio, Vonage};
+use crate::config::{DispatcherConfig, SmsProviderConfig, WhatsappConfig};
+use anyhow::Context;
+
+/// The SMS router and the WhatsApp provider.
+pub fn build(config: &DispatcherConfig) -> anyhow::Result<(SmsRouter, AnyProvider)> {
+    let http = reqwest::Client::builder()
+        .timeout(config.provider_timeout)
+        .connect_timeout(config.provider_timeout)
+        .pool_max_idle_per_host(256)
+        .build()
+        .context("while building the HTTP client")?;
+    let sms: Vec<AnyProvider> = config.sms.providers.iter().map(|p| sms(p, &http)).collect();
+    let whatsapp = match &config.whatsapp {
+        WhatsappConfig::Log => AnyProvider::Log(LogProvider { channel: "whatsapp" }),
+        WhatsappConfig::Meta {
+            base_url,
+            api_version,
+            token,
+            phone_number_id,
+            template,
+        } => AnyProvider::Meta(MetaWhatsapp {
+            http: http.clone(),
+            base_url: base_url.clone(),
+            api_version: api_version.clone(),
+            token: token.clone(),
+            phone_number_id: phone_number_id.clone(),
+            template: template.clone(),
+        }),
+    };
+    warn_if_log(&sms, &whatsapp);
+    Ok((SmsRouter::new(sms, &config.sms.routes, config.sms.breaker), whatsapp))
+}
+
+fn sms(config: &SmsProviderConfig, http: &reqwest::Client) -> AnyProvider {
+    match config {
+        SmsProviderConfig::Log => AnyProvider::Log(LogProvider { channel: "sms" }),
+        SmsProviderConfig::Twilio {
+            base_url,
+            account_sid,
+            auth_token,
+            sender,
+            status_callback,
+        } => AnyProvider::Twilio(Twilio {
+            http: http.clone(),
+            base_url: base_url.clone(),
+            account_sid: account_sid.clone(),
+            auth_token: auth_token.clone(),
+            sender: sender.clone(),
+            status_callback: status_callback.clone(),
+        }),
+        SmsProviderConfig::Vonage {
+            base_url,
+            api_key,
+            api_secret,
+            from,
+            callback,
+        } => AnyProvider::Vonage(Vonage {
+            http: http.clone(),
+            base_url: base_url.clone(),
+            api_key: api_key.clone(),
+            api_secret: api_secret.clone(),
+            from: from.clone(),
+            callback: callback.clone(),
+        }),
+    }
+}
+
+fn warn_if_log(sms: &[AnyProvider], whatsapp: &AnyProvider) {
+    let logged = sms
+        .iter()
+        .map(|p| (p, "SMS_PROVIDER"))
+        .chain([(whatsapp, "WHATSAPP_PROVIDER")]);
+    for (provider, variable) in logged {
+        if matches!(provider, AnyProvider::Log(_)) {
+            tracing::warn!(
+                "{variable} includes log: codes are written to this process's log and never reach a phone. \
+                 Development only; set {variable} to a real provider in production."
+            );
+        }
+    }
+}
