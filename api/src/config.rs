@@ -17,6 +17,59 @@ pub struct ApiConfig {
     pub otp_pepper: SecretString,
     /// `OUTBOX_SWEEP_INTERVAL_MS` / `OUTBOX_SWEEP_AFTER_MS`.
     pub relay: RelayConfig,
+    /// What the providers' status callbacks are checked with.
+    pub callbacks: CallbackConfig,
+}
+
+/// The secrets that prove a status callback comes from its provider. A
+/// callback whose secret is not configured is refused (403): nothing
+/// unauthenticated changes a record.
+#[derive(Clone, Debug, Default)]
+pub struct CallbackConfig {
+    /// `PUBLIC_BASE_URL`: the address providers reach the API at; Twilio
+    /// signs the full URL it called, so the check needs it.
+    pub public_base_url: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`: the key of `X-Twilio-Signature`.
+    pub twilio_auth_token: Option<SecretString>,
+    /// `WHATSAPP_VERIFY_TOKEN`: what Meta's subscription handshake must echo.
+    pub whatsapp_verify_token: Option<SecretString>,
+    /// `WHATSAPP_APP_SECRET`: the key of `X-Hub-Signature-256`.
+    pub whatsapp_app_secret: Option<SecretString>,
+    /// `VONAGE_SIGNATURE_SECRET`: when set, delivery receipts must carry a valid `sig`.
+    pub vonage_signature_secret: Option<SecretString>,
+    /// `VONAGE_SIGNATURE_METHOD`: `md5hash` (Vonage's default) or `sha256` (HMAC).
+    pub vonage_signature_method: VonageSignature,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VonageSignature {
+    #[default]
+    Md5Hash,
+    Sha256Hmac,
+}
+
+impl CallbackConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let optional = |name| config::var(name).map(SecretString::from);
+        let method = match config::var_or("VONAGE_SIGNATURE_METHOD", "md5hash").as_str() {
+            "md5hash" => VonageSignature::Md5Hash,
+            "sha256" => VonageSignature::Sha256Hmac,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "VONAGE_SIGNATURE_METHOD",
+                    reason: format!("expected md5hash or sha256, got {other:?}"),
+                })
+            }
+        };
+        Ok(Self {
+            public_base_url: config::var("PUBLIC_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
+            twilio_auth_token: optional("TWILIO_AUTH_TOKEN"),
+            whatsapp_verify_token: optional("WHATSAPP_VERIFY_TOKEN"),
+            whatsapp_app_secret: optional("WHATSAPP_APP_SECRET"),
+            vonage_signature_secret: optional("VONAGE_SIGNATURE_SECRET"),
+            vonage_signature_method: method,
+        })
+    }
 }
 
 impl shared::process::Config for ApiConfig {
@@ -36,6 +89,7 @@ impl shared::process::Config for ApiConfig {
                 })?,
             jwt_secret: config::secret("JWT_SECRET")?,
             otp_pepper: config::secret("OTP_PEPPER")?,
+            callbacks: CallbackConfig::from_env()?,
             relay: RelayConfig {
                 sweep_interval: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_INTERVAL_MS", 1000u64)?),
                 sweep_after: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_AFTER_MS", 4000u64)?),

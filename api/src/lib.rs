@@ -38,6 +38,8 @@ pub struct AppState {
     pub bcrypt_slots: Arc<Semaphore>,
     /// Flow settings recently read by creates.
     pub flows: routes::phone_validations::flow_cache::FlowCache,
+    /// What status callbacks are checked with.
+    pub callbacks: Arc<config::CallbackConfig>,
     /// Writes concurrent creates together.
     pub creates: Arc<routes::phone_validations::group_commit::GroupCommit>,
 }
@@ -74,6 +76,7 @@ impl Service for Application {
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),
             flows: routes::phone_validations::flow_cache::new_cache(),
+            callbacks: Arc::new(config.callbacks.clone()),
             creates: Arc::new(routes::phone_validations::group_commit::GroupCommit::start(
                 pool.clone(),
                 relay.clone(),

@@ -140,6 +140,7 @@ impl Store {
         });
         if let Some(message_id) = sent.message_id {
             confirmation["messageId"] = json!(message_id);
+            confirmation["deliveryStatus"] = json!("queued");
         }
         Ok(self
             .records
@@ -170,6 +171,118 @@ impl Store {
         let failed = phone_validation::fail(&mut tx, id, reason, confirmation).await?;
         tx.commit().await?;
         Ok(failed.map(|(_, message)| message))
+    }
+}
+
+/// Who may send a failover now.
+pub enum FailoverClaim {
+    /// Ours, for the lease; avoid the provider whose message failed.
+    Claimed { failed_provider: String },
+    /// Sent (or closed) already: a duplicate message.
+    Done,
+    /// Another instance holds it for this long still.
+    Held(Duration),
+}
+
+impl Store {
+    /// Claims the failover of `id` for `cause` (see `migrations/0011`).
+    pub async fn claim_failover(&self, id: &ObjectId, cause: &str) -> Result<FailoverClaim, StoreError> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "UPDATE send_failovers SET lease_holder = $3, lease_until = now() + make_interval(secs => $4)
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL
+                AND (lease_until IS NULL OR lease_until < now())
+          RETURNING failed_provider",
+        )
+        .bind(id)
+        .bind(cause)
+        .bind(&self.holder)
+        .bind(self.lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(failed_provider) = claimed {
+            return Ok(FailoverClaim::Claimed { failed_provider });
+        }
+        let held: Option<Option<f64>> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM (lease_until - now()))::float8 FROM send_failovers
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL",
+        )
+        .bind(id)
+        .bind(cause)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match held.flatten() {
+            Some(left) => FailoverClaim::Held(Duration::from_secs_f64(left.max(0.0))),
+            None => FailoverClaim::Done,
+        })
+    }
+
+    /// Records the failover's message: it becomes the validation's current
+    /// one (`providerConfirmation`), found by the provider's next callback.
+    pub async fn record_failover(
+        &self,
+        id: &ObjectId,
+        cause: &str,
+        provider: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
+              WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3",
+        )
+        .bind(id)
+        .bind(cause)
+        .bind(&self.holder)
+        .bind(provider)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE phone_validations
+                SET provider_confirmation = (coalesce(provider_confirmation, '{}'::jsonb)
+                        - 'deliveredAt' - 'deliveryErrorCode')
+                        || jsonb_build_object('sent', true, 'status', 'ok', 'provider', $2::text,
+                               'messageId', $3::text, 'sentAt', $4::text, 'deliveryStatus', 'queued',
+                               'failover', $5::text,
+                               'attempts', coalesce((provider_confirmation->>'attempts')::int, 0) + 1),
+                    updated_at = now()
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(provider)
+        .bind(message_id)
+        .bind(shared::time::format(&Utc::now()))
+        .bind(cause)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO provider_messages (message_id, validation_id, provider) VALUES ($1, $2, $3)
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(message_id)
+        .bind(id)
+        .bind(provider)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a failover without a message (no other provider, a refusal, or
+    /// the validation moved on), or gives it back (`close = false`) for a retry.
+    pub async fn end_failover(&self, id: &ObjectId, cause: &str, close: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE send_failovers
+                SET sent_at = CASE WHEN $4 THEN now() END, lease_until = NULL, lease_holder = NULL
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL AND lease_holder = $3",
+        )
+        .bind(id)
+        .bind(cause)
+        .bind(&self.holder)
+        .bind(close)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

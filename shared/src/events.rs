@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Routing keys on the `otp.events` exchange.
 pub mod routing {
     pub const OTP_REQUESTED: &str = "otp.requested";
+    /// A sent code was reported undelivered: send it again another way.
+    pub const OTP_FAILOVER: &str = "otp.failover";
     pub const VALIDATED: &str = "phone_validation.validated";
     pub const FAILED: &str = "phone_validation.failed";
 }
@@ -44,6 +46,40 @@ impl OtpRequested {
 impl Event for OtpRequested {
     fn routing_key(&self) -> &'static str {
         routing::OTP_REQUESTED
+    }
+    fn event_id(&self) -> &str {
+        self.event_id.as_str()
+    }
+}
+
+/// A provider reported a sent code undelivered: the dispatcher sends the
+/// same code once more, by the next SMS provider or by SMS instead of
+/// WhatsApp. Carries no secret; the failover's row says what to avoid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpFailover {
+    pub event_id: ObjectId,
+    pub validation_id: ObjectId,
+    /// `sms_undelivered` or `whatsapp_failed`.
+    pub cause: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl OtpFailover {
+    pub fn new(validation_id: ObjectId, cause: &str) -> Self {
+        Self {
+            event_id: ObjectId::new(),
+            validation_id,
+            cause: cause.to_owned(),
+            occurred_at: Utc::now(),
+        }
+    }
+}
+
+impl Event for OtpFailover {
+    fn routing_key(&self) -> &'static str {
+        routing::OTP_FAILOVER
     }
     fn event_id(&self) -> &str {
         self.event_id.as_str()

@@ -22,6 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 pub const JWT_SECRET: &str = "test-jwt-secret";
 pub const PEPPER: &str = "test-pepper";
+/// What providers are told to call back (the test API is not reachable there;
+/// it only has to match what the signatures were computed over).
+pub const PUBLIC_BASE_URL: &str = "https://otp.example.com";
+pub const TWILIO_AUTH_TOKEN: &str = "twilio-token";
+pub const WHATSAPP_VERIFY_TOKEN: &str = "wa-verify";
+pub const WHATSAPP_APP_SECRET: &str = "wa-app-secret";
+pub const VONAGE_SIGNATURE_SECRET: &str = "vonage-signature";
 /// The webhook secret `create_client` gives every test client ("test", base64).
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdA==";
 
@@ -81,6 +88,18 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The callback secrets of a test API.
+    pub fn callback_config() -> api::config::CallbackConfig {
+        api::config::CallbackConfig {
+            public_base_url: Some(PUBLIC_BASE_URL.into()),
+            twilio_auth_token: Some(SecretString::from(TWILIO_AUTH_TOKEN)),
+            whatsapp_verify_token: Some(SecretString::from(WHATSAPP_VERIFY_TOKEN)),
+            whatsapp_app_secret: Some(SecretString::from(WHATSAPP_APP_SECRET)),
+            vonage_signature_secret: Some(SecretString::from(VONAGE_SIGNATURE_SECRET)),
+            vonage_signature_method: api::config::VonageSignature::Md5Hash,
+        }
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(infra::topology(), &infra::amqp_url()).await
     }
@@ -96,6 +115,7 @@ impl TestApp {
             jwt_secret: SecretString::from(JWT_SECRET),
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),
+            callbacks: Self::callback_config(),
         };
         let cancel = CancellationToken::new();
         let app = Application::build(config, topology.clone(), cancel.clone())

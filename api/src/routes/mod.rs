@@ -1,6 +1,7 @@
 //! The router: `/v2` resources behind the request-id middleware, the body
 //! limit and a panic guard; the operations endpoints beside them.
 
+pub mod callbacks;
 pub mod phone_validations;
 pub mod project_flows;
 pub mod projects;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .nest("/v2", v2)
+        .nest("/callbacks", callbacks::router())
         .route(
             "/openapi.json",
             get(|| async { axum::Json(crate::openapi::document()) }),

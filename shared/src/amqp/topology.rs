@@ -1,7 +1,7 @@
 //! Every exchange and queue, declared in one place (CONTRACT §6):
 //!
 //! - `otp.events`, a durable topic exchange every event is published to;
-//! - work queues (quorum): `otp.dispatch` (`otp.requested`) and `otp.webhooks`
+//! - work queues (quorum): `otp.dispatch` (`otp.requested`, `otp.failover`) and `otp.webhooks`
 //!   (`phone_validation.*`), dead-lettering to `<queue>.dlq` through `otp.dlx`;
 //! - delay tiers `<queue>.retry.<ms>ms`: no consumers, a per-queue TTL, and
 //!   expired messages dead-lettered straight back into the work queue.
@@ -103,8 +103,12 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        self.declare_work_queue(channel, &self.dispatch_queue(), &[routing::OTP_REQUESTED])
-            .await?;
+        self.declare_work_queue(
+            channel,
+            &self.dispatch_queue(),
+            &[routing::OTP_REQUESTED, routing::OTP_FAILOVER],
+        )
+        .await?;
         self.declare_work_queue(channel, &self.webhook_queue(), &[routing::VALIDATED, routing::FAILED])
             .await?;
         Ok(())

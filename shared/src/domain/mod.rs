@@ -1,5 +1,6 @@
 //! Domain types: each is parsed once at the edge and trusted afterwards.
 
+pub mod delivery;
 mod enums;
 mod phone;
 pub mod phone_validation;

@@ -227,8 +227,9 @@ pub async fn claim_sends(
 
 /// Records the providers' confirmations (JSON text) of sends `holder` holds:
 /// `new` becomes `sent` (a validation the user already validated, or one
-/// that failed meanwhile, keeps its status and gains the confirmation).
-/// Returns the ids recorded; a send taken over by another holder is not.
+/// that failed meanwhile, keeps its status and gains the confirmation), and
+/// each message id is kept for the provider's status callbacks. Returns the
+/// ids recorded; a send taken over by another holder is not.
 pub async fn record_sends(
     conn: impl PgExecutor<'_>,
     ids: Vec<ObjectId>,
@@ -236,13 +237,21 @@ pub async fn record_sends(
     holder: &str,
 ) -> Result<Vec<ObjectId>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE phone_validations AS v
-            SET status = CASE WHEN v.status = 'new' THEN 'sent' ELSE v.status END,
-                provider_confirmation = c.confirmation::jsonb,
-                dispatch_lease_until = NULL, dispatch_lease_holder = NULL, updated_at = now()
-           FROM unnest($1::text[], $2::text[]) AS c(id, confirmation)
-          WHERE v.id = c.id AND v.dispatch_lease_holder = $3
-      RETURNING v.id",
+        "WITH recorded AS (
+            UPDATE phone_validations AS v
+               SET status = CASE WHEN v.status = 'new' THEN 'sent' ELSE v.status END,
+                   provider_confirmation = c.confirmation::jsonb,
+                   dispatch_lease_until = NULL, dispatch_lease_holder = NULL, updated_at = now()
+              FROM unnest($1::text[], $2::text[]) AS c(id, confirmation)
+             WHERE v.id = c.id AND v.dispatch_lease_holder = $3
+         RETURNING v.id, c.confirmation::jsonb AS confirmation
+         ), messages AS (
+            INSERT INTO provider_messages (message_id, validation_id, provider)
+            SELECT confirmation->>'messageId', id, confirmation->>'provider'
+              FROM recorded WHERE confirmation ? 'messageId'
+            ON CONFLICT (message_id) DO NOTHING
+         )
+         SELECT id FROM recorded",
     )
     .bind(ids)
     .bind(confirmations)

@@ -1,55 +1,21 @@
-//! One `otp.requested` message: decode → load → decide → hash and claim →
-//! send (with quick retries) → record → ack. Longer waits go through a delay
-//! queue; the message is acked only once its outcome is durable (recorded in
-//! PostgreSQL, or re-published to a delay tier with a confirm).
+//! Sending a claimed code: by SMS (through the router and its breakers) or
+//! WhatsApp, quick retries in process, longer waits parked in a delay queue,
+//! and what is recorded when it went out or when it is given up.
 
-use crate::hashing::{Hashing, HashingStopped};
+use super::{stage, Pipeline, PipelineError};
 use crate::message::sms_text;
-use crate::plan::{self, AfterFailure, Plan};
+use crate::plan::{self, AfterFailure};
 use crate::providers::router::Breaker;
-use crate::providers::{AnyProvider, Outbound, Provider, SendError, SmsRouter};
-use crate::store::{Confirmation, ProviderFailure, Store, StoreError, Target};
+use crate::providers::{AnyProvider, Outbound, Provider, SendError};
+use crate::store::{Confirmation, ProviderFailure, Target};
 use backon::BackoffBuilder;
 use chrono::Utc;
-use shared::amqp::retry::{self, DelayQueues};
-use shared::amqp::{BasicProperties, Broker, Delivery, Handled, PublishError};
-use shared::domain::{FailedReason, Gateway, PhoneValidation};
+use shared::amqp::Handled;
+use shared::domain::{FailedReason, Gateway};
 use shared::events::OtpRequested;
-use shared::otp::{CodeDeriver, OtpCode};
-use shared::outbox::Relay;
+use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
-
-/// Everything a message handler needs.
-pub struct Pipeline {
-    pub store: Store,
-    pub broker: Broker,
-    pub relay: Relay,
-    pub hashing: Hashing,
-    /// Each validation's code, the same on every send.
-    pub codes: CodeDeriver,
-    /// SMS providers, by route and circuit breaker.
-    pub sms: SmsRouter,
-    pub whatsapp: AnyProvider,
-    /// Provider attempts in process before the message is parked.
-    pub inline_attempts: usize,
-    /// The delay tiers of the dispatch queue.
-    pub delays: DelayQueues,
-    /// The first scheduled delay: how long a parked message waits at least.
-    pub first_delay: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("broker")]
-    Broker(#[from] PublishError),
-    #[error(transparent)]
-    Hashing(#[from] HashingStopped),
-    #[error("encoding")]
-    Encoding(#[from] serde_json::Error),
-}
 
 /// What follows a failed attempt.
 enum Next {
@@ -63,19 +29,19 @@ enum Next {
 
 /// How a code goes out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Channel {
+pub(crate) enum Channel {
     Sms,
     Whatsapp,
 }
 
 /// `+507` → 507 (0 if malformed: no route matches it).
-fn calling_code(country_code: &str) -> u16 {
+pub(super) fn calling_code(country_code: &str) -> u16 {
     country_code.trim_start_matches('+').parse().unwrap_or(0)
 }
 
 /// Tells a provider's breaker how its request went (a permanent refusal is
 /// still an answer), and shows its state in `/metrics`.
-fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendError>) {
+pub(super) fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendError>) {
     match sent {
         Err(SendError::Transient { .. }) => breaker.failed(),
         _ => breaker.succeeded(),
@@ -83,132 +49,12 @@ fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendE
     metrics::gauge!("provider_breaker_state", "provider" => provider).set(f64::from(breaker.state() as u8));
 }
 
-/// How long after another holder's lease runs out its send is looked at again.
-const LEASE_MARGIN: Duration = Duration::from_millis(250);
-
-/// Records how long a stage took.
-fn stage(name: &'static str, started: Instant) {
-    metrics::histogram!("dispatch_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
-}
-
 impl Pipeline {
-    /// The consumer's entry point.
-    pub async fn handle(&self, delivery: Delivery) -> Handled {
-        let Ok(event) = serde_json::from_slice::<OtpRequested>(&delivery.data) else {
-            tracing::warn!("undecodable otp.requested message; dead-lettering it");
-            return Handled::Reject;
-        };
-        let earlier = retry::attempts(&delivery.properties);
-        match self.process(&event, earlier).await {
-            Ok(handled) => handled,
-            Err(error) => {
-                tracing::warn!(validation_id = %event.validation_id, error = format!("{error:#}"), "dispatch failed on our side; parking the message");
-                match self.park(&event, earlier, self.first_delay).await {
-                    Ok(()) => Handled::Ack,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Handled::Requeue
-                    }
-                }
-            }
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(validation_id = %event.validation_id))]
-    async fn process(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
-        let Some(target) = self.load(&event.validation_id).await? else {
-            tracing::warn!("no such validation; dead-lettering the message");
-            return Ok(Handled::Reject);
-        };
-        let validation = &target.validation;
-        match plan::plan(validation, Utc::now()) {
-            Plan::Skip => {
-                tracing::debug!(status = %validation.status, "already handled");
-                return Ok(Handled::Ack);
-            }
-            Plan::FailExpired => {
-                tracing::info!("expired before it could be sent; failing it");
-                self.fail(&validation.id, FailedReason::Expired, None).await?;
-                return Ok(Handled::Ack);
-            }
-            Plan::Send => {}
-        }
-        let code = match target.test_code().map(OtpCode::parse) {
-            Some(Ok(code)) => code,
-            _ => self
-                .codes
-                .code(validation.id.as_str(), u8::try_from(validation.otp_length).unwrap_or(6)),
-        };
-        if !self.hash_and_claim(validation, &code).await? {
-            return self.claimed_elsewhere(event, earlier).await;
-        }
-        let channel = match validation.phone_gateway {
-            // A test number, or gateway `none`: nothing leaves the building.
-            _ if target.test_code().is_some() => return self.record_unsent(&validation.id, "test").await,
-            Gateway::None => return self.record_unsent(&validation.id, "none").await,
-            Gateway::Sms => Channel::Sms,
-            Gateway::Whatsapp => Channel::Whatsapp,
-        };
-        self.deliver(event, &target, channel, &code, earlier).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn load(&self, id: &ObjectId) -> Result<Option<Target>, PipelineError> {
-        let started = Instant::now();
-        let target = self.store.load(id).await?;
-        stage("load", started);
-        Ok(target)
-    }
-
-    /// Hashes the code (unless a taken-over send stored its hash already:
-    /// the code is the same) and claims the send with the hash stored;
-    /// `false` when another instance holds it (or it moved on).
-    #[tracing::instrument(skip_all)]
-    async fn hash_and_claim(&self, validation: &PhoneValidation, code: &OtpCode) -> Result<bool, PipelineError> {
-        let id = &validation.id;
-        let hash = match &validation.otp {
-            Some(stored) => stored.clone(),
-            None => {
-                let started = Instant::now();
-                let hash = self.hashing.hash(id, code).await?;
-                stage("hash", started);
-                hash
-            }
-        };
-        let started = Instant::now();
-        let claimed = self.store.claim(id, &hash).await?;
-        stage("claim", started);
-        Ok(claimed)
-    }
-
-    async fn record_unsent(&self, id: &ObjectId, provider: &'static str) -> Result<Handled, PipelineError> {
-        let sent = Confirmation {
-            provider,
-            message_id: None,
-            attempts: 0,
-            sent_at: Utc::now(),
-        };
-        self.store.mark_sent(id, &sent).await?;
-        metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
-        tracing::info!(provider, "no message sent (test number or gateway none)");
-        Ok(Handled::Ack)
-    }
-
-    /// Another instance holds the send (or it moved on meanwhile).
-    async fn claimed_elsewhere(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
-        if let Some(left) = self.store.lease_left(&event.validation_id).await? {
-            // The holder may have died: look again just after its lease runs
-            // out (then the same code goes out again if it did).
-            self.park(event, earlier, left + LEASE_MARGIN).await?;
-        }
-        Ok(Handled::Ack)
-    }
-
     /// Sends by `channel`, retrying in process while waits are short (an SMS
     /// retry goes to another provider when one is available); ends with the
     /// send recorded, the message parked, or the validation failed.
     #[tracing::instrument(skip_all, fields(channel = ?channel))]
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         event: &OtpRequested,
         target: &Target,
@@ -331,7 +177,12 @@ impl Pipeline {
     }
 
     /// One provider request; the provider's message id on success.
-    async fn send_once(&self, provider: &AnyProvider, target: &Target, code: &OtpCode) -> Result<String, SendError> {
+    pub(super) async fn send_once(
+        &self,
+        provider: &AnyProvider,
+        target: &Target,
+        code: &OtpCode,
+    ) -> Result<String, SendError> {
         let validation = &target.validation;
         let minutes = ((validation.expires_at - Utc::now()).num_seconds() + 59) / 60;
         let outbound = Outbound {
@@ -400,7 +251,7 @@ impl Pipeline {
         Ok(Handled::Ack)
     }
 
-    async fn fail(
+    pub(super) async fn fail(
         &self,
         id: &ObjectId,
         reason: FailedReason,
@@ -409,17 +260,6 @@ impl Pipeline {
         if let Some(message) = self.store.fail(id, reason, failure).await? {
             self.relay.publish_soon([message]);
         }
-        Ok(())
-    }
-
-    /// Re-publishes the message to the delay tier for `wait` (with a
-    /// confirm); it comes back to the work queue when the wait is over.
-    async fn park(&self, event: &OtpRequested, attempts: u32, wait: Duration) -> Result<(), PipelineError> {
-        let payload = serde_json::to_vec(event)?;
-        let properties = BasicProperties::default()
-            .with_message_id(event.event_id.as_str().into())
-            .with_headers(retry::headers(attempts, 0, 0));
-        self.delays.park(&self.broker, &payload, properties, wait).await?;
         Ok(())
     }
 }

@@ -1,0 +1,32 @@
+//! Status callbacks from the providers (CONTRACT §11): Twilio, Meta's
+//! WhatsApp and Vonage report what became of a message. Each is checked
+//! with the provider's own signature scheme (a bad or missing signature
+//! answers 403 and changes nothing), recorded in one short transaction, and
+//! answered at once; an unknown message id answers 200 (nothing to do).
+
+mod delivery;
+pub mod signatures;
+mod twilio;
+mod vonage;
+mod whatsapp;
+
+pub use delivery::{failover_cause, Report};
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// `/callbacks/...`, outside `/v2` (no bearer token: signatures instead).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/twilio/status", post(twilio::status))
+        .route("/whatsapp", get(whatsapp::handshake).post(whatsapp::statuses))
+        .route("/vonage/status", get(vonage::receipt_query).post(vonage::receipt_body))
+}
+
+/// `403:invalid_signature`.
+fn refused() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "invalid_signature")
+}

@@ -1,0 +1,43 @@
+//! `POST /callbacks/twilio/status`: Twilio's message status callback, a form
+//! signed with `X-Twilio-Signature` over the URL it called
+//! (`{PUBLIC_BASE_URL}/callbacks/twilio/status`) and the sorted parameters.
+
+use super::delivery::{record, Report};
+use super::{refused, signatures};
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use secrecy::ExposeSecret;
+use shared::domain::delivery::DeliveryStatus;
+
+pub async fn status(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let callbacks = &app.callbacks;
+    let (Some(token), Some(base)) = (&callbacks.twilio_auth_token, &callbacks.public_base_url) else {
+        tracing::warn!("a Twilio callback came, but TWILIO_AUTH_TOKEN or PUBLIC_BASE_URL is not set: refused");
+        return Err(refused());
+    };
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(refused)?;
+    let url = format!("{base}/callbacks/twilio/status");
+    if !signatures::twilio_valid(token.expose_secret(), &url, &params, signature) {
+        return Err(refused());
+    }
+    let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let message_id = field("MessageSid").ok_or(ApiError::Missing(vec!["MessageSid"]))?;
+    let Some(status) = field("MessageStatus").as_deref().and_then(DeliveryStatus::from_twilio) else {
+        return Ok(StatusCode::OK);
+    };
+    let report = Report {
+        provider: "twilio",
+        message_id,
+        status,
+        error_code: field("ErrorCode").filter(|c| !c.is_empty()),
+    };
+    record(&app, &report).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,73 @@
+//! A failover: a provider reported a sent code undelivered (CONTRACT §11),
+//! and the API queued one more send of the *same* code, by the next SMS
+//! provider (`sms_undelivered`) or by SMS instead of WhatsApp
+//! (`whatsapp_failed`), while the code is valid. Claimed with a lease like a
+//! first send, so a duplicate message sends nothing twice.
+
+use super::send::{calling_code, report};
+use super::{Pipeline, PipelineError, LEASE_MARGIN};
+use crate::providers::{Provider, SendError};
+use crate::store::FailoverClaim;
+use chrono::Utc;
+use shared::amqp::Handled;
+use shared::domain::ValidationStatus;
+use shared::events::OtpFailover;
+
+impl Pipeline {
+    #[tracing::instrument(skip_all, fields(validation_id = %event.validation_id, cause = %event.cause))]
+    pub(super) async fn failover(&self, event: &OtpFailover, earlier: u32) -> Result<Handled, PipelineError> {
+        let Some(target) = self.load(&event.validation_id).await? else {
+            tracing::warn!("no such validation; dead-lettering the failover");
+            return Ok(Handled::Reject);
+        };
+        let validation = &target.validation;
+        let (id, cause) = (&validation.id, event.cause.as_str());
+        let failed_provider = match self.store.claim_failover(id, cause).await? {
+            FailoverClaim::Claimed { failed_provider } => failed_provider,
+            FailoverClaim::Done => return Ok(Handled::Ack),
+            FailoverClaim::Held(left) => {
+                self.park(event, earlier, left + LEASE_MARGIN).await?;
+                return Ok(Handled::Ack);
+            }
+        };
+        let open = matches!(validation.status, ValidationStatus::New | ValidationStatus::Sent);
+        if !open || validation.is_expired(Utc::now()) {
+            tracing::info!("the code can no longer be used; no failover");
+            self.store.end_failover(id, cause, true).await?;
+            return Ok(Handled::Ack);
+        }
+        let route = self
+            .sms
+            .pick(calling_code(&validation.country_code), Some(&failed_provider))
+            .filter(|route| route.provider.name() != failed_provider);
+        let Some(route) = route else {
+            tracing::info!(failed_provider, "no other SMS provider to fail over to");
+            self.store.end_failover(id, cause, true).await?;
+            return Ok(Handled::Ack);
+        };
+        let length = u8::try_from(validation.otp_length).unwrap_or(6);
+        let code = self.codes.code(id.as_str(), length);
+        let sent = self.send_once(&route.provider, &target, &code).await;
+        report(route.provider.name(), &route.breaker, &sent);
+        match sent {
+            Ok(message_id) => {
+                let provider = route.provider.name();
+                self.store.record_failover(id, cause, provider, &message_id).await?;
+                metrics::counter!("otp_failovers_total", "cause" => cause.to_owned(), "provider" => provider)
+                    .increment(1);
+                tracing::info!(provider, %message_id, "the same code sent again by failover");
+                Ok(Handled::Ack)
+            }
+            Err(SendError::Transient { .. }) => {
+                self.store.end_failover(id, cause, false).await?;
+                self.park(event, earlier.saturating_add(1), self.first_delay).await?;
+                Ok(Handled::Ack)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the failover was refused; the first send stands");
+                self.store.end_failover(id, cause, true).await?;
+                Ok(Handled::Ack)
+            }
+        }
+    }
+}
