@@ -1,0 +1,357 @@
+//! Burst benchmark: N creates fired at once against the release API, with
+//! 1 or 2 release dispatcher processes sending through local provider
+//! stand-ins. Reports the time from the first create to the last SMS,
+//! create→SMS latency, errors, duplicates, SMS throughput and the CPU each
+//! process used. Options add a second provider (Vonage), make Twilio fail a
+//! share of requests (the circuit breaker's test), and have Twilio post a
+//! signed status callback for every message (the callbacks' throughput).
+//!
+//!   cargo build --release -p api -p dispatcher
+//!   cargo run --release -p bench --bin burst -- --count 10000 --concurrency 256 --dispatchers 1
+//!   cargo run --release -p bench --bin burst -- --providers twilio,vonage --fail-ratio 0.3 --callbacks
+
+mod standins;
+
+use anyhow::Context;
+use clap::Parser;
+use futures_util::StreamExt;
+use secrecy::SecretString;
+use serde_json::json;
+use shared::ObjectId;
+use standins::{Callbacks, StandIns};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What the API believes providers reach it at (only signatures use it).
+pub const PUBLIC_BASE_URL: &str = "https://otp.bench.example";
+const TWILIO_TOKEN: &str = "bench-twilio-token";
+const JWT_SECRET: &str = "bench-jwt-secret-bench-jwt-secret-0123";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 1)]
+    dispatchers: usize,
+    #[arg(long, default_value = "target/release")]
+    bin_dir: String,
+    /// `SMS_PROVIDER` of the dispatchers: `twilio` or `twilio,vonage`.
+    #[arg(long, default_value = "twilio")]
+    providers: String,
+    /// Share of Twilio's requests answered 500 (0 to 1, in tenths).
+    #[arg(long, default_value_t = 0.0)]
+    fail_ratio: f64,
+    /// Twilio posts a signed `delivered` callback to the API for every message.
+    #[arg(long)]
+    callbacks: bool,
+}
+
+/// The child processes, killed when the bench ends.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Setup {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    project: String,
+    flow: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (database_url, pool) = testkit::database().await;
+    let prefix = format!("bench.{}.", ObjectId::new());
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let callbacks = args.callbacks.then(|| Callbacks {
+        url: format!("{base}/callbacks/twilio/status"),
+        auth_token: TWILIO_TOKEN.into(),
+        http: http.clone(),
+        ok: Default::default(),
+        failed: Default::default(),
+        last: Default::default(),
+    });
+    let stand_ins = StandIns::new(args.fail_ratio, callbacks);
+    let providers_url = stand_ins.clone().serve().await?;
+    let children = start_services(&args, &database_url, &prefix, api_port, &providers_url)?;
+    let setup = prepare(&args, &pool, base, http).await?;
+    run(&args, &setup, &stand_ins).await?;
+    report_dispatchers(&args, &setup.http).await?;
+    drop(children);
+    testkit::delete_namespace(
+        &shared::amqp::Topology::new(prefix),
+        &[
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            Duration::from_secs(120),
+            Duration::from_secs(10),
+        ],
+    )
+    .await;
+    Ok(())
+}
+
+/// The release API and dispatchers, with the services' own pool sizes
+/// unless `BENCH_API_POOL` / `BENCH_DISPATCHER_POOL` say otherwise.
+fn start_services(
+    args: &Args,
+    database_url: &str,
+    prefix: &str,
+    api_port: u16,
+    providers_url: &str,
+) -> anyhow::Result<Children> {
+    let env = |cmd: &mut Command| {
+        cmd.env("DATABASE_URL", database_url)
+            .env("AMQP_URL", testkit::amqp_url())
+            .env("AMQP_PREFIX", prefix)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("OTP_PEPPER", "bench-pepper-bench-pepper-bench-pepper")
+            .env("OTP_CODE_KEY", "bench-code-key-bench-code-key-bench-code")
+            .env("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
+            .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+    };
+    let mut children = Children(Vec::new());
+    let mut api = Command::new(format!("{}/api", args.bin_dir));
+    env(&mut api);
+    api.env("API_ADDR", format!("127.0.0.1:{api_port}"));
+    if let Ok(pool) = std::env::var("BENCH_API_POOL") {
+        api.env("DATABASE_MAX_CONNECTIONS", pool);
+    }
+    children.0.push(api.spawn().context("start api")?);
+    for n in 0..args.dispatchers {
+        let mut dispatcher = Command::new(format!("{}/dispatcher", args.bin_dir));
+        env(&mut dispatcher);
+        if let Ok(pool) = std::env::var("BENCH_DISPATCHER_POOL") {
+            dispatcher.env("DATABASE_MAX_CONNECTIONS", pool);
+        }
+        dispatcher
+            .env("HEALTH_ADDR", format!("127.0.0.1:{}", 19_191 + n))
+            .env("SMS_PROVIDER", &args.providers)
+            .env("TWILIO_BASE_URL", providers_url)
+            .env("TWILIO_ACCOUNT_SID", "ACbench")
+            .env("TWILIO_FROM", "+15005550006")
+            .env("VONAGE_BASE_URL", providers_url)
+            .env("VONAGE_API_KEY", "bench")
+            .env("VONAGE_API_SECRET", "bench-secret")
+            .env("VONAGE_FROM", "Bench");
+        children.0.push(dispatcher.spawn().context("start dispatcher")?);
+    }
+    Ok(children)
+}
+
+/// A client, a project and a flow, once the services are ready.
+async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::Client) -> anyhow::Result<Setup> {
+    let ready = |url: String| {
+        let http = http.clone();
+        async move {
+            testkit::eventually(Duration::from_secs(30), &format!("{url} to be ready"), || async {
+                let answer = http.get(&url).send().await.ok()?;
+                answer.status().is_success().then_some(())
+            })
+            .await
+        }
+    };
+    ready(format!("{base}/ready")).await;
+    for n in 0..args.dispatchers {
+        ready(format!("http://127.0.0.1:{}/ready", 19_191 + n)).await;
+    }
+    let client = testkit::create_client(pool, "bench").await;
+    let token = api::auth::Jwt::new(&SecretString::from(JWT_SECRET)).client_token(&client, 1)?;
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let project: serde_json::Value = post("/v2/projects", json!({"name": "Bench"})).await?.json().await?;
+    let project = project["data"]["_id"].as_str().context("project id")?.to_owned();
+    let flow = json!({"project": project, "type": "login", "phone": {"resendCooldownSeconds": 0}});
+    let flow: serde_json::Value = post("/v2/project-flows", flow).await?.json().await?;
+    let flow = flow["data"]["_id"].as_str().context("flow id")?.to_owned();
+    Ok(Setup {
+        base,
+        http,
+        token,
+        project,
+        flow,
+    })
+}
+
+/// Fires the burst, waits for every accepted code at a provider, reports.
+async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result<()> {
+    println!(
+        "burst: {} creates, {} connections, {} dispatcher(s), providers {}, Twilio failing {:.0} %{}",
+        args.count,
+        args.concurrency,
+        args.dispatchers,
+        args.providers,
+        args.fail_ratio * 100.0,
+        if args.callbacks { ", with status callbacks" } else { "" }
+    );
+    // Requests are built before the clock starts, so the load generator
+    // spends its share of the machine on sending them, not on JSON.
+    let url = format!("{}/v2/phone-validations", setup.base);
+    let bearer = format!("Bearer {}", setup.token);
+    let bodies: Vec<(String, bytes::Bytes)> = (0..args.count)
+        .map(|n| {
+            let phone = format!("6{n:07}");
+            let body = json!({"project": setup.project, "projectFlow": setup.flow, "countryCode": "+507",
+                "phone": phone, "validationMethod": "verificationCode", "type": "login"});
+            (format!("+507{phone}"), bytes::Bytes::from(body.to_string()))
+        })
+        .collect();
+    let cpu_before = bench::cpu_by_command();
+    let started = Instant::now();
+    let results: Vec<(String, Instant, bool)> = futures_util::stream::iter(bodies)
+        .map(|(to, body)| {
+            let (http, url, bearer) = (&setup.http, &url, &bearer);
+            async move {
+                let sent = Instant::now();
+                let ok = http
+                    .post(url)
+                    .header("authorization", bearer)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                (to, sent, ok)
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    let creates_done = started.elapsed();
+    let accepted = results.iter().filter(|(_, _, ok)| *ok).count();
+    wait_for_codes(stand_ins, accepted).await;
+    let cpu_after = bench::cpu_by_command();
+    println!(
+        "creates: {accepted} accepted, {} errors, all answered in {:.2} s ({:.0}/s)",
+        args.count - accepted,
+        creates_done.as_secs_f64(),
+        args.count as f64 / creates_done.as_secs_f64()
+    );
+    report_codes(stand_ins, &results, started, accepted);
+    bench::print_cpu("CPU used during the burst", &cpu_before, &cpu_after);
+    if let Some(callbacks) = &stand_ins.callbacks {
+        report_callbacks(callbacks, stand_ins, started).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_codes(stand_ins: &StandIns, accepted: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let distinct = stand_ins.received.lock().map(|r| r.phones.len()).unwrap_or(0);
+        if distinct >= accepted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn report_codes(stand_ins: &StandIns, results: &[(String, Instant, bool)], started: Instant, accepted: usize) {
+    let arrivals = stand_ins.received.lock().map(|r| r.all.clone()).unwrap_or_default();
+    let created_at: HashMap<&str, Instant> = results.iter().map(|(to, at, _)| (to.as_str(), *at)).collect();
+    let mut first: HashMap<&str, (Instant, &'static str)> = HashMap::new();
+    for (to, at, provider) in &arrivals {
+        first.entry(to.as_str()).or_insert((*at, *provider));
+    }
+    let latencies: Vec<f64> = first
+        .iter()
+        .filter_map(|(to, (at, _))| created_at.get(to).map(|c| at.duration_since(*c).as_secs_f64() * 1000.0))
+        .collect();
+    let (p50, p99, max) = bench::percentiles(latencies);
+    let last = arrivals.iter().map(|(_, at, _)| *at).max();
+    let first_at = arrivals.iter().map(|(_, at, _)| *at).min();
+    let window = match (first_at, last) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    };
+    let by_provider = |name: &str| first.values().filter(|(_, p)| *p == name).count();
+    println!(
+        "SMS: {} distinct of {accepted}, {} duplicates; by provider: twilio {}, vonage {}",
+        first.len(),
+        arrivals.len() - first.len(),
+        by_provider("twilio"),
+        by_provider("vonage")
+    );
+    let total = last.map(|l| l.duration_since(started)).unwrap_or_default();
+    println!("first create -> last SMS: {:.2} s", total.as_secs_f64());
+    println!("create -> SMS latency: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
+    println!(
+        "dispatch throughput: {:.0} SMS/s (first to last SMS)",
+        first.len() as f64 / window.max(0.001)
+    );
+}
+
+/// How many signed callbacks the API absorbed, and how fast, during the burst.
+async fn report_callbacks(callbacks: &Callbacks, stand_ins: &StandIns, started: Instant) {
+    let twilio = stand_ins
+        .received
+        .lock()
+        .map(|r| r.all.iter().filter(|(_, _, p)| *p == "twilio").count())
+        .unwrap_or(0) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while callbacks.ok.load(Ordering::Relaxed) + callbacks.failed.load(Ordering::Relaxed) < twilio
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, failed) = (
+        callbacks.ok.load(Ordering::Relaxed),
+        callbacks.failed.load(Ordering::Relaxed),
+    );
+    let took = callbacks
+        .last
+        .lock()
+        .ok()
+        .and_then(|l| *l)
+        .map(|l| l.duration_since(started).as_secs_f64())
+        .unwrap_or(0.0);
+    println!(
+        "callbacks: {ok} answered 2xx, {failed} not, the last {took:.2} s after the first create ({:.0}/s over the burst)",
+        ok as f64 / took.max(0.001)
+    );
+}
+
+/// The dispatchers' view: per-stage times, provider outcomes, breaker states.
+async fn report_dispatchers(args: &Args, http: &reqwest::Client) -> anyhow::Result<()> {
+    for n in 0..args.dispatchers {
+        let metrics = http
+            .get(format!("http://127.0.0.1:{}/metrics", 19_191 + n))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let wanted = [
+            "dispatch_stage_seconds_sum",
+            "dispatch_stage_seconds_count",
+            "provider_requests_total",
+            "provider_breaker_state",
+        ];
+        for line in metrics.lines().filter(|l| wanted.iter().any(|w| l.starts_with(w))) {
+            println!("dispatcher {n}: {line}");
+        }
+    }
+    Ok(())
+}
