@@ -92,6 +92,6 @@ pub fn print_cpu(
 ) {
     let used = cpu_used(before, after);
     let total: f64 = used.iter().map(|(_, t)| t).sum();
-    let parts: Vec<String> = used.iter().take(6).map(|(c, t)| format!("{c} {t:.2}")).collect();
+    let parts: Vec<String> = used.iter().take(10).map(|(c, t)| format!("{c} {t:.2}")).collect();
     println!("{label}: CPU-s {total:.2} in all: {}", parts.join(", "));
 }

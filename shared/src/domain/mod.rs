@@ -1,6 +1,7 @@
 //! Domain types: each is parsed once at the edge and trusted afterwards.
 
 pub mod delivery;
+pub mod fraud;
 mod enums;
 mod phone;
 pub mod phone_validation;
