@@ -155,3 +155,46 @@ async fn guessing_is_bounded_and_a_code_lives_no_longer_than_its_flow_allows() {
     ));
     assert_eq!(app.post("/v2/phone-validations", shorter).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_flow_answers_only_the_countries_it_allows_by_region_not_calling_code() {
+    let settings = json!({"allowedCountries": ["PA", "US"], "testNumbers": {"+573001234599": "123456"}});
+    let (app, project, flow) = TestApp::with_flow(settings).await;
+    let us = app
+        .post("/v2/phone-validations", body(&project, &flow, "+1", "415 555 2671"))
+        .await;
+    assert_eq!(us.status, StatusCode::OK, "{:?}", us.body);
+    let canada = app
+        .post("/v2/phone-validations", body(&project, &flow, "+1", "416 555 0123"))
+        .await;
+    assert_eq!(
+        (canada.status, canada.message()),
+        (StatusCode::FORBIDDEN, "403:country_not_allowed"),
+        "+1 is many countries"
+    );
+    let colombia = app
+        .post("/v2/phone-validations", body(&project, &flow, "+57", "300 123 4567"))
+        .await;
+    assert_eq!(colombia.message(), "403:country_not_allowed");
+    assert_eq!(
+        app.count("phone_validations").await,
+        1,
+        "nothing written for the refused ones"
+    );
+    let test_number = app
+        .post("/v2/phone-validations", body(&project, &flow, "+57", "300 123 4599"))
+        .await;
+    assert_eq!(
+        test_number.status,
+        StatusCode::OK,
+        "a flow's test number passes: {:?}",
+        test_number.body
+    );
+    let flows = app
+        .post(
+            "/v2/project-flows",
+            json!({"project": project, "type": "login", "phone": {"allowedCountries": ["Panama"]}}),
+        )
+        .await;
+    assert_eq!(flows.message(), "400:invalid_allowedCountries");
+}

@@ -79,7 +79,9 @@ impl GuardMode {
 pub enum Verdict {
     Allow,
     /// The prefix converts far below the client's baseline.
-    Block { reason: &'static str },
+    Block {
+        reason: &'static str,
+    },
 }
 
 /// The client's baseline conversion from its traffic outside what is judged.
@@ -147,16 +149,76 @@ mod tests {
     #[test]
     fn the_verdicts_of_the_cases_the_guard_is_built_for() {
         let cases = [
-            ("cold start: nothing judged yet", GuardMode::Standard, counts(0, 0), counts(0, 0), false),
-            ("cold start: a new client's first judged sends, typed", GuardMode::Standard, counts(40, 34), counts(40, 34), false),
-            ("a new client pumped from its first send", GuardMode::Standard, counts(40, 0), counts(40, 0), true),
-            ("slow-converting client, its usual prefix", GuardMode::Standard, counts(200, 110), counts(2000, 1200), false),
-            ("slow-converting client, a bad day on one prefix", GuardMode::Standard, counts(40, 15), counts(2000, 1200), false),
-            ("attack beside normal traffic", GuardMode::Standard, counts(60, 1), counts(560, 451), true),
-            ("attack too small to judge yet", GuardMode::Standard, counts(20, 0), counts(520, 450), false),
-            ("max judges sooner", GuardMode::Max, counts(20, 0), counts(520, 450), true),
-            ("off never blocks", GuardMode::Off, counts(500, 0), counts(1000, 450), false),
-            ("a legitimate dip on a 95 % client", GuardMode::Standard, counts(35, 24), counts(1035, 974), false),
+            (
+                "cold start: nothing judged yet",
+                GuardMode::Standard,
+                counts(0, 0),
+                counts(0, 0),
+                false,
+            ),
+            (
+                "cold start: a new client's first judged sends, typed",
+                GuardMode::Standard,
+                counts(40, 34),
+                counts(40, 34),
+                false,
+            ),
+            (
+                "a new client pumped from its first send",
+                GuardMode::Standard,
+                counts(40, 0),
+                counts(40, 0),
+                true,
+            ),
+            (
+                "slow-converting client, its usual prefix",
+                GuardMode::Standard,
+                counts(200, 110),
+                counts(2000, 1200),
+                false,
+            ),
+            (
+                "slow-converting client, a bad day on one prefix",
+                GuardMode::Standard,
+                counts(40, 15),
+                counts(2000, 1200),
+                false,
+            ),
+            (
+                "attack beside normal traffic",
+                GuardMode::Standard,
+                counts(60, 1),
+                counts(560, 451),
+                true,
+            ),
+            (
+                "attack too small to judge yet",
+                GuardMode::Standard,
+                counts(20, 0),
+                counts(520, 450),
+                false,
+            ),
+            (
+                "max judges sooner",
+                GuardMode::Max,
+                counts(20, 0),
+                counts(520, 450),
+                true,
+            ),
+            (
+                "off never blocks",
+                GuardMode::Off,
+                counts(500, 0),
+                counts(1000, 450),
+                false,
+            ),
+            (
+                "a legitimate dip on a 95 % client",
+                GuardMode::Standard,
+                counts(35, 24),
+                counts(1035, 974),
+                false,
+            ),
         ];
         for (case, mode, prefix, client, blocked) in cases {
             let verdict = judge_prefix(mode, prefix, client);
@@ -169,7 +231,11 @@ mod tests {
         // 25 prefixes of one country, 8 judged sends each, 1 typed in all.
         let client = counts(500 + 200, 450 + 1);
         let prefix = counts(8, 0);
-        assert_eq!(judge_prefix(GuardMode::Standard, prefix, client), Verdict::Allow, "each too small");
+        assert_eq!(
+            judge_prefix(GuardMode::Standard, prefix, client),
+            Verdict::Allow,
+            "each too small"
+        );
         let country = counts(200, 1);
         assert_eq!(
             judge_country(GuardMode::Standard, country, client),
@@ -178,7 +244,10 @@ mod tests {
             }
         );
         // A country the client simply sends a lot to, converting normally, is not.
-        assert_eq!(judge_country(GuardMode::Standard, counts(400, 350), counts(900, 800)), Verdict::Allow);
+        assert_eq!(
+            judge_country(GuardMode::Standard, counts(400, 350), counts(900, 800)),
+            Verdict::Allow
+        );
     }
 
     /// The thresholds from data: legitimate prefixes are binomial draws at
@@ -210,7 +279,10 @@ mod tests {
             }
             println!("{mode:?}: {false_blocks} of {trials} legitimate prefixes blocked");
             let allowed = if mode == GuardMode::Max { 10 } else { 2 };
-            assert!(false_blocks <= allowed, "{mode:?}: {false_blocks} of {trials} legitimate prefixes blocked");
+            assert!(
+                false_blocks <= allowed,
+                "{mode:?}: {false_blocks} of {trials} legitimate prefixes blocked"
+            );
 
             for leak in [0.0, 0.02, 0.05] {
                 let client = counts(1_000, 850);
@@ -220,7 +292,10 @@ mod tests {
                     judge_prefix(mode, prefix, whole) != Verdict::Allow
                 });
                 println!("{mode:?}: a prefix with {leak} typed is blocked at {blocked_at:?} judged sends");
-                assert!(blocked_at.is_some_and(|n| n <= 60), "{mode:?}, {leak}: blocked at {blocked_at:?}");
+                assert!(
+                    blocked_at.is_some_and(|n| n <= 60),
+                    "{mode:?}, {leak}: blocked at {blocked_at:?}"
+                );
             }
         }
     }

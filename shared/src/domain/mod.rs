@@ -1,8 +1,8 @@
 //! Domain types: each is parsed once at the edge and trusted afterwards.
 
 pub mod delivery;
-pub mod fraud;
 mod enums;
+pub mod fraud;
 mod phone;
 pub mod phone_validation;
 mod settings;

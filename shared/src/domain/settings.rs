@@ -1,6 +1,7 @@
 //! A project flow's phone settings: what every validation created under the
 //! flow inherits. Stored whole (JSONB) with defaults filled in.
 
+use super::fraud::GuardMode;
 use super::{Gateway, Language};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,6 +33,36 @@ pub struct PhoneSettings {
     /// With gateway `whatsapp`: fall back to SMS when the number is not on WhatsApp.
     #[serde(default)]
     pub sms_fallback: bool,
+    /// ISO 3166-1 alpha-2 regions numbers may belong to; empty: every country.
+    #[serde(default)]
+    pub allowed_countries: Vec<String>,
+    /// How eagerly prefixes that pump codes are blocked.
+    #[serde(default)]
+    pub fraud_guard: GuardMode,
+    /// Caller-keyed limits on creates.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+/// `rateLimits` of a flow (CONTRACT §9): every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimits {
+    /// Creates per value of the body's `ipAddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<IpLimits>,
+    /// The flow's sends per UTC day: a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
 }
 
 impl Default for PhoneSettings {
@@ -47,6 +78,9 @@ impl Default for PhoneSettings {
             webhook_url: None,
             test_numbers: BTreeMap::new(),
             sms_fallback: false,
+            allowed_countries: Vec::new(),
+            fraud_guard: GuardMode::Standard,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -65,6 +99,9 @@ pub struct PhoneSettingsPatch {
     pub webhook_url: Option<String>,
     pub test_numbers: Option<BTreeMap<String, String>>,
     pub sms_fallback: Option<bool>,
+    pub allowed_countries: Option<Vec<String>>,
+    pub fraud_guard: Option<GuardMode>,
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// A setting out of range; `0` names the field.
@@ -123,7 +160,14 @@ impl PhoneSettingsPatch {
             },
             test_numbers: self.test_numbers.unwrap_or(base.test_numbers),
             sms_fallback: self.sms_fallback.unwrap_or(base.sms_fallback),
+            allowed_countries: match self.allowed_countries {
+                Some(countries) => check_countries(countries)?,
+                None => base.allowed_countries,
+            },
+            fraud_guard: self.fraud_guard.unwrap_or(base.fraud_guard),
+            rate_limits: self.rate_limits.unwrap_or(base.rate_limits),
         };
+        check_rate_limits(&settings.rate_limits)?;
         if let Some(url) = &settings.webhook_url {
             check_url(url, "webhookUrl")?;
         }
@@ -131,6 +175,39 @@ impl PhoneSettingsPatch {
         check_guessing_bound(&settings)?;
         Ok(settings)
     }
+}
+
+/// ISO 3166-1 alpha-2 codes libphonenumber knows, upper-cased and deduplicated.
+fn check_countries(countries: Vec<String>) -> Result<Vec<String>, SettingsError> {
+    const FIELD: &str = "allowedCountries";
+    if countries.len() > 300 {
+        return Err(SettingsError(FIELD));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(countries.len());
+    for country in countries {
+        let upper = country.trim().to_ascii_uppercase();
+        let known = upper.len() == 2 && upper.parse::<phonenumber::country::Id>().is_ok();
+        if !known {
+            return Err(SettingsError(FIELD));
+        }
+        if !checked.contains(&upper) {
+            checked.push(upper);
+        }
+    }
+    Ok(checked)
+}
+
+/// Every limit given is 1 or more (and sane).
+fn check_rate_limits(limits: &RateLimits) -> Result<(), SettingsError> {
+    let check = |value: Option<u32>, max: u32, field: &'static str| match value {
+        Some(n) if n == 0 || n > max => Err(SettingsError(field)),
+        _ => Ok(()),
+    };
+    if let Some(ip) = &limits.ip_address {
+        check(ip.per_minute, 100_000, "perMinute")?;
+        check(ip.per_hour, 1_000_000, "perHour")?;
+    }
+    check(limits.per_day, 100_000_000, "perDay")
 }
 
 /// Guesses a phone can take in an hour (attempts per code × codes per hour)
@@ -199,6 +276,37 @@ mod tests {
         assert_eq!(with(4, 20, 10), Err(SettingsError("maxSendsPerHour")));
         assert_eq!(with(6, 20, 1000), Err(SettingsError("maxSendsPerHour")));
         assert!(with(6, 10, 1000).is_ok());
+    }
+
+    #[test]
+    fn countries_and_rate_limits_are_checked_and_named() {
+        let patch = |json: serde_json::Value| {
+            serde_json::from_value::<PhoneSettingsPatch>(json)
+                .unwrap()
+                .apply(PhoneSettings::default())
+        };
+        let settings = patch(serde_json::json!({"allowedCountries": ["pa", "CO", "PA"]})).unwrap();
+        assert_eq!(settings.allowed_countries, ["PA", "CO"]);
+        assert_eq!(
+            patch(serde_json::json!({"allowedCountries": ["Panama"]})),
+            Err(SettingsError("allowedCountries"))
+        );
+        assert_eq!(
+            patch(serde_json::json!({"allowedCountries": ["XX"]})),
+            Err(SettingsError("allowedCountries"))
+        );
+        assert_eq!(
+            patch(serde_json::json!({"rateLimits": {"ipAddress": {"perMinute": 0}}})),
+            Err(SettingsError("perMinute"))
+        );
+        assert_eq!(
+            patch(serde_json::json!({"rateLimits": {"perDay": 0}})),
+            Err(SettingsError("perDay"))
+        );
+        let limited = patch(serde_json::json!({"fraudGuard": "max", "rateLimits": {"ipAddress": {"perMinute": 3, "perHour": 10}, "perDay": 5000}})).unwrap();
+        assert_eq!(limited.fraud_guard, GuardMode::Max);
+        assert_eq!(limited.rate_limits.per_day, Some(5000));
+        assert!(serde_json::from_value::<PhoneSettingsPatch>(serde_json::json!({"fraudGuard": "sometimes"})).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::extract::{check_len, parse_json, path_id};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use shared::domain::{
@@ -123,12 +123,18 @@ impl CreatePhoneValidation {
 }
 
 impl NewValidation {
-    /// What only the flow can say: a number that cannot receive an SMS is
-    /// refused unless it is one of the flow's test numbers, and a code may
-    /// not live longer than the flow allows.
+    /// What only the flow can say: a number that cannot receive an SMS, or
+    /// of a country the flow does not allow, is refused unless it is one of
+    /// the flow's test numbers, and a code may not live longer than the flow allows.
     fn check_against(&self, settings: &PhoneSettings) -> ApiResult<()> {
-        if !self.phone.can_receive_sms() && settings.test_code(self.phone.e164()).is_none() {
+        let test_number = settings.test_code(self.phone.e164()).is_some();
+        if !self.phone.can_receive_sms() && !test_number {
             return Err(ApiError::invalid("phone"));
+        }
+        // Geo permissions: by the number's region, not its calling code alone (`+1` is many countries).
+        let allowed = &settings.allowed_countries;
+        if !allowed.is_empty() && !test_number && !self.phone.region().is_some_and(|r| allowed.iter().any(|a| a == r)) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "country_not_allowed"));
         }
         if let Some(expires_at) = self.body.expires_at {
             let longest = Utc::now() + Duration::seconds(i64::from(settings.otp_expires_in_seconds));
