@@ -1,7 +1,7 @@
 //! Reading configuration from the environment (and a `.env` file, if any).
 //! Each process has one config struct built from these helpers at start.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::str::FromStr;
 
 /// What is wrong with the environment; the message says what to fix.
@@ -82,7 +82,8 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
 pub struct CommonConfig {
     /// `DATABASE_URL`: PostgreSQL.
     pub database_url: SecretString,
-    /// `AMQP_URL`: RabbitMQ.
+    /// `AMQP_URL`: RabbitMQ; one URL, or the nodes of a cluster separated by
+    /// commas (checked at start: every entry must be an AMQP URL).
     pub amqp_url: SecretString,
     /// `AMQP_PREFIX`: prepended to every exchange and queue name (default empty),
     /// so several environments can share one broker.
@@ -93,9 +94,14 @@ pub struct CommonConfig {
 
 impl CommonConfig {
     pub fn from_env(default_pool: u32) -> Result<Self, ConfigError> {
+        let amqp_url = SecretString::from(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
+        crate::amqp::parse_url_list(amqp_url.expose_secret()).map_err(|error| ConfigError::Invalid {
+            name: "AMQP_URL",
+            reason: error.to_string(),
+        })?;
         Ok(Self {
             database_url: SecretString::from(var_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/otp")),
-            amqp_url: SecretString::from(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
+            amqp_url,
             amqp_prefix: var_or("AMQP_PREFIX", ""),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", default_pool)?,
         })
