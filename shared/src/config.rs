@@ -1,7 +1,7 @@
 //! Reading configuration from the environment (and a `.env` file, if any).
 //! Each process has one config struct built from these helpers at start.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::str::FromStr;
 
 /// What is wrong with the environment; the message says what to fix.
@@ -77,6 +77,17 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(millis))
 }
 
+/// `AMQP_URL`, checked: one AMQP URL or several, comma-separated, every
+/// entry well-formed (a typo in one node's URL would otherwise show only
+/// when the process fails over to that node).
+fn amqp_url(raw: String) -> Result<SecretString, ConfigError> {
+    crate::amqp::parse_url_list(&raw).map_err(|error| ConfigError::Invalid {
+        name: "AMQP_URL",
+        reason: error.to_string(),
+    })?;
+    Ok(SecretString::from(raw))
+}
+
 /// The settings every process shares.
 #[derive(Clone, Debug)]
 pub struct CommonConfig {
@@ -94,11 +105,7 @@ pub struct CommonConfig {
 
 impl CommonConfig {
     pub fn from_env(default_pool: u32) -> Result<Self, ConfigError> {
-        let amqp_url = SecretString::from(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
-        crate::amqp::parse_url_list(amqp_url.expose_secret()).map_err(|error| ConfigError::Invalid {
-            name: "AMQP_URL",
-            reason: error.to_string(),
-        })?;
+        let amqp_url = amqp_url(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"))?;
         Ok(Self {
             database_url: SecretString::from(var_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/otp")),
             amqp_url,
@@ -112,6 +119,21 @@ impl CommonConfig {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn amqp_url_takes_a_list_and_refuses_a_malformed_entry() {
+        use secrecy::ExposeSecret;
+        let list = "amqp://u:p@a:5672/%2f, amqp://u:p@b:5672/%2f";
+        assert_eq!(amqp_url(list.to_owned()).unwrap().expose_secret(), list);
+        let error = amqp_url("amqp://u:pw@a:5672/%2f,amqp://u:pw@b:x/%2f".to_owned()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("environment variable AMQP_URL is invalid: entry 2 of 2"),
+            "{message}"
+        );
+        assert!(!message.contains("pw"), "{message}");
+        assert!(amqp_url(" , ".to_owned()).is_err());
+    }
 
     #[test]
     fn durations_take_units() {

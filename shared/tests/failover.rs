@@ -113,6 +113,21 @@ async fn the_first_broker_that_answers_is_used() {
     let ids = drain_ids(&inspect, &topology.dispatch_queue()).await;
     assert_eq!(ids, ["first-answers"]);
 
+    // The one-shot tools (otpctl) take the same list.
+    let urls = SecretString::from(format!("amqp://guest:guest@127.0.0.1:{}/%2f,{LOCAL}", closed_port()));
+    let tool = shared::amqp::connect_first(&urls, ConnectionProperties::default())
+        .await
+        .expect("connect_first reaches the second URL");
+    let _ = tool.close(200, "bye".into()).await;
+    let dead = SecretString::from(format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port()));
+    let error = shared::amqp::connect_first(&dead, ConnectionProperties::default())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with("no RabbitMQ node answered (127.0.0.1:"),
+        "{error}"
+    );
+
     cancel.cancel();
     broker.wait_closed().await;
     let channel = inspect.create_channel().await.unwrap();
