@@ -77,12 +77,24 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(millis))
 }
 
+/// `AMQP_URL`, checked: one AMQP URL or several, comma-separated, every
+/// entry well-formed (a typo in one node's URL would otherwise show only
+/// when the process fails over to that node).
+fn amqp_url(raw: String) -> Result<SecretString, ConfigError> {
+    crate::amqp::parse_url_list(&raw).map_err(|error| ConfigError::Invalid {
+        name: "AMQP_URL",
+        reason: error.to_string(),
+    })?;
+    Ok(SecretString::from(raw))
+}
+
 /// The settings every process shares.
 #[derive(Clone, Debug)]
 pub struct CommonConfig {
     /// `DATABASE_URL`: PostgreSQL.
     pub database_url: SecretString,
-    /// `AMQP_URL`: RabbitMQ.
+    /// `AMQP_URL`: RabbitMQ; one URL, or the nodes of a cluster separated by
+    /// commas (checked at start: every entry must be an AMQP URL).
     pub amqp_url: SecretString,
     /// `AMQP_PREFIX`: prepended to every exchange and queue name (default empty),
     /// so several environments can share one broker.
@@ -93,9 +105,10 @@ pub struct CommonConfig {
 
 impl CommonConfig {
     pub fn from_env(default_pool: u32) -> Result<Self, ConfigError> {
+        let amqp_url = amqp_url(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"))?;
         Ok(Self {
             database_url: SecretString::from(var_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/otp")),
-            amqp_url: SecretString::from(var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
+            amqp_url,
             amqp_prefix: var_or("AMQP_PREFIX", ""),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", default_pool)?,
         })
@@ -106,6 +119,21 @@ impl CommonConfig {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn amqp_url_takes_a_list_and_refuses_a_malformed_entry() {
+        use secrecy::ExposeSecret;
+        let list = "amqp://u:p@a:5672/%2f, amqp://u:p@b:5672/%2f";
+        assert_eq!(amqp_url(list.to_owned()).unwrap().expose_secret(), list);
+        let error = amqp_url("amqp://u:pw@a:5672/%2f,amqp://u:pw@b:x/%2f".to_owned()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("environment variable AMQP_URL is invalid: entry 2 of 2"),
+            "{message}"
+        );
+        assert!(!message.contains("pw"), "{message}");
+        assert!(amqp_url(" , ".to_owned()).is_err());
+    }
 
     #[test]
     fn durations_take_units() {

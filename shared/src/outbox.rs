@@ -190,11 +190,12 @@ async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
             }
         }
     }
-    let results =
-        join_all(pending.into_iter().map(|(message, confirm)| async move {
-            (message, Broker::confirmed(confirm, &message.routing_key).await)
-        }))
-        .await;
+    let results = join_all(
+        pending
+            .into_iter()
+            .map(|(message, confirm)| async move { (message, broker.confirm(confirm, &message.routing_key).await) }),
+    )
+    .await;
     let mut published = Vec::with_capacity(results.len());
     for (message, result) in results {
         match result {

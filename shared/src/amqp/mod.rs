@@ -8,7 +8,7 @@ pub mod dlq;
 pub mod retry;
 mod topology;
 
-pub use broker::{Broker, PublishError};
+pub use broker::{connect_first, parse_url_list, Broker, BrokerUrl, PublishError, UrlListError};
 pub use consumer::{consume, Handled};
 pub use lapin::message::Delivery;
 pub use lapin::BasicProperties;

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use shared::amqp::{dlq, Topology};
 
@@ -68,8 +67,8 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<Value> {
 /// A channel on AMQP_URL and the queue names under AMQP_PREFIX.
 async fn amqp() -> anyhow::Result<(lapin::Connection, lapin::Channel, Topology)> {
     let config = shared::config::CommonConfig::from_env(2)?;
-    let connection = lapin::Connection::connect(
-        config.amqp_url.expose_secret(),
+    let connection = shared::amqp::connect_first(
+        &config.amqp_url,
         lapin::ConnectionProperties::default().with_connection_name("otpctl".into()),
     )
     .await
