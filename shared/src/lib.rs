@@ -16,8 +16,6 @@ pub mod otp;
 pub mod outbox;
 pub mod process;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit_cluster;
 pub mod time;
 
 pub use id::ObjectId;

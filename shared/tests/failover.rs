@@ -2,9 +2,9 @@
 //! the first that answers and moves to another when its node goes away,
 //! without losing or repeating accepted work), against real brokers: the
 //! machine's RabbitMQ on 127.0.0.1:5672, and a throwaway three-node cluster
-//! (`.ci/rabbitmq-cluster`, through `shared::testkit_cluster`).
+//! (`.ci/rabbitmq-cluster`, through `testkit::cluster`).
 //!
-//! Run with `cargo test -p shared --features testkit --test failover`.
+//! Run with `cargo test -p shared --test failover`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +14,7 @@ use lapin::{Connection, ConnectionProperties};
 use secrecy::SecretString;
 use shared::amqp::{Broker, PublishError};
 use shared::events::routing;
-use shared::testkit_cluster::{scratch_topology, Cluster};
+use testkit::cluster::{scratch_topology, Cluster};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;

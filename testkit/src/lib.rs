@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
 
 pub mod api;
+pub mod cluster;
 pub mod dispatch;
 pub mod infra;
 pub mod process;

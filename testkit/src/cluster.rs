@@ -8,7 +8,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a failed setup step should stop the test loudly
 
-use crate::amqp::Topology;
+use shared::amqp::Topology;
 use rand::Rng;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
