@@ -7,9 +7,11 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod fraud;
 pub mod listing;
 pub mod openapi;
 pub mod routes;
+pub mod stats;
 
 use anyhow::Context;
 use auth::Jwt;
@@ -86,6 +88,7 @@ impl Service for Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("while binding API_ADDR {}", config.addr))?;
+        fraud::judge::spawn(state.pool.clone(), relay.clone(), config.fraud_guard, cancel.clone());
         let router = routes::router(state.clone());
         Ok(Self {
             listener,

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers and their types.
 
-use crate::routes::{phone_validations, project_flows, projects, webhook_deliveries};
+use crate::routes::{fraud_guard, phone_validations, project_flows, projects, webhook_deliveries};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,7 +12,10 @@ use utoipa::{Modify, OpenApi};
         project_flows::create, project_flows::list, project_flows::read, project_flows::update,
         phone_validations::create::create, phone_validations::validate::validate,
         phone_validations::read::read, phone_validations::read::list,
+        phone_validations::stats::stats,
         webhook_deliveries::list,
+        fraud_guard::list_blocks, fraud_guard::lift_block,
+        fraud_guard::add, fraud_guard::list, fraud_guard::remove,
     ),
     modifiers(&BearerAuth),
 )]

@@ -13,6 +13,8 @@ pub mod routing {
     pub const OTP_FAILOVER: &str = "otp.failover";
     pub const VALIDATED: &str = "phone_validation.validated";
     pub const FAILED: &str = "phone_validation.failed";
+    /// The fraud guard blocked a prefix (CONTRACT §9): a webhook to the flow.
+    pub const FRAUD_GUARD_BLOCKED: &str = "fraud_guard.blocked";
 }
 
 /// An event that can be published: it knows its routing key and id.
@@ -80,6 +82,49 @@ impl OtpFailover {
 impl Event for OtpFailover {
     fn routing_key(&self) -> &'static str {
         routing::OTP_FAILOVER
+    }
+    fn event_id(&self) -> &str {
+        self.event_id.as_str()
+    }
+}
+
+/// The fraud guard blocked a prefix of a client. Carries only the block's
+/// id: the webhook worker reads the block (and its flow's URL) from the
+/// database, as it does validations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FraudGuardBlocked {
+    pub event_id: ObjectId,
+    /// Always `fraud_guard_blocked`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub occurred_at: DateTime<Utc>,
+    pub data: BlockRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockRef {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+}
+
+impl FraudGuardBlocked {
+    pub const TYPE: &'static str = "fraud_guard_blocked";
+
+    pub fn new(block: ObjectId) -> Self {
+        Self {
+            event_id: ObjectId::new(),
+            kind: Self::TYPE.to_owned(),
+            occurred_at: Utc::now(),
+            data: BlockRef { id: block },
+        }
+    }
+}
+
+impl Event for FraudGuardBlocked {
+    fn routing_key(&self) -> &'static str {
+        routing::FRAUD_GUARD_BLOCKED
     }
     fn event_id(&self) -> &str {
         self.event_id.as_str()

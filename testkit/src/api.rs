@@ -107,8 +107,26 @@ impl TestApp {
     /// Starts the API with queues named by `topology` and `amqp_url` as its
     /// broker (a proxy, in outage tests).
     pub async fn spawn_with(topology: Topology, amqp_url: &str) -> Self {
+        Self::spawn_configured(topology, amqp_url, fraud_guard_config(), None).await
+    }
+
+    /// Starts the API with its own fraud guard settings, on a fresh database
+    /// or on `database` (a second instance beside another).
+    pub async fn spawn_guarded(guard: api::fraud::GuardConfig, database: Option<(String, sqlx::PgPool)>) -> Self {
+        Self::spawn_configured(infra::topology(), &infra::amqp_url(), guard, database).await
+    }
+
+    async fn spawn_configured(
+        topology: Topology,
+        amqp_url: &str,
+        guard: api::fraud::GuardConfig,
+        database: Option<(String, sqlx::PgPool)>,
+    ) -> Self {
         shared::telemetry::init();
-        let (database_url, pool) = infra::database().await;
+        let (database_url, pool) = match database {
+            Some(database) => database,
+            None => infra::database().await,
+        };
         let config = ApiConfig {
             common: common_config(&database_url, amqp_url),
             addr: "127.0.0.1:0".parse().expect("an address"),
@@ -116,6 +134,7 @@ impl TestApp {
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),
             callbacks: Self::callback_config(),
+            fraud_guard: guard,
         };
         let cancel = CancellationToken::new();
         let app = Application::build(config, topology.clone(), cancel.clone())
@@ -331,4 +350,14 @@ pub async fn create_client(pool: &PgPool, name: &str) -> ObjectId {
         .await
         .expect("create a client");
     id
+}
+
+/// The guard as tests run it: folded and judged every 200 ms, with the
+/// default grace (so a test's unvalidated burst is never judged while it
+/// runs); fraud-guard tests pass their own through `spawn_guarded`.
+pub fn fraud_guard_config() -> api::fraud::GuardConfig {
+    api::fraud::GuardConfig {
+        interval: std::time::Duration::from_millis(200),
+        ..api::fraud::GuardConfig::default()
+    }
 }

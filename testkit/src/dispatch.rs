@@ -49,8 +49,13 @@ impl Harness {
     /// binary declares its queues without the test expiry, so such tests use
     /// a plain topology and delete it at the end).
     pub async fn with_topology(topology: Topology) -> Self {
+        Self::with_app(TestApp::spawn_with(topology, &infra::amqp_url()).await).await
+    }
+
+    /// Around an API started elsewhere (with its own settings).
+    pub async fn with_app(app: TestApp) -> Self {
         Self {
-            app: TestApp::spawn_with(topology, &infra::amqp_url()).await,
+            app,
             twilio: MockServer::start().await,
             vonage: MockServer::start().await,
             whatsapp: MockServer::start().await,

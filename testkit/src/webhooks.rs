@@ -46,6 +46,40 @@ impl Default for Options {
     }
 }
 
+/// A webhook worker in-process beside `app` (its database and queues):
+/// its stop token, its `run()` and its health address.
+pub async fn start_worker(
+    app: &TestApp,
+    options: &Options,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, String) {
+    let config = WebhookConfig {
+        common: common_config(&app.database_url, &infra::amqp_url()),
+        health_addr: "127.0.0.1:0".parse().expect("test setup"),
+        allow_private: options.allow_private,
+        timeout: options.timeout,
+        retry_schedule: parse_schedule(options.schedule).expect("test setup"),
+        prefetch: options.prefetch,
+        per_host_concurrency: options.per_host,
+        host_wait: Duration::from_millis(250),
+    };
+    let worker = CancellationToken::new();
+    let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
+        .await
+        .expect("build the worker");
+    let health = format!("http://{}", built.health_addr().expect("test setup"));
+    let running = tokio::spawn(built.run());
+    wait_worker_ready(app, &health).await;
+    (worker, running, health)
+}
+
+async fn wait_worker_ready(app: &TestApp, health: &str) {
+    infra::eventually(Duration::from_secs(30), "the worker to be ready", || async {
+        let r = app.http.get(format!("{health}/ready")).send().await.ok()?;
+        (r.status() == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
 /// The API and the worker, sharing a database and a queue namespace.
 pub struct TestEnv {
     pub app: TestApp,
@@ -64,26 +98,11 @@ impl Drop for TestEnv {
 impl TestEnv {
     pub async fn spawn(options: Options) -> Self {
         let app = TestApp::spawn().await;
-        let config = WebhookConfig {
-            common: common_config(&app.database_url, &infra::amqp_url()),
-            health_addr: "127.0.0.1:0".parse().expect("test setup"),
-            allow_private: options.allow_private,
-            timeout: options.timeout,
-            retry_schedule: parse_schedule(options.schedule).expect("test setup"),
-            prefetch: options.prefetch,
-            per_host_concurrency: options.per_host,
-            host_wait: Duration::from_millis(250),
-        };
-        let worker = CancellationToken::new();
-        let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
-            .await
-            .expect("build the worker");
-        let health = format!("http://{}", built.health_addr().expect("test setup"));
-        let running = Some(tokio::spawn(built.run()));
+        let (worker, running, health) = start_worker(&app, &options).await;
         let env = Self {
             app,
             worker,
-            running,
+            running: Some(running),
             health,
         };
         env.app.wait_for_broker().await;
@@ -92,11 +111,7 @@ impl TestEnv {
     }
 
     async fn wait_ready(&self) {
-        infra::eventually(Duration::from_secs(30), "the worker to be ready", || async {
-            let r = self.app.http.get(format!("{}/ready", self.health)).send().await.ok()?;
-            (r.status() == reqwest::StatusCode::OK).then_some(())
-        })
-        .await;
+        wait_worker_ready(&self.app, &self.health).await;
     }
 
     pub fn webhook_queue(&self) -> String {

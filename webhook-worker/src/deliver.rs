@@ -8,7 +8,7 @@
 //! host is deferred the same way.
 
 use crate::hosts::HostLimiter;
-use crate::message::Message;
+use crate::message::{EventKind, Message};
 use crate::policy::{random_jitter, Attempted, RetryPolicy};
 use crate::records::{AttemptKey, Claim, LoadError, Target};
 use crate::sender::{Call, Sender, Signed};
@@ -30,16 +30,35 @@ use tracing::Instrument;
 /// so an outage does not spin the queue.
 const BACK_OFF: Duration = Duration::from_secs(1);
 
-/// The body POSTed to the client (CONTRACT §8).
+/// The body POSTed to the client (CONTRACT §8, §9).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookBody<'a> {
     #[serde(rename = "type")]
-    pub kind: ValidationEventType,
-    pub object: &'a PhoneValidation,
+    pub kind: &'static str,
+    pub object: &'a WebhookObject,
     pub event_id: &'a ObjectId,
     #[serde(serialize_with = "shared::time::serialize")]
     pub occurred_at: DateTime<Utc>,
+}
+
+/// What an event is about, as the receiver gets it in `object`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum WebhookObject {
+    Validation(Box<PhoneValidation>),
+    Block(BlockObject),
+}
+
+/// A fraud-guard block in a `fraud_guard_blocked` webhook (CONTRACT §9).
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockObject {
+    pub prefix: String,
+    #[serde(serialize_with = "shared::time::serialize")]
+    pub until: DateTime<Utc>,
+    pub sent: i64,
+    pub validated: i64,
 }
 
 /// The validation's own URL wins over its flow's.
@@ -77,9 +96,15 @@ pub struct Deliverer {
     pub allow_private: bool,
 }
 
-/// What a delivery works from: the validation as stored, and its client's keys.
+/// What a delivery works from: the event's object as stored, whose it is,
+/// and its client's keys.
 struct Loaded {
-    validation: PhoneValidation,
+    object: WebhookObject,
+    /// The validation's (or block's) id.
+    subject: ObjectId,
+    client: ObjectId,
+    /// The validation's own `webhookUrl` (a block has none: its flow's).
+    own_url: Option<String>,
     target: Arc<Target>,
 }
 
@@ -97,7 +122,7 @@ impl Deliverer {
         let span = tracing::info_span!(
             "webhook",
             event_id = %message.event_id,
-            validation_id = %message.validation_id,
+            subject_id = %message.subject_id,
             attempt = message.attempt,
             round = message.round,
         );
@@ -109,9 +134,8 @@ impl Deliverer {
             Ok(loaded) => loaded,
             Err(settled) => return settled,
         };
-        let validation = &loaded.validation;
         let flow_url = loaded.target.flow_url.as_deref();
-        let Some(raw_url) = choose_url(validation.webhook_url.as_deref(), flow_url) else {
+        let Some(raw_url) = choose_url(loaded.own_url.as_deref(), flow_url) else {
             tracing::debug!("no webhook URL: nothing to deliver");
             metrics::counter!("webhook_skipped_total").increment(1);
             return Handled::Ack;
@@ -127,7 +151,7 @@ impl Deliverer {
         if host.as_deref().is_some_and(|host| self.hosts.stalled(host)) {
             return self.defer(message, "host stalled").await;
         }
-        let row = match self.claim(message, validation, raw_url).await {
+        let row = match self.claim(message, &loaded, raw_url).await {
             Ok(row) => row,
             Err(settled) => return settled,
         };
@@ -154,12 +178,55 @@ impl Deliverer {
         self.conclude(message, row, &call, decision).await
     }
 
-    /// Load: the validation by the event's id, as stored now, and its
-    /// client's signing keys. `Err` settles the message.
+    /// Load: the event's object by its id, as stored now, and its client's
+    /// signing keys. `Err` settles the message.
     #[tracing::instrument(skip_all)]
     async fn load(&self, message: &Message) -> Result<Loaded, Handled> {
         let started = Instant::now();
-        let validation = match self.store.validation(&message.validation_id).await {
+        let (object, subject, client, flow, own_url) = match message.kind {
+            EventKind::Validation(kind) => {
+                let validation = self.load_validation(message, kind).await?;
+                let (id, client, flow) = (validation.id.clone(), validation.client.clone(), validation.project_flow.clone());
+                let own_url = validation.webhook_url.clone();
+                (WebhookObject::Validation(Box::new(validation)), id, client, flow, own_url)
+            }
+            EventKind::FraudGuardBlocked(_) => match self.store.block(&message.subject_id).await {
+                Ok(Some((client, flow, block))) => {
+                    (WebhookObject::Block(block), message.subject_id.clone(), client, flow, None)
+                }
+                Ok(None) => {
+                    tracing::error!("the event's fraud-guard block does not exist; dead-lettering it");
+                    return Err(Handled::Reject);
+                }
+                Err(error) => return Err(back_off("loading the block", &error).await),
+            },
+        };
+        let target = match self.store.target(&client, &flow).await {
+            Ok(Some(target)) => target,
+            Ok(None) => {
+                tracing::error!(client_id = %client, "the event's client does not exist; dead-lettering it");
+                return Err(Handled::Reject);
+            }
+            Err(LoadError::Secret(error)) => {
+                tracing::error!(client_id = %client, %error, "dead-lettering the event");
+                return Err(Handled::Reject);
+            }
+            Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
+        };
+        stage("load", started);
+        Ok(Loaded {
+            object,
+            subject,
+            client,
+            own_url,
+            target,
+        })
+    }
+
+    /// The validation by the event's id; it must be in the status the
+    /// event says. `Err` settles the message.
+    async fn load_validation(&self, message: &Message, kind: ValidationEventType) -> Result<PhoneValidation, Handled> {
+        let validation = match self.store.validation(&message.subject_id).await {
             Ok(Some(validation)) => validation,
             Ok(None) => {
                 tracing::error!("the event's validation does not exist; dead-lettering it");
@@ -167,40 +234,27 @@ impl Deliverer {
             }
             Err(error) => return Err(back_off("loading the validation", &error).await),
         };
-        if !matches_status(message.kind, validation.status) {
+        if !matches_status(kind, validation.status) {
             let status = validation.status.as_str();
             tracing::error!(
-                kind = message.kind.as_str(),
+                kind = kind.as_str(),
                 status,
                 "the event does not match its validation; dead-lettering it"
             );
             return Err(Handled::Reject);
         }
-        let target = match self.store.target(&validation.client, &validation.project_flow).await {
-            Ok(Some(target)) => target,
-            Ok(None) => {
-                tracing::error!(client_id = %validation.client, "the validation's client does not exist; dead-lettering it");
-                return Err(Handled::Reject);
-            }
-            Err(LoadError::Secret(error)) => {
-                tracing::error!(client_id = %validation.client, %error, "dead-lettering the event");
-                return Err(Handled::Reject);
-            }
-            Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
-        };
-        stage("load", started);
-        Ok(Loaded { validation, target })
+        Ok(validation)
     }
 
     /// Idempotency: claims this attempt unless it was made already or the
     /// event was delivered. `Ok` is the attempt's row; `Err` settles the message.
     #[tracing::instrument(skip_all)]
-    async fn claim(&self, message: &Message, validation: &PhoneValidation, url: &str) -> Result<i64, Handled> {
+    async fn claim(&self, message: &Message, loaded: &Loaded, url: &str) -> Result<i64, Handled> {
         let key = AttemptKey {
             event_id: message.event_id.as_str(),
             event_type: message.kind.as_str(),
-            validation_id: &validation.id,
-            client_id: &validation.client,
+            validation_id: &loaded.subject,
+            client_id: &loaded.client,
             url,
             round: i32::try_from(message.round).unwrap_or(i32::MAX),
             attempt: i32::try_from(message.attempt).unwrap_or(i32::MAX),
@@ -224,8 +278,8 @@ impl Deliverer {
     #[tracing::instrument(skip_all)]
     async fn call(&self, message: &Message, loaded: &Loaded, url: &url::Url) -> Call {
         let body = WebhookBody {
-            kind: message.kind,
-            object: &loaded.validation,
+            kind: message.kind.as_str(),
+            object: &loaded.object,
             event_id: &message.event_id,
             occurred_at: message.occurred_at,
         };

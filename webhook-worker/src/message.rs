@@ -3,24 +3,50 @@
 //! worker shares (`shared::amqp::retry`), so a retry or a deferral is the
 //! same bytes republished with new headers.
 //!
-//! Only the event's identity is read from the message: the validation it is
-//! about is re-read from the database by id, so whoever can write to the
-//! broker cannot get a client's signature on content of their choosing.
+//! Only the event's identity is read from the message: the validation (or
+//! fraud-guard block) it is about is re-read from the database by id, so
+//! whoever can write to the broker cannot get a client's signature on
+//! content of their choosing.
 
 use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::BasicProperties;
 use serde::Deserialize;
 use shared::amqp::retry;
-use shared::events::ValidationEventType;
+use shared::events::{FraudGuardBlocked, ValidationEventType};
 use shared::ObjectId;
+
+/// What an event is about, and so where its object is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum EventKind {
+    /// `phone_validation_validated` / `phone_validation_failed`: a validation.
+    Validation(ValidationEventType),
+    /// `fraud_guard_blocked`: a block of the fraud guard.
+    FraudGuardBlocked(FraudGuardBlockedType),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum FraudGuardBlockedType {
+    #[serde(rename = "fraud_guard_blocked")]
+    Blocked,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Validation(kind) => kind.as_str(),
+            EventKind::FraudGuardBlocked(_) => FraudGuardBlocked::TYPE,
+        }
+    }
+}
 
 pub struct Message {
     pub event_id: ObjectId,
-    pub kind: ValidationEventType,
+    pub kind: EventKind,
     pub occurred_at: DateTime<Utc>,
-    /// The validation the event is about.
-    pub validation_id: ObjectId,
+    /// The validation (or block) the event is about.
+    pub subject_id: ObjectId,
     pub payload: Vec<u8>,
     /// This attempt's number within the round, from 1.
     pub attempt: u32,
@@ -30,26 +56,26 @@ pub struct Message {
     pub deferrals: u32,
 }
 
-/// The parts of a `phone_validation.*` event the worker trusts.
+/// The parts of an event the worker trusts.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EventRef {
     event_id: ObjectId,
     #[serde(rename = "type")]
-    kind: ValidationEventType,
+    kind: EventKind,
     occurred_at: DateTime<Utc>,
-    data: ValidationRef,
+    data: SubjectRef,
 }
 
 #[derive(Deserialize)]
-struct ValidationRef {
+struct SubjectRef {
     #[serde(rename = "_id")]
     id: ObjectId,
 }
 
-/// The message is not a validation event: it can never be delivered.
+/// The message is not an event the worker knows: it can never be delivered.
 #[derive(Debug, thiserror::Error)]
-#[error("not a phone_validation event: {0}")]
+#[error("not a webhook event: {0}")]
 pub struct Undecodable(#[from] serde_json::Error);
 
 impl Message {
@@ -59,7 +85,7 @@ impl Message {
             event_id: event.event_id,
             kind: event.kind,
             occurred_at: event.occurred_at,
-            validation_id: event.data.id,
+            subject_id: event.data.id,
             payload: data.to_vec(),
             attempt: retry::attempts(properties).saturating_add(1),
             round: retry::counter(properties, retry::ROUND),
@@ -80,5 +106,27 @@ impl Message {
         BasicProperties::default()
             .with_message_id(self.event_id.as_str().into())
             .with_headers(headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_kinds_of_event_decode() {
+        let validated = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"phone_validation_validated",
+            "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2","status":"validated"}}"#;
+        let message = Message::decode(validated, &BasicProperties::default()).unwrap();
+        assert_eq!(message.kind, EventKind::Validation(ValidationEventType::Validated));
+        assert_eq!(message.subject_id.as_str(), "65a1b2c3d4e5f6a7b8c9d0e2");
+
+        let blocked = serde_json::to_vec(&FraudGuardBlocked::new(ObjectId::new())).unwrap();
+        let message = Message::decode(&blocked, &BasicProperties::default()).unwrap();
+        assert_eq!(message.kind.as_str(), "fraud_guard_blocked");
+
+        let unknown = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"something_else",
+            "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2"}}"#;
+        assert!(Message::decode(unknown, &BasicProperties::default()).is_err());
     }
 }

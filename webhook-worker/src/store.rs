@@ -5,6 +5,7 @@
 //! that arrive together share one statement, and each caller still waits
 //! for its own row, so no attempt counts before it is durable.
 
+use crate::deliver::BlockObject;
 use crate::records::{self, AttemptKey, Claim, Finished, LoadError, Target, TargetCache};
 use shared::batch::{BatchError, Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
@@ -85,6 +86,26 @@ impl Store {
     /// The validation as it is now (`None`: no such validation).
     pub async fn validation(&self, id: &ObjectId) -> Result<Option<PhoneValidation>, StoreError> {
         Ok(self.validations.submit(id.clone(), ()).await?)
+    }
+
+    /// A fraud-guard block by id: its client, its flow and what the
+    /// webhook tells of it (`None`: no such block). Blocks are rare: one
+    /// query each.
+    pub async fn block(&self, id: &ObjectId) -> Result<Option<(ObjectId, ObjectId, BlockObject)>, sqlx::Error> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            client_id: ObjectId,
+            project_flow_id: ObjectId,
+            #[sqlx(flatten)]
+            block: BlockObject,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT client_id, project_flow_id, prefix, until, sent, validated FROM fraud_blocks WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.client_id, r.project_flow_id, r.block)))
     }
 
     /// The client's signing keys and the flow's URL (cached for a moment).

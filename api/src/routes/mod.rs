@@ -2,6 +2,7 @@
 //! limit and a panic guard; the operations endpoints beside them.
 
 pub mod callbacks;
+pub mod fraud_guard;
 pub mod phone_validations;
 pub mod project_flows;
 pub mod projects;
@@ -14,7 +15,7 @@ use crate::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -35,7 +36,12 @@ pub fn router(state: AppState) -> Router {
             "/phone-validations/validate",
             post(phone_validations::validate::validate),
         )
+        .route("/phone-validations/stats", get(phone_validations::stats::stats))
         .route("/phone-validations/{id}", get(phone_validations::read::read))
+        .route("/fraud-guard/blocks", get(fraud_guard::list_blocks))
+        .route("/fraud-guard/blocks/{prefix}", delete(fraud_guard::lift_block))
+        .route("/safe-list", post(fraud_guard::add).get(fraud_guard::list))
+        .route("/safe-list/{id}", delete(fraud_guard::remove))
         .route("/webhook-deliveries", get(webhook_deliveries::list));
     let readiness = shared::ops::Readiness {
         process: "api",

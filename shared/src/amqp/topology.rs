@@ -109,8 +109,12 @@ impl Topology {
             &[routing::OTP_REQUESTED, routing::OTP_FAILOVER],
         )
         .await?;
-        self.declare_work_queue(channel, &self.webhook_queue(), &[routing::VALIDATED, routing::FAILED])
-            .await?;
+        self.declare_work_queue(
+            channel,
+            &self.webhook_queue(),
+            &[routing::VALIDATED, routing::FAILED, routing::FRAUD_GUARD_BLOCKED],
+        )
+        .await?;
         Ok(())
     }
 

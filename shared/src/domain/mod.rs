@@ -10,4 +10,4 @@ mod settings;
 pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
 pub use phone_validation::PhoneValidation;
-pub use settings::{check_url, PhoneSettings, PhoneSettingsPatch, SettingsError};
+pub use settings::{check_url, IpLimits, PhoneSettings, PhoneSettingsPatch, RateLimits, SettingsError};

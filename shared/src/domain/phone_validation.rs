@@ -70,7 +70,7 @@ pub struct PhoneValidation {
     pub attempts: i32,
     pub max_attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ProviderConfirmation>)]
     pub provider_confirmation: Option<Json<serde_json::Value>>,
     #[serde(
         serialize_with = "crate::time::serialize_opt",
@@ -86,6 +86,40 @@ pub struct PhoneValidation {
 }
 
 /// Every column of the object, for `SELECT` and `RETURNING` lists.
+/// `providerConfirmation` as the dispatcher and the status callbacks write
+/// it (CONTRACT §5, §11). Kept as JSON in the record; this type documents
+/// its fields for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // a schema, never built
+pub struct ProviderConfirmation {
+    /// Whether a message went out (`false` for test numbers, the `none`
+    /// gateway, and a send that failed).
+    sent: bool,
+    /// `ok` or `error`.
+    status: String,
+    /// `twilio`, `vonage`, `meta`, `log`, `test` or `none`.
+    provider: String,
+    /// The provider's message id (Twilio's `SM…` sid, Vonage's message-id, Meta's `wamid.…`).
+    message_id: Option<String>,
+    /// Provider requests made.
+    attempts: Option<i32>,
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    /// `queued`, `sent`, `delivered`, `read`, `undelivered` or `failed`, as
+    /// the provider's status callbacks report it; never goes backwards.
+    delivery_status: Option<String>,
+    #[schema(format = DateTime)]
+    delivered_at: Option<String>,
+    /// The provider's error code of an undelivered or failed message.
+    delivery_error_code: Option<String>,
+    /// Set when the code was sent again another way: `sms_undelivered` or `whatsapp_failed`.
+    failover: Option<String>,
+    /// A send that failed: the provider's error code and message.
+    error_code: Option<String>,
+    error: Option<String>,
+}
+
 pub const COLUMNS: &str = "id, client_id, project_id, project_flow_id, status, country_code, phone, \
     phone_gateway, validation_method, type, otp_hash, otp_length, expires_at, name, phone_data, extra_params, \
     redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, attempts, \

@@ -3,6 +3,7 @@
 
 mod clients;
 mod dlq;
+mod fraud;
 mod tokens;
 
 use anyhow::Context;
@@ -13,7 +14,7 @@ use sqlx::PgPool;
 #[derive(Parser)]
 #[command(
     name = "otpctl",
-    about = "Operate the OTP service: migrations, clients, tokens, dead letters"
+    about = "Operate the OTP service: migrations, clients, tokens, dead letters, fraud-guard blocks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// The fraud guard's blocks: list and lift.
+    Fraud {
+        #[command(subcommand)]
+        command: fraud::FraudCommand,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +55,7 @@ async fn main() {
         Command::Client { command } => clients::run(command).await,
         Command::Token { command } => tokens::run(command).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Fraud { command } => fraud::run(command).await,
     };
     match result {
         Ok(output) => println!("{output}"),

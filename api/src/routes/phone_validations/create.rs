@@ -11,12 +11,14 @@ use crate::auth::AuthClient;
 use crate::envelope::Envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{check_len, parse_json, path_id};
-use crate::AppState;
+use crate::fraud::{self, rate_limits};
+use crate::{stats, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use shared::domain::fraud::GuardMode;
 use shared::domain::{
     Gateway, Language, PhoneNumber, PhoneSettings, PhoneValidation, ValidationMethod, ValidationType,
 };
@@ -171,45 +173,73 @@ pub async fn create(
     }
     let new = request.check()?;
     let flow = flow_cache::cached(&app, &client, &new).await?;
-    new.check_against(&flow.flow.settings.0)?;
-
-    // On the common path: the flow (cached for a second), then one statement
-    // (limits + validation + event), shared with the creates that arrive
-    // meanwhile and committed with them.
-    let (created, data) = match &idempotency {
-        None => {
-            let created = match app.creates.create(&client, &new, &flow).await? {
-                Some(created) => created,
-                None => create_once(&mut *app.pool.acquire().await?, &client, &new, &flow.flow).await?,
-            };
-            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
-            (created, data)
-        }
-        Some(key) => {
-            let mut tx = app.pool.begin().await?;
-            let created = create_once(&mut tx, &client, &new, &flow.flow).await?;
-            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
-            if !idempotency::remember(&mut tx, &client, key, &data).await? {
-                // A concurrent request with the same key won: answer with its result.
-                drop(tx);
-                return match idempotency::replay(&app.pool, &client, key).await? {
-                    Some(stored) => Ok(Envelope(stored)),
-                    None => Err(ApiError::conflict("idempotency_key_in_use")),
-                };
-            }
-            tx.commit().await?;
-            (created, data)
-        }
+    let settings = &flow.flow.settings.0;
+    new.check_against(settings)?;
+    let taken = rate_limits::take(&app.pool, &new.flow, &settings.rate_limits, new.body.ip_address.as_deref()).await?;
+    let written = write(&app, &client, &new, &flow, idempotency.as_ref()).await;
+    if let (Err(_), Some(taken)) = (&written, taken) {
+        rate_limits::give_back(&app.pool, taken).await;
+    }
+    let (Created { validation, events }, data) = match written? {
+        Written::Created(created, data) => (created, data),
+        Written::Replayed(stored) => return Ok(Envelope(stored)),
     };
-    let Created { validation, events } = created;
     app.relay.publish_soon(events);
     metrics::counter!("phone_validations_created_total", "gateway" => validation.phone_gateway.as_str()).increment(1);
     tracing::info!(validation_id = %validation.id, gateway = %validation.phone_gateway, "phone validation created");
     Ok(Envelope(data))
 }
 
-/// Inserts the validation if the limits allow; otherwise answers why not.
+/// What `write` did: created the validation, or found that a concurrent
+/// request with the same idempotency key had.
+enum Written {
+    Created(Created, serde_json::Value),
+    Replayed(serde_json::Value),
+}
+
+/// Writes the validation (limits and guard permitting) and its event.
+async fn write(
+    app: &AppState,
+    client: &ObjectId,
+    new: &NewValidation,
+    flow: &std::sync::Arc<flow_cache::CachedFlow>,
+    idempotency: Option<&idempotency::IdempotencyKey>,
+) -> ApiResult<Written> {
+
+    // On the common path: the flow (cached for a second), then one statement
+    // (limits + validation + event), shared with the creates that arrive
+    // meanwhile and committed with them.
+    match idempotency {
+        None => {
+            let created = match app.creates.create(client, new, flow).await? {
+                Some(created) => created,
+                None => create_once(app, &mut *app.pool.acquire().await?, client, new, &flow.flow).await?,
+            };
+            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
+            Ok(Written::Created(created, data))
+        }
+        Some(key) => {
+            let mut tx = app.pool.begin().await?;
+            let created = create_once(app, &mut tx, client, new, &flow.flow).await?;
+            let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
+            if !idempotency::remember(&mut tx, client, key, &data).await? {
+                // A concurrent request with the same key won: answer with its result.
+                drop(tx);
+                return match idempotency::replay(&app.pool, client, key).await? {
+                    Some(stored) => Ok(Written::Replayed(stored)),
+                    None => Err(ApiError::conflict("idempotency_key_in_use")),
+                };
+            }
+            tx.commit().await?;
+            Ok(Written::Created(created, data))
+        }
+    }
+}
+
+/// Inserts the validation if the guard and the limits allow; otherwise
+/// answers why not.
 async fn create_once(
+    app: &AppState,
     conn: &mut PgConnection,
     client: &ObjectId,
     new: &NewValidation,
@@ -219,10 +249,50 @@ async fn create_once(
         if let Some(inserted) = insert::insert_one(&mut *conn, client, new, flow).await? {
             return Ok(inserted);
         }
+        if let Some(refused) = guard_refusal(app, &mut *conn, client, new, flow).await? {
+            return Err(refused);
+        }
         if let Some(refused) = send_limits::refusal(&mut *conn, client, new, &flow.settings.0).await? {
             return Err(refused);
         }
         // Neither limit binds any more (the window moved on meanwhile): again.
     }
     Err(ApiError::conflict("otp_recently_sent").with_retry_after(1))
+}
+
+/// `403:fraud_guard_blocked` when a block of the fraud guard refused the
+/// create (counted in the stats: nothing else records it).
+async fn guard_refusal(
+    app: &AppState,
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    new: &NewValidation,
+    flow: &Flow,
+) -> ApiResult<Option<ApiError>> {
+    let settings = &flow.settings.0;
+    if settings.fraud_guard == GuardMode::Off || settings.test_code(new.phone.e164()).is_some() {
+        return Ok(None);
+    }
+    let country_code = new.phone.country().to_string();
+    let Some(block) = fraud::blocks::blocking(conn, client, &country_code, new.phone.national()).await? else {
+        return Ok(None);
+    };
+    let prefix = fraud::prefix_of(&country_code, new.phone.national());
+    let refused = stats::Refused {
+        client,
+        project: &new.project,
+        flow: &new.flow,
+        region: new.phone.region().unwrap_or_default(),
+        country_code: &country_code,
+        prefix: &prefix,
+        channel: new.body.phone_gateway.unwrap_or(settings.phone_gateway).as_str(),
+    };
+    if let Err(error) = stats::record_blocked(&app.pool, &refused).await {
+        tracing::warn!(%error, "could not count a create the fraud guard refused");
+    }
+    metrics::counter!("fraud_guard_refused_total").increment(1);
+    let wait = (block.until - Utc::now()).num_seconds().max(1);
+    Ok(Some(
+        ApiError::new(StatusCode::FORBIDDEN, "fraud_guard_blocked").with_retry_after(u64::try_from(wait).unwrap_or(1)),
+    ))
 }

@@ -9,6 +9,7 @@ use super::flow_cache::Flow;
 use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
 use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
+use shared::domain::fraud::GuardMode;
 use shared::domain::PhoneSettings;
 use shared::events::OtpRequested;
 use shared::{outbox, ObjectId};
@@ -59,6 +60,11 @@ pub struct NewRow {
     requires_2fa: bool,
     ip_address: Option<String>,
     language: &'static str,
+    /// ISO 3166-1 alpha-2 of the number's region, if known.
+    region: Option<String>,
+    /// Whether the fraud guard's blocks apply (the flow's guard is on and
+    /// this is not one of its test numbers).
+    guarded: bool,
     pub event: outbox::Prepared,
 }
 
@@ -83,24 +89,38 @@ impl NewRow {
             requires_2fa: body.requires_2fa.unwrap_or(false),
             ip_address: body.ip_address.clone(),
             language: body.language.unwrap_or(settings.language).as_str(),
+            region: new.phone.region().map(str::to_owned),
+            guarded: settings.fraud_guard != GuardMode::Off && settings.test_code(new.phone.e164()).is_none(),
         })
     }
 }
 
-/// The statement of `insert_many`: `$1`–`$17` are the rows' own values as
-/// arrays, `$18`–`$28` what the group shares (client, project, flow, limits).
+/// The statement of `insert_many`: `$1`–`$17`, `$29` and `$30` are the
+/// rows' own values as arrays, `$18`–`$28` what the group shares (client,
+/// project, flow, limits). A row of a prefix (or calling code) the fraud
+/// guard blocks is left out before anything is written, unless the number
+/// is on the client's safe list.
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH input AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                  $7::timestamptz[], $8::text[], $9::jsonb[], $10::text[], $11::text[],
-                                 $12::text[], $13::boolean[], $14::text[], $15::text[], $16::text[], $17::text[])
+                                 $12::text[], $13::boolean[], $14::text[], $15::text[], $16::text[], $17::text[],
+                                 $29::text[], $30::boolean[])
                 AS i(id, country_code, phone, phone_gateway, validation_method, type, expires_at, name,
                      extra_params, redirect_url, webhook_url, identity_url, requires_2fa, ip_address,
-                     language, message_id, payload)
+                     language, message_id, payload, region, guarded)
+         ), admitted AS (
+            SELECT * FROM input i
+             WHERE NOT i.guarded
+                OR NOT EXISTS (SELECT 1 FROM fraud_blocks b
+                                WHERE b.client_id = $18 AND b.prefix IN (i.country_code || left(i.phone, 3), i.country_code)
+                                  AND b.lifted_at IS NULL AND b.until > now())
+                OR EXISTS (SELECT 1 FROM safe_list s
+                            WHERE s.client_id = $18 AND s.country_code = i.country_code AND s.phone = i.phone)
          ), window_ AS (
             INSERT INTO phone_send_windows AS w (client_id, country_code, phone, last_sent_at, sent_at)
-            SELECT $18, country_code, phone, now(), ARRAY[now()] FROM input
+            SELECT $18, country_code, phone, now(), ARRAY[now()] FROM admitted
             ON CONFLICT (client_id, country_code, phone) DO UPDATE
                SET last_sent_at = now(),
                    sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
@@ -110,11 +130,12 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
          ), v AS (
             INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
                 phone_gateway, validation_method, type, otp_length, expires_at, name, phone_data, extra_params,
-                redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, max_attempts)
+                redirect_url, webhook_url, identity_url, requires_2fa, ip_address, language, max_attempts, region)
             SELECT i.id, $18, $19, $20, i.country_code, i.phone, i.phone_gateway, i.validation_method, i.type, $24,
                    coalesce(i.expires_at, now() + make_interval(secs => $25)), i.name, $26, i.extra_params,
-                   i.redirect_url, i.webhook_url, i.identity_url, i.requires_2fa, i.ip_address, i.language, $27
-              FROM input i JOIN window_ w ON w.country_code = i.country_code AND w.phone = i.phone
+                   i.redirect_url, i.webhook_url, i.identity_url, i.requires_2fa, i.ip_address, i.language, $27,
+                   i.region
+              FROM admitted i JOIN window_ w ON w.country_code = i.country_code AND w.phone = i.phone
             RETURNING {COLUMNS}
          ), o AS (
             INSERT INTO outbox (routing_key, message_id, payload)
@@ -181,6 +202,8 @@ pub async fn insert_many(
         .bind(Json(serde_json::json!({ "title": flow.project_name })))
         .bind(i32::try_from(settings.max_attempts).unwrap_or(i32::MAX))
         .bind(shared::events::routing::OTP_REQUESTED)
+        .bind(optional(|r| r.region.as_deref()))
+        .bind(rows.iter().map(|r| r.guarded).collect::<Vec<_>>())
         .fetch_all(conn)
         .await?;
     Ok(written

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod insert;
 pub mod read;
 pub mod send_limits;
+pub mod stats;
 pub mod validate;
 
 use crate::error::ApiError;

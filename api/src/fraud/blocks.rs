@@ -1,0 +1,94 @@
+//! Blocks: a client's prefix (or whole calling code) refused until a time.
+//! A block is a row that is never updated but to lift it, so its history
+//! stays readable; the judge counts a prefix's sends only from its last
+//! block's end, so a lifted or expired block is not set off again by the
+//! sends that caused it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::ObjectId;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+
+/// An active block, as `GET /v2/fraud-guard/blocks` lists it.
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Block {
+    /// `+507626`, or a calling code (`+507`) when the attack was spread over its prefixes.
+    pub prefix: String,
+    #[serde(serialize_with = "shared::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub blocked_at: DateTime<Utc>,
+    #[serde(serialize_with = "shared::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: DateTime<Utc>,
+    /// Judged sends and how many of them were validated, when it was set off.
+    pub sent: i64,
+    pub validated: i64,
+    /// `low_conversion` (the prefix) or `low_conversion_country` (its calling code).
+    pub reason: String,
+}
+
+const ACTIVE: &str = "lifted_at IS NULL AND until > now()";
+
+/// The client's block that refuses this number (of `country_code`, with
+/// canonical national digits `national`), if any: its prefix's own, else
+/// its calling code's; none for a number on the client's safe list.
+pub async fn blocking(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    country_code: &str,
+    national: &str,
+) -> Result<Option<Block>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
+          WHERE client_id = $1 AND prefix IN ($2, $3) AND {ACTIVE}
+            AND NOT EXISTS (SELECT 1 FROM safe_list s
+                             WHERE s.client_id = $1 AND s.country_code = $3 AND s.phone = $4)
+          ORDER BY until DESC LIMIT 1"
+    ))
+    .bind(client)
+    .bind(super::prefix_of(country_code, national))
+    .bind(country_code)
+    .bind(national)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The client's active blocks, newest first.
+pub async fn active(pool: &PgPool, client: Option<&ObjectId>) -> Result<Vec<(ObjectId, Block)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        client_id: ObjectId,
+        #[sqlx(flatten)]
+        block: Block,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT client_id, prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
+          WHERE ($1::text IS NULL OR client_id = $1) AND {ACTIVE}
+          ORDER BY blocked_at DESC, prefix LIMIT 1000"
+    ))
+    .bind(client)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.client_id, r.block)).collect())
+}
+
+/// Lifts the client's active block of `prefix`; false when there is none.
+pub async fn lift(pool: &PgPool, client: &ObjectId, prefix: &str) -> Result<bool, sqlx::Error> {
+    let lifted = sqlx::query(&format!(
+        "UPDATE fraud_blocks SET lifted_at = now() WHERE client_id = $1 AND prefix = $2 AND {ACTIVE}"
+    ))
+    .bind(client)
+    .bind(prefix)
+    .execute(pool)
+    .await?;
+    Ok(lifted.rows_affected() > 0)
+}
+
+/// How many blocks are active (all clients): the `fraud_guard_active_blocks` gauge.
+pub async fn count_active(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM fraud_blocks WHERE {ACTIVE}"))
+        .fetch_one(pool)
+        .await
+}

@@ -1,0 +1,142 @@
+//! The fraud guard's routes (CONTRACT §9): a client's active blocks, lifting
+//! one, and its safe list (numbers never blocked).
+
+use crate::auth::AuthClient;
+use crate::envelope::Envelope;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_json, path_id};
+use crate::fraud::blocks::{self, Block};
+use crate::routes::phone_validations::{parse_phone, StringOrNumber};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::ObjectId;
+use utoipa::ToSchema;
+
+/// The client's active blocks, newest first.
+#[utoipa::path(get, path = "/v2/fraud-guard/blocks", tag = "fraud guard",
+    responses((status = 200, body = [Block]), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn list_blocks(State(app): State<AppState>, AuthClient(client): AuthClient) -> ApiResult<Envelope<Vec<Block>>> {
+    let active = blocks::active(&app.pool, Some(&client)).await?;
+    Ok(Envelope(active.into_iter().map(|(_, block)| block).collect()))
+}
+
+/// Lifts a block: creates to the prefix are accepted again, and the guard
+/// judges it afresh from now on.
+#[utoipa::path(delete, path = "/v2/fraud-guard/blocks/{prefix}", tag = "fraud guard",
+    params(("prefix" = String, Path, description = "URL-encoded, e.g. `%2B507626`")),
+    responses((status = 200, description = "Lifted: `{\"prefix\", \"lifted\": true}`"),
+        (status = 400, description = "400:invalid_prefix"), (status = 401),
+        (status = 404, description = "404:fraud_guard_block_not_found")),
+    security(("bearer" = [])))]
+pub async fn lift_block(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    Path(prefix): Path<String>,
+) -> ApiResult<Envelope<serde_json::Value>> {
+    let prefix = prefix.trim();
+    let well_formed = prefix.len() <= 20
+        && prefix
+            .strip_prefix('+')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed {
+        return Err(ApiError::invalid("prefix"));
+    }
+    if !blocks::lift(&app.pool, &client, prefix).await? {
+        return Err(ApiError::not_found("fraud_guard_block"));
+    }
+    tracing::info!(client_id = %client, prefix, "fraud guard block lifted");
+    Ok(Envelope(serde_json::json!({ "prefix": prefix, "lifted": true })))
+}
+
+/// A number on the client's safe list.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SafeListEntry {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub country_code: String,
+    /// National number, canonical (trunk prefix removed).
+    pub phone: String,
+    #[serde(serialize_with = "shared::time::serialize")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSafeListEntry {
+    /// `+` and 1-4 digits, e.g. `+507`.
+    pub country_code: Option<String>,
+    pub phone: Option<StringOrNumber>,
+}
+
+/// Adds a number to the safe list (idempotent: the same number answers its entry).
+#[utoipa::path(post, path = "/v2/safe-list", tag = "fraud guard", request_body = NewSafeListEntry,
+    responses((status = 200, body = SafeListEntry), (status = 400), (status = 401), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn add(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    body: Bytes,
+) -> ApiResult<Envelope<SafeListEntry>> {
+    let request: NewSafeListEntry = parse_json(&body)?;
+    let (country, phone) = match (request.country_code, request.phone) {
+        (Some(country), Some(phone)) => (country, phone),
+        (country, phone) => {
+            let missing = [(country.is_none(), "countryCode"), (phone.is_none(), "phone")];
+            return Err(ApiError::Missing(missing.into_iter().filter(|m| m.0).map(|m| m.1).collect()));
+        }
+    };
+    let phone = parse_phone(&country, &phone.into_string())?;
+    let entry: SafeListEntry = sqlx::query_as(
+        "INSERT INTO safe_list (id, client_id, country_code, phone) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (client_id, country_code, phone) DO UPDATE SET phone = excluded.phone
+         RETURNING id, country_code, phone, created_at",
+    )
+    .bind(ObjectId::new())
+    .bind(&client)
+    .bind(phone.country().to_string())
+    .bind(phone.national())
+    .fetch_one(&app.pool)
+    .await?;
+    Ok(Envelope(entry))
+}
+
+/// The client's safe list, newest first (at most 1,000 entries).
+#[utoipa::path(get, path = "/v2/safe-list", tag = "fraud guard",
+    responses((status = 200, body = [SafeListEntry]), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient) -> ApiResult<Envelope<Vec<SafeListEntry>>> {
+    let entries = sqlx::query_as(
+        "SELECT id, country_code, phone, created_at FROM safe_list WHERE client_id = $1
+          ORDER BY created_at DESC, id DESC LIMIT 1000",
+    )
+    .bind(&client)
+    .fetch_all(&app.pool)
+    .await?;
+    Ok(Envelope(entries))
+}
+
+/// Removes a number from the safe list.
+#[utoipa::path(delete, path = "/v2/safe-list/{id}", tag = "fraud guard",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SafeListEntry), (status = 401), (status = 404, description = "404:safe_list_entry_not_found")),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<SafeListEntry>> {
+    let id = path_id(&id, "safe_list_entry")?;
+    let removed: Option<SafeListEntry> = sqlx::query_as(
+        "DELETE FROM safe_list WHERE id = $1 AND client_id = $2 RETURNING id, country_code, phone, created_at",
+    )
+    .bind(&id)
+    .bind(&client)
+    .fetch_optional(&app.pool)
+    .await?;
+    removed.map(Envelope).ok_or_else(|| ApiError::not_found("safe_list_entry"))
+}

@@ -1,0 +1,66 @@
+//! `GET /v2/phone-validations/stats` (CONTRACT §10): conversion by country,
+//! prefix, channel, provider or day, from the rollup the write path keeps
+//! (`crate::stats`), so the answer costs the groups, not the validations.
+
+use crate::auth::AuthClient;
+use crate::envelope::Envelope;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ListQuery;
+use crate::stats::{self, GroupBy, StatsQuery, StatsRow};
+use crate::AppState;
+use axum::extract::{RawQuery, State};
+use chrono::{DateTime, Duration, Utc};
+
+/// The longest range one request may cover.
+const MAX_RANGE_DAYS: i64 = 92;
+
+/// Conversion statistics of the client's validations created in a range,
+/// counted by the hour of creation (`from` rounds down to its hour, `to` up).
+#[utoipa::path(get, path = "/v2/phone-validations/stats", tag = "phone validations",
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339; default 24 h before `to`"),
+        ("to" = Option<String>, Query, description = "RFC 3339; default now; at most 92 days after `from`"),
+        ("groupBy" = Option<GroupBy>, Query, description = "country (default), prefix, channel, provider or day"),
+        ("project" = Option<String>, Query), ("projectFlow" = Option<String>, Query)),
+    responses((status = 200, body = [StatsRow]), (status = 400, description = "invalid_from, invalid_to, invalid_groupBy"),
+        (status = 401)),
+    security(("bearer" = [])))]
+pub async fn stats(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Envelope<Vec<StatsRow>>> {
+    let query = ListQuery::parse(query.as_deref());
+    let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
+        query
+            .get(name)
+            .map(|raw| {
+                DateTime::parse_from_rfc3339(raw)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| ApiError::invalid(name))
+            })
+            .transpose()
+    };
+    let to = time("to")?.unwrap_or_else(Utc::now);
+    let from = time("from")?.unwrap_or(to - Duration::hours(24));
+    if from >= to {
+        return Err(ApiError::invalid("from"));
+    }
+    if to - from > Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::invalid("to"));
+    }
+    let group_by = match query.get("groupBy") {
+        None => GroupBy::Country,
+        Some(raw) => serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+            .map_err(|_| ApiError::invalid("groupBy"))?,
+    };
+    let request = StatsQuery {
+        client,
+        from,
+        to,
+        group_by,
+        project: query.id("project")?,
+        flow: query.id("projectFlow")?,
+    };
+    Ok(Envelope(stats::query(&app.pool, &request).await?))
+}

@@ -1,0 +1,138 @@
+//! Conversion stats over many validations (CONTRACT §10: within 1 s over
+//! 1,000,000 in range). Generates a client's validations in a fresh
+//! database (through the real trigger, in statements of 50,000 like a long
+//! day of bursts), moves a share of them to sent, delivered, validated and
+//! failed, folds the counts as the API's upkeep does, then times
+//! `api::stats::query` for every `groupBy`, over the rollup alone and with
+//! a backlog of unfolded deltas.
+//!
+//! `cargo run --release -p bench --bin stats -- --validations 1000000`
+
+use anyhow::Context;
+use api::stats::{self, GroupBy, StatsQuery};
+use clap::Parser;
+use shared::ObjectId;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Validations to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    validations: u64,
+    /// Timed runs of each query.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (url, pool) = testkit::infra::database().await;
+    println!("database {url}");
+    let client = testkit::api::create_client(&pool, "Stats").await;
+    let (project, flow) = (ObjectId::new(), ObjectId::new());
+    sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'p')")
+        .bind(&project)
+        .bind(&client)
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', '{}')")
+        .bind(&flow)
+        .bind(&client)
+        .bind(&project)
+        .execute(&pool)
+        .await?;
+
+    // Spread over the last 20 hours, 40 prefixes of 4 countries, two
+    // channels and two providers.
+    let started = Instant::now();
+    let chunk = 50_000u64;
+    let mut made = 0;
+    while made < args.validations {
+        let n = chunk.min(args.validations - made);
+        sqlx::query(
+            "INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, country_code, phone,
+                 phone_gateway, validation_method, type, otp_length, expires_at, max_attempts, region, created_at)
+             SELECT lpad(to_hex($4 + g), 24, '0'), $1, $2, $3,
+                    (ARRAY['+507', '+57', '+1', '+44'])[1 + g % 4],
+                    (600 + g % 40)::text || lpad((g % 100000)::text, 5, '0'),
+                    (ARRAY['sms', 'whatsapp'])[1 + g % 2], 'verificationCode', 'login', 6,
+                    now() + interval '1 day', 3,
+                    (ARRAY['PA', 'CO', 'US', 'GB'])[1 + g % 4],
+                    now() - make_interval(secs => (g % 72000)::float8)
+               FROM generate_series(1, $5::bigint) AS g",
+        )
+        .bind(&client)
+        .bind(&project)
+        .bind(&flow)
+        .bind(i64::try_from(made).context("count")?)
+        .bind(i64::try_from(n).context("count")?)
+        .execute(&pool)
+        .await?;
+        made += n;
+    }
+    println!("{made} validations inserted in {:.1?}", started.elapsed());
+    let started = Instant::now();
+    for statement in [
+        "UPDATE phone_validations SET status = 'sent',
+                provider_confirmation = jsonb_build_object('provider', CASE WHEN phone_gateway = 'sms' THEN 'twilio' ELSE 'meta' END)
+          WHERE right(id, 1) <> 'f'",
+        "UPDATE phone_validations SET provider_confirmation = provider_confirmation || '{\"deliveryStatus\": \"delivered\"}'
+          WHERE status = 'sent' AND right(id, 1) NOT IN ('e', 'd')",
+        "UPDATE phone_validations SET status = 'validated', validated_at = created_at + make_interval(secs => (5 + length(id) % 7 + ascii(right(id, 1)) % 40)::float8)
+          WHERE status = 'sent' AND right(id, 1) IN ('0', '1', '2', '3', '4', '5', '6', '7', '8', 'a', 'b')",
+        "UPDATE phone_validations SET status = 'failed', failed_reason = 'expired' WHERE status = 'sent' AND right(id, 1) = 'c'",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    println!("statuses moved in {:.1?}", started.elapsed());
+    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats_deltas").fetch_one(&pool).await?;
+
+    let queries = |label: &'static str| {
+        let pool = pool.clone();
+        let client = client.clone();
+        async move {
+            for group_by in [GroupBy::Country, GroupBy::Prefix, GroupBy::Channel, GroupBy::Provider, GroupBy::Day] {
+                let query = StatsQuery {
+                    client: client.clone(),
+                    from: chrono::Utc::now() - chrono::Duration::hours(24),
+                    to: chrono::Utc::now(),
+                    group_by,
+                    project: None,
+                    flow: None,
+                };
+                let mut times = Vec::new();
+                let mut rows = Vec::new();
+                for _ in 0..args.runs {
+                    let started = Instant::now();
+                    rows = stats::query(&pool, &query).await?;
+                    times.push(started.elapsed());
+                }
+                times.sort();
+                let created: i64 = rows.iter().map(|r| r.created).sum();
+                println!(
+                    "{label:>9} groupBy={group_by:<8?} {:>3} rows, created {created}: median {:>7.1?}, max {:>7.1?}",
+                    rows.len(),
+                    times[times.len() / 2],
+                    times.last().copied().unwrap_or(Duration::ZERO),
+                );
+            }
+            anyhow::Ok(())
+        }
+    };
+    println!("{deltas} delta rows unfolded");
+    queries("unfolded").await?;
+    let started = Instant::now();
+    loop {
+        let mut tx = pool.begin().await?;
+        let folded = stats::fold(&mut tx, Duration::from_secs(3600)).await?;
+        tx.commit().await?;
+        if folded == 0 {
+            break;
+        }
+    }
+    let rollup: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats").fetch_one(&pool).await?;
+    println!("folded in {:.1?} into {rollup} rollup rows", started.elapsed());
+    queries("folded").await?;
+    Ok(())
+}
