@@ -71,7 +71,12 @@ async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
         ("/v2/phone-validations", vec!["get", "post"]),
         ("/v2/phone-validations/validate", vec!["post"]),
         ("/v2/phone-validations/{id}", vec!["get"]),
+        ("/v2/phone-validations/stats", vec!["get"]),
         ("/v2/webhook-deliveries", vec!["get"]),
+        ("/v2/fraud-guard/blocks", vec!["get"]),
+        ("/v2/fraud-guard/blocks/{prefix}", vec!["delete"]),
+        ("/v2/safe-list", vec!["get", "post"]),
+        ("/v2/safe-list/{id}", vec!["delete"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
