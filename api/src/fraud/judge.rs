@@ -125,8 +125,10 @@ async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewB
     }
     let clients: HashMap<ObjectId, Counts> = clients.into_iter().map(|(c, s, v)| (c, counts(s, v))).collect();
     // A key's sends count from its last block's end (an active block's end
-    // is ahead: nothing counts), and a prefix under an active block of its
-    // calling code is not judged on its own.
+    // is ahead: nothing counts); a prefix under an active block of its
+    // calling code is not judged on its own, and a calling code is judged
+    // without its prefixes blocked in the window (a blocked attack on one
+    // prefix must not make its country look bad to its legitimate users).
     let since_last_block = |key: &str| {
         format!(
             "c.bucket >= coalesce((SELECT max(coalesce(b.lifted_at, b.until)) FROM fraud_blocks b
@@ -152,6 +154,8 @@ async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewB
                 sum(c.validated)::bigint AS validated, {mode}
            FROM fraud_counters c JOIN project_flows f ON f.id = c.project_flow_id
           WHERE {JUDGED} AND {}
+            AND NOT EXISTS (SELECT 1 FROM fraud_blocks b WHERE b.client_id = c.client_id AND b.prefix = c.prefix
+                               AND b.blocked_at > now() - make_interval(secs => $1))
           GROUP BY c.client_id, c.project_flow_id, c.country_code, f.phone->>'fraudGuard'",
         since_last_block("c.country_code"),
     ))
