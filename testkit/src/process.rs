@@ -42,7 +42,11 @@ pub fn start_service(service: Service, env: &[(&str, String)]) -> Running {
     let this = this.to_str().expect("a UTF-8 path");
     let mut env = env.to_vec();
     env.push((SERVICE_VAR, service.name().to_owned()));
-    Running::start_with_args(this, &[SERVICE_TEST, "--exact", "--nocapture", "--test-threads=1"], &env)
+    Running::start_with_args(
+        this,
+        &[SERVICE_TEST, "--exact", "--nocapture", "--test-threads=1"],
+        &env,
+    )
 }
 
 /// In a child of [`start_service`]: runs the service asked for, as its
@@ -92,7 +96,11 @@ impl Running {
             }
         };
         let mut command = Command::new(binary);
-        command.args(args).env("RUST_LOG", "warn").stdout(output()).stderr(output());
+        command
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(output())
+            .stderr(output());
         for (name, value) in env {
             command.env(name, value);
         }
