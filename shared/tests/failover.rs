@@ -493,14 +493,21 @@ async fn publishing_survives_the_loss_of_a_cluster_node() {
         .park(&broker, b"parked", properties, Duration::from_millis(500))
         .await
         .expect("a retry parked while node 1 is down");
-    let back = eventually(Duration::from_secs(10), "the parked message back on the work queue", || async {
-        let ids = drain_ids(&inspect, &queue).await;
-        (!ids.is_empty()).then_some(ids)
-    })
+    let back = eventually(
+        Duration::from_secs(10),
+        "the parked message back on the work queue",
+        || async {
+            let ids = drain_ids(&inspect, &queue).await;
+            (!ids.is_empty()).then_some(ids)
+        },
+    )
     .await;
     assert_eq!(back, ["parked"]);
     let waited = parking.elapsed();
-    assert!(waited < Duration::from_secs(3), "back after {waited:?}: the tier's TTL, not the message's");
+    assert!(
+        waited < Duration::from_secs(3),
+        "back after {waited:?}: the tier's TTL, not the message's"
+    );
     eprintln!("parked with node 1 down, back on the work queue after {waited:?}");
 
     cancel.cancel();
