@@ -12,14 +12,15 @@ use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use secrecy::SecretString;
+use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, PublishError};
 use shared::events::routing;
-use testkit::cluster::{scratch_topology, Cluster};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::cluster::{scratch_topology, Cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -360,7 +361,8 @@ async fn publish_until_stopped(broker: Broker, published: Arc<Mutex<Published>>,
 /// A process given all three nodes, connected to node 1, keeps publishing
 /// with confirms when node 1 is SIGKILLed: it moves to node 2 (the next in
 /// the list) within a deadline, and every confirmed publish is on the
-/// quorum queue exactly once.
+/// quorum queue exactly once. A retry parked into a delay tier declared
+/// through node 1 still comes back once node 1 is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_survives_the_loss_of_a_cluster_node() {
     init_logs();
@@ -391,6 +393,9 @@ async fn publishing_survives_the_loss_of_a_cluster_node() {
     all.sort();
     assert_eq!(cluster.queue_members(2, &queue).await, all);
     eprintln!("phase: members checked at {:?}", t0.elapsed());
+    // A delay tier, declared through node 1 as every worker does at start.
+    let delays = DelayQueues::new(queue.clone(), &[Duration::from_secs(3)]);
+    delays.declare(&broker).await.expect("the delay tier");
 
     let published = Arc::new(Mutex::new(Published::default()));
     let stop = CancellationToken::new();
@@ -479,6 +484,31 @@ async fn publishing_survives_the_loss_of_a_cluster_node() {
         published.errors,
         ids.len(),
     );
+
+    // A retry parked with node 1 gone waits in its tier and comes back to
+    // the work queue after its own expiration (shorter than the tier's TTL).
+    let parking = Instant::now();
+    let properties = lapin::BasicProperties::default().with_message_id("parked".into());
+    delays
+        .park(&broker, b"parked", properties, Duration::from_millis(500))
+        .await
+        .expect("a retry parked while node 1 is down");
+    let back = eventually(
+        Duration::from_secs(10),
+        "the parked message back on the work queue",
+        || async {
+            let ids = drain_ids(&inspect, &queue).await;
+            (!ids.is_empty()).then_some(ids)
+        },
+    )
+    .await;
+    assert_eq!(back, ["parked"]);
+    let waited = parking.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "back after {waited:?}: the tier's TTL, not the message's"
+    );
+    eprintln!("parked with node 1 down, back on the work queue after {waited:?}");
 
     cancel.cancel();
     broker.wait_closed().await;

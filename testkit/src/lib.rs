@@ -7,7 +7,9 @@
 //!   deadline, a TCP proxy that plays a dead broker;
 //! - [`api`]: the API in-process, with a client, a token and arrange helpers;
 //! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
-//! - [`webhooks`]: the API plus the webhook worker and scripted receivers.
+//! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
+//! - [`stack`]: all three services as child processes, for failover tests;
+//! - [`cluster`]: a throwaway three-node RabbitMQ cluster.
 
 #![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
 
@@ -16,6 +18,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod infra;
 pub mod process;
+pub mod stack;
 pub mod webhooks;
 
 pub use api::{create_client, Response, TestApp};

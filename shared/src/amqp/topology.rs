@@ -3,8 +3,14 @@
 //! - `otp.events`, a durable topic exchange every event is published to;
 //! - work queues (quorum): `otp.dispatch` (`otp.requested`, `otp.failover`) and `otp.webhooks`
 //!   (`phone_validation.*`), dead-lettering to `<queue>.dlq` through `otp.dlx`;
-//! - delay tiers `<queue>.retry.<ms>ms`: no consumers, a per-queue TTL, and
-//!   expired messages dead-lettered straight back into the work queue.
+//! - delay tiers `<queue>.delay.<ms>ms` (quorum): no consumers, a per-queue
+//!   TTL, and expired messages dead-lettered straight back into the work queue.
+//!
+//! Every queue is a quorum queue, so a cluster of three loses none of them
+//! with a node. (Builds before this one declared classic delay tiers named
+//! `<queue>.retry.<ms>ms`: those lived on one node, and while it was down no
+//! retry could be parked. The new names keep the two apart; an old tier
+//! empties by itself, its messages returning to the work queue when due.)
 
 use crate::events::routing;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -69,7 +75,7 @@ impl Topology {
 
     /// The delay tier of `queue` that holds messages for `delay`.
     pub fn retry_queue(queue: &str, delay: Duration) -> String {
-        format!("{queue}.retry.{}ms", delay.as_millis())
+        format!("{queue}.delay.{}ms", delay.as_millis())
     }
 
     fn base_args(&self) -> FieldTable {
@@ -160,9 +166,14 @@ impl Topology {
     /// A delay tier for `queue`: messages published to it (default exchange,
     /// routing key = its name) come back to `queue` after `delay`. A message's
     /// own `expiration`, when shorter, wins (that is how jitter is applied).
+    /// A quorum queue (RabbitMQ 3.10 or later), like the work queues: a
+    /// classic one lives on the node that declared it, and while that node is
+    /// down a publish into it comes back unroutable and declaring it again
+    /// fails (`shared/tests/failover.rs`).
     pub async fn declare_retry_tier(&self, channel: &Channel, queue: &str, delay: Duration) -> lapin::Result<String> {
         let name = Self::retry_queue(queue, delay);
         let mut args = self.base_args();
+        args.insert("x-queue-type".into(), long("quorum"));
         args.insert("x-message-ttl".into(), millis(delay));
         args.insert("x-dead-letter-exchange".into(), long(""));
         args.insert("x-dead-letter-routing-key".into(), long(queue));
