@@ -153,7 +153,8 @@ pub struct StatsQuery {
 pub async fn query(pool: &PgPool, q: &StatsQuery) -> Result<Vec<StatsRow>, sqlx::Error> {
     let rollup_key = q.group_by.key_sql("hour");
     let delta_key = q.group_by.key_sql("at");
-    let filter = "client_id = $1 AND ($4::text IS NULL OR project_id = $4) AND ($5::text IS NULL OR project_flow_id = $5)";
+    let filter =
+        "client_id = $1 AND ($4::text IS NULL OR project_id = $4) AND ($5::text IS NULL OR project_flow_id = $5)";
     let rollup_range = "hour >= date_trunc('hour', $2::timestamptz) AND hour < $3";
     let delta_range = "at >= date_trunc('hour', $2::timestamptz) AND date_trunc('hour', at) < $3";
     type Counts = (String, i64, i64, i64, i64, i64, i64);
@@ -193,7 +194,9 @@ pub async fn query(pool: &PgPool, q: &StatsQuery) -> Result<Vec<StatsRow>, sqlx:
     Ok(counts
         .into_iter()
         .filter(|(_, created, sent, delivered, validated, failed, blocked)| {
-            [created, sent, delivered, validated, failed, blocked].iter().any(|n| **n != 0)
+            [created, sent, delivered, validated, failed, blocked]
+                .iter()
+                .any(|n| **n != 0)
         })
         .map(|(key, created, sent, delivered, validated, failed, blocked)| {
             let mut histogram = [0i64; BOUNDS.len() + 1];

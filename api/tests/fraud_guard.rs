@@ -59,7 +59,10 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
             for n in 0..400 {
                 ticks.tick().await;
                 let phone = format!("6260{n:04}");
-                let answer = h.app.post("/v2/phone-validations", create_body(&project, &flow, &phone)).await;
+                let answer = h
+                    .app
+                    .post("/v2/phone-validations", create_body(&project, &flow, &phone))
+                    .await;
                 if answer.status != StatusCode::OK {
                     assert_eq!(answer.message(), "403:fraud_guard_blocked", "{:?}", answer.body);
                 }
@@ -78,8 +81,16 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
         let phone = format!("6710{n:04}");
         n += 1;
         users.push(tokio::spawn(async move {
-            let created = h.app.post("/v2/phone-validations", create_body(&project, &flow, &phone)).await;
-            assert_eq!(created.status, StatusCode::OK, "a legitimate user refused: {:?}", created.body);
+            let created = h
+                .app
+                .post("/v2/phone-validations", create_body(&project, &flow, &phone))
+                .await;
+            assert_eq!(
+                created.status,
+                StatusCode::OK,
+                "a legitimate user refused: {:?}",
+                created.body
+            );
             let code = code_for(&h, &format!("+507{phone}")).await;
             tokio::time::sleep(Duration::from_millis(1000)).await; // the user reading and typing
             let validated = h.app.validate(&phone, json!(code)).await;
@@ -102,8 +113,14 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
         "attack: {answers:?}, {attack_sent} of 400 codes sent; {legitimate} legitimate users validated in {:?}",
         started.elapsed()
     );
-    assert!(attack_sent * 10 <= 400 * 3, "at least 70 % of the attack's codes never sent: {attack_sent} sent");
-    assert!(legitimate >= 30, "enough legitimate traffic beside the attack: {legitimate}");
+    assert!(
+        attack_sent * 10 <= 400 * 3,
+        "at least 70 % of the attack's codes never sent: {attack_sent} sent"
+    );
+    assert!(
+        legitimate >= 30,
+        "enough legitimate traffic beside the attack: {legitimate}"
+    );
 
     // The block is listed, refuses, and was told once to the flow's webhook.
     let blocks = h.app.get("/v2/fraud-guard/blocks").await;
@@ -112,8 +129,14 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["prefix"], "+507626");
     assert_eq!(listed[0]["reason"], "low_conversion");
-    let refused = h.app.post("/v2/phone-validations", create_body(&project, &flow, "62619999")).await;
-    assert_eq!((refused.status, refused.message()), (StatusCode::FORBIDDEN, "403:fraud_guard_blocked"));
+    let refused = h
+        .app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62619999"))
+        .await;
+    assert_eq!(
+        (refused.status, refused.message()),
+        (StatusCode::FORBIDDEN, "403:fraud_guard_blocked")
+    );
     assert!(refused.headers.contains_key("retry-after"));
     let received = receiver.wait_for(legitimate + 1, Duration::from_secs(30)).await;
     let blocked_hooks: Vec<Value> = received
@@ -124,8 +147,12 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
     assert_eq!(blocked_hooks.len(), 1, "one webhook per block");
     assert_eq!(blocked_hooks[0]["object"]["prefix"], "+507626");
     assert_eq!(blocked_hooks[0]["object"]["validated"], 0);
-    let hook = received.iter().find(|r| r.json()["type"] == "fraud_guard_blocked").unwrap();
-    hook.verify(testkit::webhooks::SECRET).expect("signed like every webhook");
+    let hook = received
+        .iter()
+        .find(|r| r.json()["type"] == "fraud_guard_blocked")
+        .unwrap();
+    hook.verify(testkit::webhooks::SECRET)
+        .expect("signed like every webhook");
 
     // Another client is not affected.
     let other = testkit::api::create_client(&h.app.pool, "Other").await;
@@ -154,9 +181,15 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
     assert_eq!(theirs.status, StatusCode::OK, "{:?}", theirs.body);
 
     // A safe-listed number in the blocked prefix passes.
-    let safe = h.app.post("/v2/safe-list", json!({"countryCode": "+507", "phone": "6261-8888"})).await;
+    let safe = h
+        .app
+        .post("/v2/safe-list", json!({"countryCode": "+507", "phone": "6261-8888"}))
+        .await;
     assert_eq!(safe.status, StatusCode::OK, "{:?}", safe.body);
-    let passes = h.app.post("/v2/phone-validations", create_body(&project, &flow, "62618888")).await;
+    let passes = h
+        .app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62618888"))
+        .await;
     assert_eq!(passes.status, StatusCode::OK, "{:?}", passes.body);
 
     // Stats: the refused creates are counted, and the totals match the rows.
@@ -172,10 +205,17 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
     let attack_row = &rows["+507626"];
     let ours_written = h
         .app
-        .count(&format!("phone_validations WHERE client_id = '{}' AND phone LIKE '626%'", h.app.client))
+        .count(&format!(
+            "phone_validations WHERE client_id = '{}' AND phone LIKE '626%'",
+            h.app.client
+        ))
         .await;
     assert_eq!(attack_row["created"], ours_written, "{attack_row}");
-    assert_eq!(attack_row["blocked"], answers[&StatusCode::FORBIDDEN] as i64 + 1, "{attack_row}");
+    assert_eq!(
+        attack_row["blocked"],
+        answers[&StatusCode::FORBIDDEN] as i64 + 1,
+        "{attack_row}"
+    );
     assert_eq!(attack_row["validated"], 0);
     let legit_row = &rows["+507671"];
     assert_eq!(legit_row["validated"], legitimate as i64, "{legit_row}");
@@ -186,10 +226,18 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
     // DELETE lifts it.
     let lifted = h
         .app
-        .request(reqwest::Method::DELETE, "/v2/fraud-guard/blocks/%2B507626", Some(&h.app.token), None)
+        .request(
+            reqwest::Method::DELETE,
+            "/v2/fraud-guard/blocks/%2B507626",
+            Some(&h.app.token),
+            None,
+        )
         .await;
     assert_eq!(lifted.status, StatusCode::OK, "{:?}", lifted.body);
-    let again = h.app.post("/v2/phone-validations", create_body(&project, &flow, "62617777")).await;
+    let again = h
+        .app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62617777"))
+        .await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
     let gone = h.app.get("/v2/fraud-guard/blocks").await;
     assert_eq!(gone.data(), &json!([]));
@@ -217,7 +265,10 @@ async fn a_new_clients_first_sends_are_not_judged_before_the_grace_period() {
         (h.sms_requests().await.len() >= 50).then_some(())
     })
     .await;
-    let another = h.app.post("/v2/phone-validations", create_body(&project, &flow, "62610051")).await;
+    let another = h
+        .app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62610051"))
+        .await;
     assert_eq!(another.status, StatusCode::OK, "not blocked: {:?}", another.body);
     assert_eq!(h.app.count("fraud_blocks").await, 0);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 50);
@@ -249,7 +300,10 @@ async fn a_block_set_through_one_instance_is_enforced_by_another_at_once() {
             Some(create_body(&project, &flow, "62612345")),
         )
         .await;
-    assert_eq!((refused.status, refused.message()), (StatusCode::FORBIDDEN, "403:fraud_guard_blocked"));
+    assert_eq!(
+        (refused.status, refused.message()),
+        (StatusCode::FORBIDDEN, "403:fraud_guard_blocked")
+    );
     let listed = second
         .request(reqwest::Method::GET, "/v2/fraud-guard/blocks", Some(&first.token), None)
         .await;
@@ -283,8 +337,13 @@ async fn rate_limits_answer_429_with_retry_after_and_refused_creates_do_not_coun
         let ok = app.post("/v2/phone-validations", with_ip(phone, "203.0.113.7")).await;
         assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
     }
-    let limited = app.post("/v2/phone-validations", with_ip("62610003", "203.0.113.7")).await;
-    assert_eq!((limited.status, limited.message()), (StatusCode::TOO_MANY_REQUESTS, "429:too_many_requests"));
+    let limited = app
+        .post("/v2/phone-validations", with_ip("62610003", "203.0.113.7"))
+        .await;
+    assert_eq!(
+        (limited.status, limited.message()),
+        (StatusCode::TOO_MANY_REQUESTS, "429:too_many_requests")
+    );
     let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "the minute's end: {retry_after}");
 
@@ -294,7 +353,9 @@ async fn rate_limits_answer_429_with_retry_after_and_refused_creates_do_not_coun
         let ok = app.post("/v2/phone-validations", with_ip(phone, ip)).await;
         assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
     }
-    let spent = app.post("/v2/phone-validations", with_ip("62610006", "198.51.100.3")).await;
+    let spent = app
+        .post("/v2/phone-validations", with_ip("62610006", "198.51.100.3"))
+        .await;
     assert_eq!(spent.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", spent.body);
     let retry_after: u64 = spent.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry_after), "the UTC day's end: {retry_after}");
@@ -308,16 +369,29 @@ async fn a_create_refused_after_taking_rate_limit_units_gives_them_back() {
         "rateLimits": {"perDay": 2}
     }))
     .await;
-    let first = app.post("/v2/phone-validations", create_body(&project, &flow, "62610001")).await;
+    let first = app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62610001"))
+        .await;
     assert_eq!(first.status, StatusCode::OK);
     for _ in 0..3 {
         // The same phone again: the cooldown refuses it; the budget is untouched.
-        let cooling = app.post("/v2/phone-validations", create_body(&project, &flow, "62610001")).await;
+        let cooling = app
+            .post("/v2/phone-validations", create_body(&project, &flow, "62610001"))
+            .await;
         assert_eq!(cooling.message(), "409:otp_recently_sent", "{:?}", cooling.body);
     }
-    let second = app.post("/v2/phone-validations", create_body(&project, &flow, "62610002")).await;
-    assert_eq!(second.status, StatusCode::OK, "the budget still had one: {:?}", second.body);
-    let third = app.post("/v2/phone-validations", create_body(&project, &flow, "62610003")).await;
+    let second = app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62610002"))
+        .await;
+    assert_eq!(
+        second.status,
+        StatusCode::OK,
+        "the budget still had one: {:?}",
+        second.body
+    );
+    let third = app
+        .post("/v2/phone-validations", create_body(&project, &flow, "62610003"))
+        .await;
     assert_eq!(third.message(), "429:too_many_requests");
 }
 
@@ -331,11 +405,22 @@ async fn bad_fraud_guard_input_gets_the_envelope() {
         (json!({"rateLimits": {"ipAddress": {"perMinute": -1}}}), "perMinute"),
     ] {
         let answer = app
-            .post("/v2/project-flows", json!({"project": project, "type": "login", "phone": settings}))
+            .post(
+                "/v2/project-flows",
+                json!({"project": project, "type": "login", "phone": settings}),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{settings}: {:?}", answer.body);
-        assert!(answer.message().starts_with("400:invalid_"), "{settings}: {}", answer.message());
-        assert!(answer.message().contains(field) || field == "perMinute", "{settings}: {}", answer.message());
+        assert!(
+            answer.message().starts_with("400:invalid_"),
+            "{settings}: {}",
+            answer.message()
+        );
+        assert!(
+            answer.message().contains(field) || field == "perMinute",
+            "{settings}: {}",
+            answer.message()
+        );
     }
     let token = Some(app.token.as_str());
     let not_a_prefix = app
@@ -357,13 +442,20 @@ async fn bad_fraud_guard_input_gets_the_envelope() {
     }
     let missing = app.post("/v2/safe-list", json!({"phone": "62610001"})).await;
     assert_eq!(missing.status, StatusCode::CONFLICT, "{:?}", missing.body);
-    let bad_phone = app.post("/v2/safe-list", json!({"countryCode": "+507", "phone": "12"})).await;
+    let bad_phone = app
+        .post("/v2/safe-list", json!({"countryCode": "+507", "phone": "12"}))
+        .await;
     assert_eq!(bad_phone.message(), "400:invalid_phone");
     let geo = app
-        .post("/v2/project-flows", json!({"project": project, "type": "login", "phone": {"allowedCountries": ["CO"]}}))
+        .post(
+            "/v2/project-flows",
+            json!({"project": project, "type": "login", "phone": {"allowedCountries": ["CO"]}}),
+        )
         .await;
     let geo_flow = geo.data()["_id"].as_str().unwrap();
-    let refused = app.post("/v2/phone-validations", create_body(&project, geo_flow, "62610001")).await;
+    let refused = app
+        .post("/v2/phone-validations", create_body(&project, geo_flow, "62610001"))
+        .await;
     assert_eq!(refused.message(), "403:country_not_allowed");
     let _ = flow;
 }
@@ -384,14 +476,20 @@ async fn stats_count_every_outcome_and_group_by_each_key() {
     assert_eq!(row("+507626")["sent"], 1);
     assert_eq!(row("+507626")["validated"], 1);
     assert_eq!(row("+507626")["conversionRate"], 1.0);
-    assert_eq!(row("+507626")["medianSecondsToValidate"].as_f64().map(|s| s < 5.0), Some(true));
+    assert_eq!(
+        row("+507626")["medianSecondsToValidate"].as_f64().map(|s| s < 5.0),
+        Some(true)
+    );
     assert_eq!(row("+507626")["failed"], 0);
     assert_eq!(row("+507626")["blocked"], 0);
     assert_eq!(row("+507626")["delivered"], 0);
     // One sent, one not yet sent, none typed.
     let other = row("+507627");
     assert_eq!((other["created"].as_i64(), other["sent"].as_i64()), (Some(2), Some(1)));
-    assert_eq!((other["validated"].as_i64(), other["conversionRate"].as_f64()), (Some(0), Some(0.0)));
+    assert_eq!(
+        (other["validated"].as_i64(), other["conversionRate"].as_f64()),
+        (Some(0), Some(0.0))
+    );
     assert_eq!(other["medianSecondsToValidate"], Value::Null);
     let by_country = app.get("/v2/phone-validations/stats?groupBy=country").await;
     let country = &by_country.data()[0];

@@ -186,14 +186,28 @@ impl Deliverer {
         let (object, subject, client, flow, own_url) = match message.kind {
             EventKind::Validation(kind) => {
                 let validation = self.load_validation(message, kind).await?;
-                let (id, client, flow) = (validation.id.clone(), validation.client.clone(), validation.project_flow.clone());
+                let (id, client, flow) = (
+                    validation.id.clone(),
+                    validation.client.clone(),
+                    validation.project_flow.clone(),
+                );
                 let own_url = validation.webhook_url.clone();
-                (WebhookObject::Validation(Box::new(validation)), id, client, flow, own_url)
+                (
+                    WebhookObject::Validation(Box::new(validation)),
+                    id,
+                    client,
+                    flow,
+                    own_url,
+                )
             }
             EventKind::FraudGuardBlocked(_) => match self.store.block(&message.subject_id).await {
-                Ok(Some((client, flow, block))) => {
-                    (WebhookObject::Block(block), message.subject_id.clone(), client, flow, None)
-                }
+                Ok(Some((client, flow, block))) => (
+                    WebhookObject::Block(block),
+                    message.subject_id.clone(),
+                    client,
+                    flow,
+                    None,
+                ),
                 Ok(None) => {
                     tracing::error!("the event's fraud-guard block does not exist; dead-lettering it");
                     return Err(Handled::Reject);

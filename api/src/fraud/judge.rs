@@ -19,7 +19,12 @@ use tokio_util::sync::CancellationToken;
 const LOCK: i64 = 0x6f74_7066_7261_7564; // "otpfraud"
 
 /// Runs the upkeep until `cancel` fires.
-pub fn spawn(pool: PgPool, relay: Relay, config: GuardConfig, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    pool: PgPool,
+    relay: Relay,
+    config: GuardConfig,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -168,7 +173,11 @@ async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewB
     let verdicts = prefixes
         .iter()
         .map(|j| (j, fraud::judge_prefix as fn(GuardMode, Counts, Counts) -> Verdict))
-        .chain(countries.iter().map(|j| (j, fraud::judge_country as fn(GuardMode, Counts, Counts) -> Verdict)));
+        .chain(
+            countries
+                .iter()
+                .map(|j| (j, fraud::judge_country as fn(GuardMode, Counts, Counts) -> Verdict)),
+        );
     for (judged, verdict_of) in verdicts {
         let mode = judged
             .mode

@@ -41,7 +41,10 @@ impl GuardConfig {
         let config = Self {
             grace: Duration::from_secs(config::parse_or("FRAUD_GUARD_GRACE_SECONDS", defaults.grace.as_secs())?),
             block: Duration::from_secs(config::parse_or("FRAUD_GUARD_BLOCK_SECONDS", defaults.block.as_secs())?),
-            window: Duration::from_secs(config::parse_or("FRAUD_GUARD_WINDOW_SECONDS", defaults.window.as_secs())?),
+            window: Duration::from_secs(config::parse_or(
+                "FRAUD_GUARD_WINDOW_SECONDS",
+                defaults.window.as_secs(),
+            )?),
             interval: Duration::from_millis(config::parse_or(
                 "FRAUD_GUARD_INTERVAL_MS",
                 u64::try_from(defaults.interval.as_millis()).unwrap_or(5000),

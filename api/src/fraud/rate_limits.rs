@@ -57,12 +57,7 @@ pub struct Taken {
 /// Takes one unit of each limit of `settings` that applies, or answers
 /// `429:too_many_requests` with `Retry-After` (the end of the latest window
 /// that is full). `None` when no limit applies (no query at all).
-pub async fn take(
-    pool: &PgPool,
-    flow: &ObjectId,
-    settings: &RateLimits,
-    ip: Option<&str>,
-) -> ApiResult<Option<Taken>> {
+pub async fn take(pool: &PgPool, flow: &ObjectId, settings: &RateLimits, ip: Option<&str>) -> ApiResult<Option<Taken>> {
     let limits = limits(settings, ip);
     if limits.is_empty() {
         return Ok(None);

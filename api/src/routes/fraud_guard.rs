@@ -19,7 +19,10 @@ use utoipa::ToSchema;
 #[utoipa::path(get, path = "/v2/fraud-guard/blocks", tag = "fraud guard",
     responses((status = 200, body = [Block]), (status = 401)),
     security(("bearer" = [])))]
-pub async fn list_blocks(State(app): State<AppState>, AuthClient(client): AuthClient) -> ApiResult<Envelope<Vec<Block>>> {
+pub async fn list_blocks(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+) -> ApiResult<Envelope<Vec<Block>>> {
     let active = blocks::active(&app.pool, Some(&client)).await?;
     Ok(Envelope(active.into_iter().map(|(_, block)| block).collect()))
 }
@@ -87,7 +90,9 @@ pub async fn add(
         (Some(country), Some(phone)) => (country, phone),
         (country, phone) => {
             let missing = [(country.is_none(), "countryCode"), (phone.is_none(), "phone")];
-            return Err(ApiError::Missing(missing.into_iter().filter(|m| m.0).map(|m| m.1).collect()));
+            return Err(ApiError::Missing(
+                missing.into_iter().filter(|m| m.0).map(|m| m.1).collect(),
+            ));
         }
     };
     let phone = parse_phone(&country, &phone.into_string())?;
@@ -109,7 +114,10 @@ pub async fn add(
 #[utoipa::path(get, path = "/v2/safe-list", tag = "fraud guard",
     responses((status = 200, body = [SafeListEntry]), (status = 401)),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, AuthClient(client): AuthClient) -> ApiResult<Envelope<Vec<SafeListEntry>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    AuthClient(client): AuthClient,
+) -> ApiResult<Envelope<Vec<SafeListEntry>>> {
     let entries = sqlx::query_as(
         "SELECT id, country_code, phone, created_at FROM safe_list WHERE client_id = $1
           ORDER BY created_at DESC, id DESC LIMIT 1000",
@@ -138,5 +146,7 @@ pub async fn remove(
     .bind(&client)
     .fetch_optional(&app.pool)
     .await?;
-    removed.map(Envelope).ok_or_else(|| ApiError::not_found("safe_list_entry"))
+    removed
+        .map(Envelope)
+        .ok_or_else(|| ApiError::not_found("safe_list_entry"))
 }

@@ -55,7 +55,8 @@ impl Respond for Recorder {
                 arrivals.insert(to.clone(), (code_in(body), Instant::now()));
             }
         }
-        ResponseTemplate::new(201).set_body_json(json!({"sid": format!("SM{}", shared::ObjectId::new()), "status": "queued"}))
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"sid": format!("SM{}", shared::ObjectId::new()), "status": "queued"}))
     }
 }
 
@@ -143,7 +144,10 @@ async fn main() -> anyhow::Result<()> {
                     let to = format!("+507{phone}");
                     let deadline = Instant::now() + Duration::from_secs(30);
                     let code = loop {
-                        let arrived = arrivals.lock().ok().and_then(|a| a.get(&to).map(|(code, _)| code.clone()));
+                        let arrived = arrivals
+                            .lock()
+                            .ok()
+                            .and_then(|a| a.get(&to).map(|(code, _)| code.clone()));
                         if let Some(code) = arrived {
                             break Some(code);
                         }
@@ -176,17 +180,14 @@ async fn main() -> anyhow::Result<()> {
         .lock()
         .map(|a| {
             a.keys()
-                .filter(|to| {
-                    (0..args.attack_prefixes.max(1)).any(|p| to.starts_with(&format!("+507{}", 626 + p)))
-                })
+                .filter(|to| (0..args.attack_prefixes.max(1)).any(|p| to.starts_with(&format!("+507{}", 626 + p))))
                 .count()
         })
         .unwrap_or(0);
-    let blocks: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT prefix, reason, sent, validated FROM fraud_blocks ORDER BY blocked_at",
-    )
-    .fetch_all(&h.app.pool)
-    .await?;
+    let blocks: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT prefix, reason, sent, validated FROM fraud_blocks ORDER BY blocked_at")
+            .fetch_all(&h.app.pool)
+            .await?;
     let first_refusal = *first_refusal.lock().unwrap_or_else(|e| e.into_inner());
     println!(
         "run {elapsed:.1?} ({}: grace {} s): attack {} creates over {} prefix(es), {} refused, {} codes sent ({:.1} %); \

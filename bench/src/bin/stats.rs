@@ -36,12 +36,14 @@ async fn main() -> anyhow::Result<()> {
         .bind(&client)
         .execute(&pool)
         .await?;
-    sqlx::query("INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', '{}')")
-        .bind(&flow)
-        .bind(&client)
-        .bind(&project)
-        .execute(&pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', '{}')",
+    )
+    .bind(&flow)
+    .bind(&client)
+    .bind(&project)
+    .execute(&pool)
+    .await?;
 
     // Spread over the last 20 hours, 40 prefixes of 4 countries, two
     // channels and two providers.
@@ -86,13 +88,21 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query(statement).execute(&pool).await?;
     }
     println!("statuses moved in {:.1?}", started.elapsed());
-    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats_deltas").fetch_one(&pool).await?;
+    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats_deltas")
+        .fetch_one(&pool)
+        .await?;
 
     let queries = |label: &'static str| {
         let pool = pool.clone();
         let client = client.clone();
         async move {
-            for group_by in [GroupBy::Country, GroupBy::Prefix, GroupBy::Channel, GroupBy::Provider, GroupBy::Day] {
+            for group_by in [
+                GroupBy::Country,
+                GroupBy::Prefix,
+                GroupBy::Channel,
+                GroupBy::Provider,
+                GroupBy::Day,
+            ] {
                 let query = StatsQuery {
                     client: client.clone(),
                     from: chrono::Utc::now() - chrono::Duration::hours(24),
@@ -131,7 +141,9 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
-    let rollup: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats").fetch_one(&pool).await?;
+    let rollup: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats")
+        .fetch_one(&pool)
+        .await?;
     println!("folded in {:.1?} into {rollup} rollup rows", started.elapsed());
     queries("folded").await?;
     Ok(())

@@ -24,7 +24,11 @@ pub enum FraudCommand {
 
 pub async fn run(command: FraudCommand) -> anyhow::Result<serde_json::Value> {
     let pool = super::pool().await?;
-    let client_id = |raw: &str| ObjectId::parse(raw).ok().with_context(|| format!("not a client id: {raw:?}"));
+    let client_id = |raw: &str| {
+        ObjectId::parse(raw)
+            .ok()
+            .with_context(|| format!("not a client id: {raw:?}"))
+    };
     match command {
         FraudCommand::Blocks { client } => {
             let client = client.as_deref().map(client_id).transpose()?;

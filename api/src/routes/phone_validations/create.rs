@@ -175,13 +175,19 @@ pub async fn create(
     let flow = flow_cache::cached(&app, &client, &new).await?;
     let settings = &flow.flow.settings.0;
     new.check_against(settings)?;
-    let taken = rate_limits::take(&app.pool, &new.flow, &settings.rate_limits, new.body.ip_address.as_deref()).await?;
+    let taken = rate_limits::take(
+        &app.pool,
+        &new.flow,
+        &settings.rate_limits,
+        new.body.ip_address.as_deref(),
+    )
+    .await?;
     let written = write(&app, &client, &new, &flow, idempotency.as_ref()).await;
     if let (Err(_), Some(taken)) = (&written, taken) {
         rate_limits::give_back(&app.pool, taken).await;
     }
     let (Created { validation, events }, data) = match written? {
-        Written::Created(created, data) => (created, data),
+        Written::Created(created, data) => (*created, data),
         Written::Replayed(stored) => return Ok(Envelope(stored)),
     };
     app.relay.publish_soon(events);
@@ -193,7 +199,7 @@ pub async fn create(
 /// What `write` did: created the validation, or found that a concurrent
 /// request with the same idempotency key had.
 enum Written {
-    Created(Created, serde_json::Value),
+    Created(Box<Created>, serde_json::Value),
     Replayed(serde_json::Value),
 }
 
@@ -205,7 +211,6 @@ async fn write(
     flow: &std::sync::Arc<flow_cache::CachedFlow>,
     idempotency: Option<&idempotency::IdempotencyKey>,
 ) -> ApiResult<Written> {
-
     // On the common path: the flow (cached for a second), then one statement
     // (limits + validation + event), shared with the creates that arrive
     // meanwhile and committed with them.
@@ -216,7 +221,7 @@ async fn write(
                 None => create_once(app, &mut *app.pool.acquire().await?, client, new, &flow.flow).await?,
             };
             let data = serde_json::to_value(&created.validation).map_err(anyhow::Error::from)?;
-            Ok(Written::Created(created, data))
+            Ok(Written::Created(Box::new(created), data))
         }
         Some(key) => {
             let mut tx = app.pool.begin().await?;
@@ -231,7 +236,7 @@ async fn write(
                 };
             }
             tx.commit().await?;
-            Ok(Written::Created(created, data))
+            Ok(Written::Created(Box::new(created), data))
         }
     }
 }
