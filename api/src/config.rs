@@ -19,6 +19,8 @@ pub struct ApiConfig {
     pub relay: RelayConfig,
     /// What the providers' status callbacks are checked with.
     pub callbacks: CallbackConfig,
+    /// `HTTP_*`: timeouts and the connection limit of the server.
+    pub http: crate::serve::HttpConfig,
 }
 
 /// The secrets that prove a status callback comes from its provider. A
@@ -90,6 +92,7 @@ impl shared::process::Config for ApiConfig {
             jwt_secret: config::secret("JWT_SECRET")?,
             otp_pepper: config::secret("OTP_PEPPER")?,
             callbacks: CallbackConfig::from_env()?,
+            http: crate::serve::HttpConfig::from_env()?,
             relay: RelayConfig {
                 sweep_interval: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_INTERVAL_MS", 1000u64)?),
                 sweep_after: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_AFTER_MS", 4000u64)?),

@@ -239,16 +239,32 @@ async fn nul_characters_are_refused_naming_their_field() {
         ("extraParams", json!({"k": "v\u{0}"}), "400:invalid_extraParams"),
         ("extraParams", json!({"k\u{0}": 1}), "400:invalid_extraParams"),
         ("extraParams", json!({"a": {"b": ["\u{0}"]}}), "400:invalid_extraParams"),
-        ("redirectUrl", json!("https://example.com/a\u{0}b"), "400:invalid_redirectUrl"),
-        ("webhookUrl", json!("https://example.com/\u{0}"), "400:invalid_webhookUrl"),
-        ("identityUrl", json!("https://example.com/\u{0}"), "400:invalid_identityUrl"),
+        (
+            "redirectUrl",
+            json!("https://example.com/a\u{0}b"),
+            "400:invalid_redirectUrl",
+        ),
+        (
+            "webhookUrl",
+            json!("https://example.com/\u{0}"),
+            "400:invalid_webhookUrl",
+        ),
+        (
+            "identityUrl",
+            json!("https://example.com/\u{0}"),
+            "400:invalid_identityUrl",
+        ),
         ("ipAddress", json!("10.0.0.1\u{0}"), "400:invalid_ipAddress"),
     ];
     for (field, value, expected) in cases {
         let mut body = TestApp::create_body(&project, &flow, "62617737");
         body[field] = value.clone();
         let r = app.post("/v2/phone-validations", body).await;
-        assert_eq!((r.status, r.message()), (StatusCode::BAD_REQUEST, expected), "{field} = {value}");
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "{field} = {value}"
+        );
     }
     let v = app
         .post(
@@ -306,8 +322,14 @@ async fn bad_flow_settings_name_the_deepest_field() {
         (json!({"phoneGateway": "fax"}), "400:invalid_phoneGateway"),
         (json!({"maxAttempts": -3}), "400:invalid_maxAttempts"),
         (json!({"allowedCountries": [1]}), "400:invalid_allowedCountries"),
-        (json!({"testNumbers": {"+5073001234": 123456}}), "400:invalid_testNumbers"),
-        (json!({"rateLimits": {"ipAddress": {"perMinute": -1}}}), "400:invalid_perMinute"),
+        (
+            json!({"testNumbers": {"+5073001234": 123456}}),
+            "400:invalid_testNumbers",
+        ),
+        (
+            json!({"rateLimits": {"ipAddress": {"perMinute": -1}}}),
+            "400:invalid_perMinute",
+        ),
         (json!({"fraudGuard": "sometimes"}), "400:invalid_fraudGuard"),
         (json!("not settings"), "400:invalid_phone"),
     ];
@@ -318,7 +340,11 @@ async fn bad_flow_settings_name_the_deepest_field() {
                 json!({"project": project, "type": "login", "phone": phone.clone()}),
             )
             .await;
-        assert_eq!((r.status, r.message()), (StatusCode::BAD_REQUEST, expected), "create {phone}");
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "create {phone}"
+        );
         let r = app
             .request(
                 reqwest::Method::PUT,
@@ -327,6 +353,10 @@ async fn bad_flow_settings_name_the_deepest_field() {
                 Some(json!({"phone": phone.clone()})),
             )
             .await;
-        assert_eq!((r.status, r.message()), (StatusCode::BAD_REQUEST, expected), "update {phone}");
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "update {phone}"
+        );
     }
 }

@@ -208,18 +208,19 @@ async fn a_keep_alive_connection_serves_request_after_request() {
 /// returns how long it took.
 async fn closed_within_deadline(connection: &mut BufReader<TcpStream>) -> Duration {
     let started = Instant::now();
-    let answer = within(DEADLINE, "the server to close the connection", read_response(connection)).await;
+    let answer = within(
+        DEADLINE,
+        "the server to close the connection",
+        read_response(connection),
+    )
+    .await;
     assert!(answer.is_none(), "closed without an answer: {answer:?}");
     started.elapsed()
 }
 
 #[tokio::test]
 async fn clients_that_do_not_finish_their_headers_or_stay_idle_are_disconnected() {
-    let api = ApiProcess::start(
-        env!("CARGO_BIN_EXE_api"),
-        &[("HTTP_HEADER_TIMEOUT_MS", "500".into())],
-    )
-    .await;
+    let api = ApiProcess::start(env!("CARGO_BIN_EXE_api"), &[("HTTP_HEADER_TIMEOUT_MS", "500".into())]).await;
     let mut partial = connect(&api.addr).await;
     send(&mut partial, b"GET /health HTTP/1.1\r\nHost: api\r\n").await;
     let mut silent = connect(&api.addr).await;
@@ -236,7 +237,11 @@ async fn clients_that_do_not_finish_their_headers_or_stay_idle_are_disconnected(
 async fn a_body_that_stops_arriving_is_answered_408_and_closed() {
     let api = ApiProcess::start(env!("CARGO_BIN_EXE_api"), &[("HTTP_BODY_TIMEOUT_MS", "500".into())]).await;
     let mut connection = connect(&api.addr).await;
-    send(&mut connection, post_head(&api.token, "Content-Length: 1000").as_bytes()).await;
+    send(
+        &mut connection,
+        post_head(&api.token, "Content-Length: 1000").as_bytes(),
+    )
+    .await;
     send(&mut connection, b"{\"name\": \"").await;
     let response = within(DEADLINE, "the 408", read_response(&mut connection))
         .await
@@ -301,7 +306,11 @@ async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
     assert!(
         has_line(
             "http_requests_total{",
-            &[r#"method="POST""#, r#"route="/v2/phone-validations""#, r#"status="200""#]
+            &[
+                r#"method="POST""#,
+                r#"route="/v2/phone-validations""#,
+                r#"status="200""#
+            ]
         ),
         "{text}"
     );

@@ -116,6 +116,7 @@ impl TestApp {
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),
             callbacks: Self::callback_config(),
+            http: api::serve::HttpConfig::default(),
         };
         let cancel = CancellationToken::new();
         let app = Application::build(config, topology.clone(), cancel.clone())
