@@ -164,6 +164,18 @@ fn links(operation_id: &str) -> Option<serde_json::Value> {
         "createProjectFlow" => json!({
             "GetProjectFlow": {"operationId": "getProjectFlow", "parameters": {"id": id}, "description": "Read the flow"},
             "UpdateProjectFlow": {"operationId": "updateProjectFlow", "parameters": {"id": id}, "description": "Change the flow"},
+            "CreatePhoneValidation": {
+                "operationId": "createPhoneValidation",
+                "requestBody": {
+                    "project": "$response.body#/data/project",
+                    "projectFlow": id,
+                    "countryCode": "+507",
+                    "phone": "62617737",
+                    "validationMethod": "verificationCode",
+                    "type": "login",
+                },
+                "description": "Send a code with the flow (the seed's request)",
+            },
         }),
         "createPhoneValidation" => json!({
             "GetPhoneValidation": {"operationId": "getPhoneValidation", "parameters": {"id": id}, "description": "Read the validation"},
@@ -309,6 +321,8 @@ mod tests {
         );
         let links = &doc["paths"]["/v2/projects"]["post"]["responses"]["200"]["links"];
         assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
+        let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
     }
 
     /// `cargo test -p api --lib print_the_document -- --ignored --nocapture`

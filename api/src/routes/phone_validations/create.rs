@@ -34,10 +34,11 @@ pub struct CreatePhoneValidation {
     #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub project_flow: Option<String>,
     /// `+` and 1-4 digits, e.g. `+507`.
-    #[schema(value_type = String, pattern = r"^\+[0-9]{1,4}$")]
+    #[schema(value_type = String, pattern = r"^\+[0-9]{1,4}$", example = "+507")]
     pub country_code: Option<String>,
     /// National number; spaces, dashes, dots and parentheses are ignored.
-    #[schema(value_type = StringOrNumber)]
+    /// It must be a number of that country that can receive an SMS.
+    #[schema(value_type = StringOrNumber, example = "62617737")]
     pub phone: Option<StringOrNumber>,
     #[schema(value_type = ValidationMethod)]
     pub validation_method: Option<ValidationMethod>,
