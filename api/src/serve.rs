@@ -66,7 +66,7 @@ impl HttpConfig {
             }
         };
         let max_connections = config::parse_or("HTTP_MAX_CONNECTIONS", defaults.max_connections)?;
-        if max_connections == 0 || max_connections as usize > Semaphore::MAX_PERMITS {
+        if max_connections == 0 {
             return Err(ConfigError::Invalid {
                 name: "HTTP_MAX_CONNECTIONS",
                 reason: "must be at least 1".into(),

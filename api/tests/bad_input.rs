@@ -206,6 +206,8 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.body["code"], "MethodNotAllowed");
+    let allow = r.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow:?}");
 }
 
 #[tokio::test]
