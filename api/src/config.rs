@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub callbacks: CallbackConfig,
     /// `FRAUD_GUARD_*`: grace, block length, window and judging interval.
     pub fraud_guard: crate::fraud::GuardConfig,
+    /// `HTTP_*`: timeouts and the connection limit of the server.
+    pub http: crate::serve::HttpConfig,
 }
 
 /// The secrets that prove a status callback comes from its provider. A
@@ -93,6 +95,7 @@ impl shared::process::Config for ApiConfig {
             otp_pepper: config::secret("OTP_PEPPER")?,
             callbacks: CallbackConfig::from_env()?,
             fraud_guard: crate::fraud::GuardConfig::from_env()?,
+            http: crate::serve::HttpConfig::from_env()?,
             relay: RelayConfig {
                 sweep_interval: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_INTERVAL_MS", 1000u64)?),
                 sweep_after: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_AFTER_MS", 4000u64)?),

@@ -1,6 +1,8 @@
 //! The success envelope and the request id. Every `/v2` answer is
 //! `{"data": ..., "signature": {...}, "id": "E6JPP"}`; the 5-character id is
 //! also the `x-request-id` header and a field of every log line of the request.
+//! The bodies are serialized from the same structs the OpenAPI document
+//! describes, so the two cannot drift apart.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -10,6 +12,7 @@ use axum::Json;
 use rand::Rng;
 use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -64,21 +67,68 @@ pub struct Page<T> {
     pub total: i64,
 }
 
-fn signature() -> serde_json::Value {
-    let now = chrono::Utc::now();
-    serde_json::json!({
-        "dateTime": now.format("%B %-d, %Y %-I:%M %p").to_string(),
-        "message": "Certified by Verifik.co",
-    })
+/// The success body of one object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Success<T> {
+    pub data: T,
+    pub signature: Signature,
+    /// The request id, also the `x-request-id` header.
+    #[schema(pattern = "^[A-Z0-9]{5}$")]
+    pub id: String,
+}
+
+/// The success body of a list: one page, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+    pub signature: Signature,
+    /// The request id, also the `x-request-id` header.
+    #[schema(pattern = "^[A-Z0-9]{5}$")]
+    pub id: String,
+}
+
+/// Verifik's signature block.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Signature {
+    /// When the answer was made, e.g. `December 2, 2024 5:05 PM` (UTC).
+    pub date_time: String,
+    #[schema(example = "Certified by Verifik.co")]
+    pub message: String,
+}
+
+impl Signature {
+    fn now() -> Self {
+        Self {
+            date_time: chrono::Utc::now().format("%B %-d, %Y %-I:%M %p").to_string(),
+            message: "Certified by Verifik.co".into(),
+        }
+    }
+}
+
+/// Where a page is in its list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pagination {
+    /// 1-based.
+    #[schema(minimum = 1)]
+    pub page: i64,
+    #[schema(minimum = 1, maximum = 100)]
+    pub limit: i64,
+    /// Matching rows, counted up to 10,000.
+    #[schema(minimum = 0)]
+    pub total: i64,
+    #[schema(minimum = 0)]
+    pub pages: i64,
 }
 
 impl<T: Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
-        Json(serde_json::json!({
-            "data": self.0,
-            "signature": signature(),
-            "id": current_request_id(),
-        }))
+        Json(Success {
+            data: self.0,
+            signature: Signature::now(),
+            id: current_request_id(),
+        })
         .into_response()
     }
 }
@@ -90,12 +140,17 @@ impl<T: Serialize> IntoResponse for Page<T> {
         } else {
             (self.total + self.limit - 1) / self.limit
         };
-        Json(serde_json::json!({
-            "data": self.data,
-            "pagination": {"page": self.page, "limit": self.limit, "total": self.total, "pages": pages},
-            "signature": signature(),
-            "id": current_request_id(),
-        }))
+        Json(List {
+            data: self.data,
+            pagination: Pagination {
+                page: self.page,
+                limit: self.limit,
+                total: self.total,
+                pages,
+            },
+            signature: Signature::now(),
+            id: current_request_id(),
+        })
         .into_response()
     }
 }

@@ -6,7 +6,22 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use std::borrow::Cow;
+use utoipa::ToSchema;
+
+/// The error envelope, as every error answer carries it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The status's reason phrase in PascalCase (`NotFound`), or
+    /// `MissingParameter` (409) for absent required fields.
+    #[schema(example = "NotFound")]
+    pub code: String,
+    /// `<status>:<token>`, e.g. `404:projectFlow_not_found`, or
+    /// `409:missing phone, missing countryCode`.
+    #[schema(example = "404:projectFlow_not_found", pattern = "^[1-5][0-9]{2}:")]
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -56,6 +71,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, token)
     }
 
+    /// `413:payload_too_large`.
+    pub fn payload_too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token")
     }
@@ -82,7 +102,22 @@ pub fn code_for(status: StatusCode) -> String {
 }
 
 pub fn envelope(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+    let mut response = (
+        status,
+        Json(ErrorBody {
+            code: code.to_owned(),
+            message,
+        }),
+    )
+        .into_response();
+    // Refused before its body was read whole: what is left of the body
+    // would be read as the next request, so the connection ends here.
+    if matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl IntoResponse for ApiError {
@@ -148,5 +183,14 @@ mod tests {
         assert_eq!(code_for(StatusCode::PAYLOAD_TOO_LARGE), "PayloadTooLarge");
         assert_eq!(code_for(StatusCode::TOO_MANY_REQUESTS), "TooManyRequests");
         assert_eq!(code_for(StatusCode::UNPROCESSABLE_ENTITY), "UnprocessableEntity");
+        assert_eq!(code_for(StatusCode::REQUEST_TIMEOUT), "RequestTimeout");
+    }
+
+    #[test]
+    fn refusals_before_the_body_is_read_close_the_connection() {
+        let refused = ApiError::payload_too_large().into_response();
+        assert_eq!(refused.headers().get(header::CONNECTION).unwrap(), "close");
+        let other = ApiError::invalid("name").into_response();
+        assert!(other.headers().get(header::CONNECTION).is_none());
     }
 }

@@ -8,9 +8,11 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod fraud;
+pub mod http_metrics;
 pub mod listing;
 pub mod openapi;
 pub mod routes;
+pub mod serve;
 pub mod stats;
 
 use anyhow::Context;
@@ -50,6 +52,7 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    http: serve::HttpConfig,
     cancel: CancellationToken,
     messaging: Messaging,
     pub state: AppState,
@@ -93,6 +96,7 @@ impl Service for Application {
         Ok(Self {
             listener,
             router,
+            http: config.http,
             cancel,
             messaging,
             state,
@@ -102,16 +106,10 @@ impl Service for Application {
     /// Serves until the cancellation token fires, then drains in-flight
     /// requests, lets the relay publish what it holds, and closes the broker.
     async fn run(self) -> anyhow::Result<()> {
-        let cancel = self.cancel.clone();
         tracing::info!(addr = %self.listener.local_addr()?, "API listening");
-        let served = axum::serve(
-            self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
+        serve::serve(self.listener, self.router, self.http, self.cancel).await;
         self.messaging.shutdown().await;
-        served.context("while serving HTTP")
+        Ok(())
     }
 }
 

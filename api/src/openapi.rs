@@ -1,8 +1,17 @@
-//! The OpenAPI 3.1 document, generated from the handlers and their types.
+//! The OpenAPI 3.1 document, generated from the handlers and their types,
+//! then completed with what every operation shares: the error envelope on
+//! every error status, the statuses any `/v2` request may get (401 without a
+//! valid token, 500, 503; and 400, 408, 413 on those with a body), the
+//! `x-request-id` header; and, as served, the links from a created
+//! resource to what follows it.
 
+use crate::envelope::{Pagination, Signature};
+use crate::error::ErrorBody;
 use crate::routes::{fraud_guard, phone_validations, project_flows, projects, webhook_deliveries};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, Header, HttpMethod, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,9 +26,14 @@ use utoipa::{Modify, OpenApi};
         fraud_guard::list_blocks, fraud_guard::lift_block,
         fraud_guard::add, fraud_guard::list, fraud_guard::remove,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, Signature, Pagination)),
+    modifiers(&BearerAuth, &Conventions),
 )]
 struct ApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
 
 struct BearerAuth;
 
@@ -30,6 +44,292 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// What every operation shares (see the module's comment).
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for (method, operation) in operations(item) {
+                let has_body = matches!(method, HttpMethod::Post | HttpMethod::Put);
+                complete(operation, has_body);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(HttpMethod, &mut Operation)> {
+    [
+        (HttpMethod::Get, item.get.as_mut()),
+        (HttpMethod::Post, item.post.as_mut()),
+        (HttpMethod::Put, item.put.as_mut()),
+        (HttpMethod::Delete, item.delete.as_mut()),
+        (HttpMethod::Patch, item.patch.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.map(|operation| (method, operation)))
+    .collect()
+}
+
+/// Statuses any `/v2` operation may answer, with what they mean.
+const EVERY_OPERATION: &[(&str, &str)] = &[
+    ("401", "`invalid_token`: no, expired or badly signed token"),
+    ("500", "`internal_error`"),
+    ("503", "`service_unavailable`: the database is overloaded; try again"),
+];
+
+/// Statuses any operation with a body may answer.
+const WITH_A_BODY: &[(&str, &str)] = &[
+    (
+        "400",
+        "`invalid_json` (malformed body) or `invalid_<field>` (a field of the wrong type, out of range or not one of its values)",
+    ),
+    ("408", "`request_timeout`: the body did not arrive in time (the connection is closed)"),
+    ("413", "`payload_too_large`: a body over 64 KiB (the connection is closed)"),
+];
+
+fn complete(operation: &mut Operation, has_body: bool) {
+    let responses = &mut operation.responses.responses;
+    let shared = EVERY_OPERATION.iter().chain(if has_body { WITH_A_BODY } else { &[] });
+    for (status, description) in shared {
+        responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(*description).build()));
+    }
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        if status.starts_with('4') || status.starts_with('5') {
+            error_body(response);
+        }
+        response.headers.insert(
+            "x-request-id".into(),
+            Header::builder()
+                .schema(String::schema())
+                .description(Some(
+                    "The request id (also `id` in the body), in every log line of the request",
+                ))
+                .build(),
+        );
+    }
+}
+
+/// Every error answer is the contract's error envelope.
+fn error_body(response: &mut Response) {
+    if response.content.is_empty() {
+        response.content.insert(
+            "application/json".into(),
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        );
+    }
+    if response.description.is_empty() {
+        response.description = "An error, in the error envelope".into();
+    }
+}
+
+/// The document as served (built once): the generated one, with the links
+/// from a created resource to what a client does next with it. (They are
+/// added to the JSON because utoipa 5.5 writes a link's `operationId` and
+/// `requestBody` in snake case.)
+pub fn served() -> &'static serde_json::Value {
+    static SERVED: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SERVED.get_or_init(|| {
+        let mut doc = serde_json::to_value(document()).unwrap_or_default();
+        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+            for operation in paths
+                .values_mut()
+                .filter_map(|item| item.as_object_mut())
+                .flat_map(|item| item.values_mut())
+            {
+                let links = operation.get("operationId").and_then(|id| id.as_str()).and_then(links);
+                if let (Some(links), Some(ok)) = (links, operation.pointer_mut("/responses/200")) {
+                    ok["links"] = links;
+                }
+            }
+        }
+        doc
+    })
+}
+
+/// The links of an operation's 200 answer.
+fn links(operation_id: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let id = "$response.body#/data/_id";
+    let links = match operation_id {
+        "createProject" => json!({
+            "GetProject": {"operationId": "getProject", "parameters": {"id": id}, "description": "Read the project"},
+            "CreateProjectFlow": {
+                "operationId": "createProjectFlow",
+                "requestBody": {"project": id, "type": "login"},
+                "description": "Create a flow in the project",
+            },
+            "ListProjectFlows": {"operationId": "listProjectFlows", "parameters": {"project": id}, "description": "The project's flows"},
+        }),
+        "createProjectFlow" => json!({
+            "GetProjectFlow": {"operationId": "getProjectFlow", "parameters": {"id": id}, "description": "Read the flow"},
+            "UpdateProjectFlow": {"operationId": "updateProjectFlow", "parameters": {"id": id}, "description": "Change the flow"},
+            "CreatePhoneValidation": {
+                "operationId": "createPhoneValidation",
+                "requestBody": {
+                    "project": "$response.body#/data/project",
+                    "projectFlow": id,
+                    "countryCode": "+507",
+                    "phone": "62617737",
+                    "validationMethod": "verificationCode",
+                    "type": "login",
+                },
+                "description": "Send a code with the flow (the seed's request)",
+            },
+        }),
+        "createPhoneValidation" => json!({
+            "GetPhoneValidation": {"operationId": "getPhoneValidation", "parameters": {"id": id}, "description": "Read the validation"},
+            "ValidatePhoneValidation": {
+                "operationId": "validatePhoneValidation",
+                "requestBody": {
+                    "phone": "$response.body#/data/phone",
+                    "countryCode": "$response.body#/data/countryCode",
+                    "projectFlow": "$response.body#/data/projectFlow",
+                },
+                "description": "Check the code sent to the phone",
+            },
+            "ListWebhookDeliveries": {
+                "operationId": "listWebhookDeliveries",
+                "parameters": {"validation": id},
+                "description": "The webhook deliveries of the validation",
+            },
+        }),
+        _ => return None,
+    };
+    Some(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::collections::HashSet;
+
+    fn doc() -> Value {
+        served().clone()
+    }
+
+    fn each_operation(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                found.push((method.clone(), path.clone(), operation.clone()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = doc();
+        let mut seen = HashSet::new();
+        for (method, path, operation) in each_operation(&doc) {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
+        }
+        assert_eq!(seen.len(), 18);
+    }
+
+    #[test]
+    fn every_operation_declares_its_envelopes_and_errors() {
+        let doc = doc();
+        for (method, path, operation) in each_operation(&doc) {
+            let responses = operation["responses"].as_object().unwrap();
+            let mut expected = vec!["200", "401", "500", "503"];
+            if method == "post" || method == "put" {
+                expected.extend(["400", "408", "413"]);
+            }
+            if path.ends_with("{id}") {
+                expected.push("404");
+            }
+            let paged = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "page");
+            if paged {
+                expected.push("400");
+            }
+            for status in expected {
+                assert!(responses.contains_key(status), "{method} {path}: no {status}");
+            }
+            for (status, response) in responses {
+                assert!(
+                    response["headers"]["x-request-id"].is_object(),
+                    "{method} {path} {status}: no x-request-id"
+                );
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                if status.starts_with('2') {
+                    let name = schema.as_str().unwrap_or_default();
+                    // Paged lists carry `pagination`; short lists (blocks,
+                    // the safe list, stats) and single objects do not.
+                    let expected = if paged { "List" } else { "Success" };
+                    assert!(
+                        name.contains(expected),
+                        "{method} {path}: 200 is {name}, not a {expected}"
+                    );
+                } else {
+                    assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {status}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enums_are_spelled_as_serialized() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ValidationStatus"]["enum"],
+            serde_json::json!(["new", "sent", "validated", "failed"])
+        );
+        assert_eq!(schemas["FlowType"]["enum"], serde_json::json!(["login", "onboarding"]));
+        assert_eq!(
+            schemas["Gateway"]["enum"],
+            serde_json::json!(["sms", "whatsapp", "none"])
+        );
+    }
+
+    #[test]
+    fn lists_bound_page_and_limit() {
+        let doc = doc();
+        let limit = doc["paths"]["/v2/phone-validations"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (limit["schema"]["minimum"].as_i64(), limit["schema"]["maximum"].as_i64()),
+            (Some(1), Some(100))
+        );
+    }
+
+    #[test]
+    fn created_resources_link_to_what_follows() {
+        let doc = doc();
+        let links = &doc["paths"]["/v2/phone-validations"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["GetPhoneValidation"]["operationId"], "getPhoneValidation");
+        assert_eq!(
+            links["ValidatePhoneValidation"]["operationId"],
+            "validatePhoneValidation"
+        );
+        let links = &doc["paths"]["/v2/projects"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
+        let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
+    }
+
+    /// `cargo test -p api --lib print_the_document -- --ignored --nocapture`
+    #[test]
+    #[ignore = "prints the document"]
+    fn print_the_document() {
+        println!("{}", serde_json::to_string_pretty(&doc()).unwrap());
+    }
 }

@@ -206,4 +206,159 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.body["code"], "MethodNotAllowed");
+    let allow = r.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow:?}");
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_naming_their_field() {
+    let app = TestApp::spawn().await;
+    let r = app.post("/v2/projects", json!({"name": "a\u{0}b"})).await;
+    assert_eq!((r.status, r.message()), (StatusCode::BAD_REQUEST, "400:invalid_name"));
+    assert_eq!(r.body["code"], "BadRequest");
+    let (project, flow) = app.project_and_flow(json!({})).await;
+
+    let flow_body = |phone: Value| json!({"project": project, "type": "login", "phone": phone});
+    let r = app
+        .post(
+            "/v2/project-flows",
+            flow_body(json!({"webhookUrl": "https://example.com/\u{0}"})),
+        )
+        .await;
+    assert_eq!(r.message(), "400:invalid_webhookUrl");
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v2/project-flows/{flow}"),
+            Some(&app.token),
+            Some(json!({"phone": {"testNumbers": {"+507300\u{0}1234": "123456"}}})),
+        )
+        .await;
+    assert_eq!(r.message(), "400:invalid_testNumbers");
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("name", json!("Ana\u{0}"), "400:invalid_name"),
+        ("extraParams", json!({"k": "v\u{0}"}), "400:invalid_extraParams"),
+        ("extraParams", json!({"k\u{0}": 1}), "400:invalid_extraParams"),
+        ("extraParams", json!({"a": {"b": ["\u{0}"]}}), "400:invalid_extraParams"),
+        (
+            "redirectUrl",
+            json!("https://example.com/a\u{0}b"),
+            "400:invalid_redirectUrl",
+        ),
+        (
+            "webhookUrl",
+            json!("https://example.com/\u{0}"),
+            "400:invalid_webhookUrl",
+        ),
+        (
+            "identityUrl",
+            json!("https://example.com/\u{0}"),
+            "400:invalid_identityUrl",
+        ),
+        ("ipAddress", json!("10.0.0.1\u{0}"), "400:invalid_ipAddress"),
+    ];
+    for (field, value, expected) in cases {
+        let mut body = TestApp::create_body(&project, &flow, "62617737");
+        body[field] = value.clone();
+        let r = app.post("/v2/phone-validations", body).await;
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "{field} = {value}"
+        );
+    }
+    let v = app
+        .post(
+            "/v2/phone-validations/validate",
+            json!({"phone": "62617737", "countryCode": "+507", "otp": "12\u{0}456"}),
+        )
+        .await;
+    assert_eq!(v.message(), "400:invalid_otp");
+    // An escaped backslash followed by `u0000` is not a NUL.
+    let r = raw_post(
+        &app,
+        "/v2/projects",
+        Some(&app.token),
+        br#"{"name": "C:\\u0000"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{:?}", r.1);
+    assert_eq!(r.1["data"]["name"], "C:\\u0000");
+    assert_eq!(count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn path_ids_that_are_not_utf8_are_not_found_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    for (path, expected) in [
+        ("/v2/projects/%FF", "404:project_not_found"),
+        ("/v2/project-flows/%FF%FE", "404:projectFlow_not_found"),
+        ("/v2/phone-validations/%C3%28", "404:phone_validation_not_found"),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!((r.status, r.message()), (StatusCode::NOT_FOUND, expected), "{path}");
+        assert_eq!(r.body["code"], "NotFound");
+    }
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            "/v2/project-flows/%FF",
+            Some(&app.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.message(), "404:projectFlow_not_found");
+}
+
+#[tokio::test]
+async fn bad_flow_settings_name_the_deepest_field() {
+    let app = TestApp::spawn().await;
+    let (project, flow) = app.project_and_flow(json!({})).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"otpLength": -1}), "400:invalid_otpLength"),
+        (json!({"otpLength": 1.5}), "400:invalid_otpLength"),
+        (json!({"otpLength": "6"}), "400:invalid_otpLength"),
+        (json!({"otpLength": 3}), "400:invalid_otpLength"),
+        (json!({"language": "fr"}), "400:invalid_language"),
+        (json!({"phoneGateway": "fax"}), "400:invalid_phoneGateway"),
+        (json!({"maxAttempts": -3}), "400:invalid_maxAttempts"),
+        (json!({"allowedCountries": [1]}), "400:invalid_allowedCountries"),
+        (
+            json!({"testNumbers": {"+5073001234": 123456}}),
+            "400:invalid_testNumbers",
+        ),
+        (
+            json!({"rateLimits": {"ipAddress": {"perMinute": -1}}}),
+            "400:invalid_perMinute",
+        ),
+        (json!({"fraudGuard": "sometimes"}), "400:invalid_fraudGuard"),
+        (json!("not settings"), "400:invalid_phone"),
+    ];
+    for (phone, expected) in cases {
+        let r = app
+            .post(
+                "/v2/project-flows",
+                json!({"project": project, "type": "login", "phone": phone.clone()}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "create {phone}"
+        );
+        let r = app
+            .request(
+                reqwest::Method::PUT,
+                &format!("/v2/project-flows/{flow}"),
+                Some(&app.token),
+                Some(json!({"phone": phone.clone()})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.message()),
+            (StatusCode::BAD_REQUEST, expected),
+            "update {phone}"
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! - [`infra`]: throwaway databases and queue namespaces, polling with a
 //!   deadline, a TCP proxy that plays a dead broker;
-//! - [`api`]: the API in-process, with a client, a token and arrange helpers;
+//! - [`api`]: the API in-process, with a client, a token and arrange helpers
+//!   (or as a child process configured by its environment: `ApiProcess`);
 //! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
 //! - [`stack`]: all three services as child processes, for failover tests;

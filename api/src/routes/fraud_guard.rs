@@ -2,13 +2,12 @@
 //! one, and its safe list (numbers never blocked).
 
 use crate::auth::AuthClient;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_json, path_id};
+use crate::extract::{parse_json, path_id, ApiBytes};
 use crate::fraud::blocks::{self, Block};
 use crate::routes::phone_validations::{parse_phone, StringOrNumber};
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,8 +15,8 @@ use shared::ObjectId;
 use utoipa::ToSchema;
 
 /// The client's active blocks, newest first.
-#[utoipa::path(get, path = "/v2/fraud-guard/blocks", tag = "fraud guard",
-    responses((status = 200, body = [Block]), (status = 401)),
+#[utoipa::path(get, path = "/v2/fraud-guard/blocks", tag = "fraud guard", operation_id = "listFraudGuardBlocks",
+    responses((status = 200, body = Success<Vec<Block>>)),
     security(("bearer" = [])))]
 pub async fn list_blocks(
     State(app): State<AppState>,
@@ -29,17 +28,17 @@ pub async fn list_blocks(
 
 /// Lifts a block: creates to the prefix are accepted again, and the guard
 /// judges it afresh from now on.
-#[utoipa::path(delete, path = "/v2/fraud-guard/blocks/{prefix}", tag = "fraud guard",
+#[utoipa::path(delete, path = "/v2/fraud-guard/blocks/{prefix}", tag = "fraud guard", operation_id = "liftFraudGuardBlock",
     params(("prefix" = String, Path, description = "URL-encoded, e.g. `%2B507626`")),
-    responses((status = 200, description = "Lifted: `{\"prefix\", \"lifted\": true}`"),
-        (status = 400, description = "400:invalid_prefix"), (status = 401),
-        (status = 404, description = "404:fraud_guard_block_not_found")),
+    responses((status = 200, body = Success<Lifted>, description = "Lifted"),
+        (status = 400, description = "`invalid_prefix`"),
+        (status = 404, description = "`fraud_guard_block_not_found`")),
     security(("bearer" = [])))]
 pub async fn lift_block(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
     Path(prefix): Path<String>,
-) -> ApiResult<Envelope<serde_json::Value>> {
+) -> ApiResult<Envelope<Lifted>> {
     let prefix = prefix.trim();
     let well_formed = prefix.len() <= 20
         && prefix
@@ -52,7 +51,17 @@ pub async fn lift_block(
         return Err(ApiError::not_found("fraud_guard_block"));
     }
     tracing::info!(client_id = %client, prefix, "fraud guard block lifted");
-    Ok(Envelope(serde_json::json!({ "prefix": prefix, "lifted": true })))
+    Ok(Envelope(Lifted {
+        prefix: prefix.to_owned(),
+        lifted: true,
+    }))
+}
+
+/// A block lifted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Lifted {
+    pub prefix: String,
+    pub lifted: bool,
 }
 
 /// A number on the client's safe list.
@@ -77,13 +86,15 @@ pub struct NewSafeListEntry {
 }
 
 /// Adds a number to the safe list (idempotent: the same number answers its entry).
-#[utoipa::path(post, path = "/v2/safe-list", tag = "fraud guard", request_body = NewSafeListEntry,
-    responses((status = 200, body = SafeListEntry), (status = 400), (status = 401), (status = 409)),
+#[utoipa::path(post, path = "/v2/safe-list", tag = "fraud guard", operation_id = "addSafeListEntry",
+    request_body = NewSafeListEntry,
+    responses((status = 200, body = Success<SafeListEntry>), (status = 400, description = "`invalid_countryCode`, `invalid_phone`"),
+        (status = 409, description = "`MissingParameter`")),
     security(("bearer" = [])))]
 pub async fn add(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Envelope<SafeListEntry>> {
     let request: NewSafeListEntry = parse_json(&body)?;
     let (country, phone) = match (request.country_code, request.phone) {
@@ -111,8 +122,8 @@ pub async fn add(
 }
 
 /// The client's safe list, newest first (at most 1,000 entries).
-#[utoipa::path(get, path = "/v2/safe-list", tag = "fraud guard",
-    responses((status = 200, body = [SafeListEntry]), (status = 401)),
+#[utoipa::path(get, path = "/v2/safe-list", tag = "fraud guard", operation_id = "listSafeList",
+    responses((status = 200, body = Success<Vec<SafeListEntry>>)),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
@@ -129,9 +140,9 @@ pub async fn list(
 }
 
 /// Removes a number from the safe list.
-#[utoipa::path(delete, path = "/v2/safe-list/{id}", tag = "fraud guard",
+#[utoipa::path(delete, path = "/v2/safe-list/{id}", tag = "fraud guard", operation_id = "removeSafeListEntry",
     params(("id" = String, Path)),
-    responses((status = 200, body = SafeListEntry), (status = 401), (status = 404, description = "404:safe_list_entry_not_found")),
+    responses((status = 200, body = Success<SafeListEntry>), (status = 404, description = "`safe_list_entry_not_found`")),
     security(("bearer" = [])))]
 pub async fn remove(
     State(app): State<AppState>,

@@ -1,5 +1,6 @@
-//! The router: `/v2` resources behind the request-id middleware, the body
-//! limit and a panic guard; the operations endpoints beside them.
+//! The router: `/v2` resources behind the request-id middleware, the HTTP
+//! metrics, a panic guard and the body limit; the operations endpoints
+//! beside them.
 
 pub mod callbacks;
 pub mod fraud_guard;
@@ -10,7 +11,7 @@ pub mod webhook_deliveries;
 
 use crate::envelope::request_id;
 use crate::error::{code_for, envelope, ApiError};
-use crate::extract::MAX_BODY_BYTES;
+use crate::extract::{refuse_declared_oversize, MAX_BODY_BYTES};
 use crate::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -51,16 +52,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(crate::openapi::document()) }),
-        )
+        .route("/openapi.json", get(|| async { axum::Json(crate::openapi::served()) }))
         .with_state(state)
         // `/health`, `/ready`, `/metrics`: the same endpoints every process serves.
         .merge(shared::ops::router(readiness))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(CatchPanicLayer::custom(|_| {
             envelope(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +67,7 @@ pub fn router(state: AppState) -> Router {
                 "500:internal_error".into(),
             )
         }))
+        .layer(middleware::from_fn(crate::http_metrics::record))
         .layer(middleware::from_fn(request_id))
 }
 

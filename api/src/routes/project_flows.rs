@@ -2,12 +2,12 @@
 
 use super::projects::unknown_client;
 use crate::auth::AuthClient;
-use crate::envelope::{Envelope, Page};
+use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson, ListQuery};
+use crate::extract::{path_id, ApiJson, ListQuery, RawPathId};
 use crate::listing::{self, Filter};
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::{FlowType, PhoneSettings, PhoneSettingsPatch};
@@ -41,8 +41,11 @@ const COLUMNS: &str = "id, client_id, project_id, type, phone, created_at, updat
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProjectFlow {
+    /// The project's `_id`.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub project: Option<String>,
     #[serde(rename = "type")]
+    #[schema(value_type = FlowType)]
     pub kind: Option<FlowType>,
     pub phone: Option<PhoneSettingsPatch>,
 }
@@ -64,8 +67,13 @@ fn settings(patch: Option<PhoneSettingsPatch>, base: PhoneSettings) -> ApiResult
 }
 
 /// Create a project flow.
-#[utoipa::path(post, path = "/v2/project-flows", tag = "project flows", request_body = CreateProjectFlow,
-    responses((status = 200, body = ProjectFlow), (status = 400), (status = 404), (status = 409)),
+#[utoipa::path(post, path = "/v2/project-flows", tag = "project flows", operation_id = "createProjectFlow",
+    request_body = CreateProjectFlow,
+    responses(
+        (status = 200, body = Success<ProjectFlow>, description = "The flow"),
+        (status = 401, description = "`invalid_token`, or the token's client no longer exists"),
+        (status = 404, description = "`project_not_found`"),
+        (status = 409, description = "`MissingParameter`: `missing project`, `missing type`")),
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -101,13 +109,17 @@ pub async fn create(
 }
 
 /// Update a project flow's type or phone settings.
-#[utoipa::path(put, path = "/v2/project-flows/{id}", tag = "project flows", request_body = UpdateProjectFlow,
-    params(("id" = String, Path)),
-    responses((status = 200, body = ProjectFlow), (status = 400), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v2/project-flows/{id}", tag = "project flows", operation_id = "updateProjectFlow",
+    request_body = UpdateProjectFlow,
+    params(("id" = String, Path, description = "Project flow id", pattern = "^[0-9a-f]{24}$")),
+    responses(
+        (status = 200, body = Success<ProjectFlow>, description = "The flow, changed"),
+        (status = 404, description = "`projectFlow_not_found`")),
+    security(("bearer" = [])))]
 pub async fn update(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
-    Path(id): Path<String>,
+    RawPathId(id): RawPathId,
     ApiJson(body): ApiJson<UpdateProjectFlow>,
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
@@ -135,12 +147,16 @@ pub async fn update(
 }
 
 /// Retrieve a project flow.
-#[utoipa::path(get, path = "/v2/project-flows/{id}", tag = "project flows", params(("id" = String, Path)),
-    responses((status = 200, body = ProjectFlow), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v2/project-flows/{id}", tag = "project flows", operation_id = "getProjectFlow",
+    params(("id" = String, Path, description = "Project flow id", pattern = "^[0-9a-f]{24}$")),
+    responses(
+        (status = 200, body = Success<ProjectFlow>, description = "The flow"),
+        (status = 404, description = "`projectFlow_not_found`")),
+    security(("bearer" = [])))]
 pub async fn read(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
-    Path(id): Path<String>,
+    RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
     let flow = listing::one(&app.pool, "project_flows", COLUMNS, &id, &client).await?;
@@ -148,9 +164,15 @@ pub async fn read(
 }
 
 /// List the client's project flows, newest first (optionally of one project).
-#[utoipa::path(get, path = "/v2/project-flows", tag = "project flows",
-    params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("project" = Option<String>, Query)),
-    responses((status = 200, body = [ProjectFlow])), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v2/project-flows", tag = "project flows", operation_id = "listProjectFlows",
+    params(
+        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
+        ("project" = Option<String>, Query, description = "Only this project's flows", pattern = "^[0-9a-f]{24}$")),
+    responses(
+        (status = 200, body = List<ProjectFlow>, description = "A page of flows"),
+        (status = 400, description = "`invalid_page`, `invalid_limit` or `invalid_project`")),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,

@@ -1,12 +1,12 @@
 //! Projects: a client's containers for flows.
 
 use crate::auth::AuthClient;
-use crate::envelope::{Envelope, Page};
+use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson, ListQuery};
+use crate::extract::{path_id, ApiJson, ListQuery, RawPathId};
 use crate::listing::{self, Filter};
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::ObjectId;
@@ -33,14 +33,19 @@ const COLUMNS: &str = "id, client_id, name, demo, created_at, updated_at";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProject {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not only spaces.
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     pub demo: Option<bool>,
 }
 
 /// Create a project.
-#[utoipa::path(post, path = "/v2/projects", tag = "projects", request_body = CreateProject,
-    responses((status = 200, body = Project), (status = 400), (status = 401), (status = 409)),
+#[utoipa::path(post, path = "/v2/projects", tag = "projects", operation_id = "createProject",
+    request_body = CreateProject,
+    responses(
+        (status = 200, body = Success<Project>, description = "The project"),
+        (status = 401, description = "`invalid_token`, or the token's client no longer exists"),
+        (status = 409, description = "`MissingParameter`: `missing name`")),
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -78,13 +83,16 @@ pub fn unknown_client(error: sqlx::Error) -> ApiError {
 }
 
 /// Retrieve a project.
-#[utoipa::path(get, path = "/v2/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = Project), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v2/projects/{id}", tag = "projects", operation_id = "getProject",
+    params(("id" = String, Path, description = "Project id", pattern = "^[0-9a-f]{24}$")),
+    responses(
+        (status = 200, body = Success<Project>, description = "The project"),
+        (status = 404, description = "`project_not_found`")),
+    security(("bearer" = [])))]
 pub async fn read(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
-    Path(id): Path<String>,
+    RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<Project>> {
     let id = path_id(&id, "project")?;
     let project = listing::one(&app.pool, "projects", COLUMNS, &id, &client).await?;
@@ -92,9 +100,14 @@ pub async fn read(
 }
 
 /// List the client's projects, newest first.
-#[utoipa::path(get, path = "/v2/projects", tag = "projects",
-    params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = [Project])), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v2/projects", tag = "projects", operation_id = "listProjects",
+    params(
+        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
+    responses(
+        (status = 200, body = List<Project>, description = "A page of projects"),
+        (status = 400, description = "`invalid_page` or `invalid_limit`")),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,

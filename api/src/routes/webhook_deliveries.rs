@@ -3,7 +3,7 @@
 //! see what reached its endpoint and what did not.
 
 use crate::auth::AuthClient;
-use crate::envelope::Page;
+use crate::envelope::{List, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ListQuery;
 use crate::listing::{self, Filter};
@@ -46,10 +46,15 @@ const COLUMNS: &str = "event_id, event_type, validation_id, url, round, attempt,
     status_code, latency_ms, error, next_attempt_at, outcome";
 
 /// List a validation's webhook delivery attempts, newest first.
-#[utoipa::path(get, path = "/v2/webhook-deliveries", tag = "webhooks",
-    params(("validation" = String, Query, description = "Phone validation id"),
-        ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "1..=100")),
-    responses((status = 200, body = [WebhookDelivery]), (status = 400), (status = 404), (status = 409)),
+#[utoipa::path(get, path = "/v2/webhook-deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
+    params(("validation" = String, Query, description = "Phone validation id", pattern = "^[0-9a-f]{24}$"),
+        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
+    responses(
+        (status = 200, body = List<WebhookDelivery>, description = "A page of delivery attempts"),
+        (status = 400, description = "`invalid_page`, `invalid_limit` or `invalid_validation`"),
+        (status = 404, description = "`phone_validation_not_found`"),
+        (status = 409, description = "`MissingParameter`: `missing validation`")),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,

@@ -4,7 +4,9 @@
 /// Declares a string-backed enum: serde, sqlx (as `text`), OpenAPI and `FromStr`
 /// all use the same spellings, so no other spelling gets in anywhere.
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    // `$text` is a `tt`, not a `literal`: utoipa reads `rename` only from a
+    // bare literal token, and a `literal` fragment reaches it wrapped.
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {

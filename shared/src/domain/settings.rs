@@ -13,14 +13,19 @@ use utoipa::ToSchema;
 pub struct PhoneSettings {
     pub phone_gateway: Gateway,
     /// Digits in a code, 4..=10.
+    #[schema(minimum = 4, maximum = 10)]
     pub otp_length: u8,
     /// Lifetime of a code, 60..=86400 seconds.
+    #[schema(minimum = 60, maximum = 86400)]
     pub otp_expires_in_seconds: u32,
     /// Wrong codes allowed before the validation fails, 1..=20.
+    #[schema(minimum = 1, maximum = 20)]
     pub max_attempts: u32,
     /// Minimum gap between two codes to the same phone, 0..=86400 seconds.
+    #[schema(minimum = 0, maximum = 86400)]
     pub resend_cooldown_seconds: u32,
     /// Codes per phone per rolling hour, 1..=1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_sends_per_hour: u32,
     pub language: Language,
     /// Where `validated` / `failed` events are delivered (a validation's own URL wins).
@@ -53,6 +58,7 @@ pub struct RateLimits {
     pub ip_address: Option<IpLimits>,
     /// The flow's sends per UTC day: a budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub per_day: Option<u32>,
 }
 
@@ -60,8 +66,10 @@ pub struct RateLimits {
 #[serde(rename_all = "camelCase")]
 pub struct IpLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub per_hour: Option<u32>,
 }
 
@@ -90,12 +98,19 @@ impl Default for PhoneSettings {
 #[serde(rename_all = "camelCase")]
 pub struct PhoneSettingsPatch {
     pub phone_gateway: Option<Gateway>,
+    #[schema(minimum = 4, maximum = 10)]
     pub otp_length: Option<u8>,
+    #[schema(minimum = 60, maximum = 86400)]
     pub otp_expires_in_seconds: Option<u32>,
+    /// With `maxSendsPerHour`, at most 1 % of the codes may be guessed per phone and hour.
+    #[schema(minimum = 1, maximum = 20)]
     pub max_attempts: Option<u32>,
+    #[schema(minimum = 0, maximum = 86400)]
     pub resend_cooldown_seconds: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_sends_per_hour: Option<u32>,
     pub language: Option<Language>,
+    /// An absolute http(s) URL; `""` removes it.
     pub webhook_url: Option<String>,
     pub test_numbers: Option<BTreeMap<String, String>>,
     pub sms_fallback: Option<bool>,

@@ -36,8 +36,12 @@ struct Changed {
 
 /// Records `report`. Unknown message ids, reports about an earlier message
 /// of the validation, and reports that do not move its status forward
-/// change nothing.
+/// change nothing. A NUL character (which PostgreSQL cannot store) is in no
+/// message id we sent, nor in any error code a provider uses.
 pub async fn record(app: &AppState, report: &Report) -> ApiResult<()> {
+    if report.message_id.contains('\0') || report.error_code.as_ref().is_some_and(|c| c.contains('\0')) {
+        return Ok(());
+    }
     metrics::counter!(
         "provider_delivery_reports_total",
         "provider" => report.provider,

@@ -5,14 +5,18 @@
 use super::delivery::{record, Report};
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiBytes;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use shared::domain::delivery::DeliveryStatus;
 
-pub async fn status(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn status(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<StatusCode> {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let callbacks = &app.callbacks;
     let (Some(token), Some(base)) = (&callbacks.twilio_auth_token, &callbacks.public_base_url) else {

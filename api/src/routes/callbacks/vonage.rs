@@ -5,8 +5,8 @@
 use super::delivery::{record, Report};
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiBytes;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
@@ -19,7 +19,11 @@ pub async fn receipt_query(State(app): State<AppState>, RawQuery(query): RawQuer
     receipt(&app, params).await
 }
 
-pub async fn receipt_body(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn receipt_body(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<StatusCode> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -6,8 +6,8 @@
 use super::delivery::{record, Report};
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiBytes;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
@@ -68,7 +68,11 @@ struct MetaError {
     code: Option<i64>,
 }
 
-pub async fn statuses(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn statuses(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<StatusCode> {
     let secret = app.callbacks.whatsapp_app_secret.as_ref().ok_or_else(refused)?;
     let signature = headers
         .get("x-hub-signature-256")

@@ -8,12 +8,11 @@ use super::flow_cache::{self, Flow};
 use super::insert::{self, Created};
 use super::{idempotency, parse_phone, send_limits, StringOrNumber};
 use crate::auth::AuthClient;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{check_len, parse_json, path_id};
+use crate::extract::{check_len, parse_json, path_id, ApiBytes};
 use crate::fraud::{self, rate_limits};
 use crate::{stats, AppState};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
@@ -30,14 +29,23 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePhoneValidation {
+    /// The project's `_id`.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub project: Option<String>,
+    /// The project flow's `_id`.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub project_flow: Option<String>,
     /// `+` and 1-4 digits, e.g. `+507`.
+    #[schema(value_type = String, pattern = r"^\+[0-9]{1,4}$", example = "+507")]
     pub country_code: Option<String>,
     /// National number; spaces, dashes, dots and parentheses are ignored.
+    /// It must be a number of that country that can receive an SMS.
+    #[schema(value_type = StringOrNumber, example = "62617737")]
     pub phone: Option<StringOrNumber>,
+    #[schema(value_type = ValidationMethod)]
     pub validation_method: Option<ValidationMethod>,
     #[serde(rename = "type")]
+    #[schema(value_type = ValidationType)]
     pub kind: Option<ValidationType>,
     /// Defaults to the flow's gateway.
     pub phone_gateway: Option<Gateway>,
@@ -48,7 +56,10 @@ pub struct CreatePhoneValidation {
     pub identity_url: Option<String>,
     #[serde(rename = "requires2FA")]
     pub requires_2fa: Option<bool>,
+    /// The end user's IP address (IPv4 or IPv6).
     pub ip_address: Option<String>,
+    /// Up to 200 characters.
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     pub language: Option<Language>,
     #[schema(value_type = Option<Object>)]
@@ -150,19 +161,25 @@ impl NewValidation {
 
 /// Create a phone validation: a code is generated and sent by the dispatcher.
 #[utoipa::path(post, path = "/v2/phone-validations", tag = "phone validations",
-    request_body = CreatePhoneValidation,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
+    operation_id = "createPhoneValidation", request_body = CreatePhoneValidation,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h (1 to 255 characters)")),
     responses(
-        (status = 200, body = PhoneValidation, description = "Created, status `new`"),
-        (status = 400, description = "invalid_<field>"), (status = 401), (status = 404),
-        (status = 409, description = "otp_recently_sent (with Retry-After) or MissingParameter"),
-        (status = 413), (status = 429, description = "too_many_requests (with Retry-After)")),
+        (status = 200, body = Success<PhoneValidation>, description = "Created, status `new`"),
+        (status = 400, description = "`invalid_json`, `invalid_<field>` or `invalid_idempotencyKey`"),
+        (status = 403, description = "`country_not_allowed`: the flow does not allow the number's country; `fraud_guard_blocked`: the fraud guard blocks the number's prefix (with `Retry-After`: the block's end)",
+            headers(("Retry-After" = u64, description = "Seconds until the block ends"))),
+        (status = 404, description = "`project_not_found` or `projectFlow_not_found`"),
+        (status = 409, description = "`otp_recently_sent` (with `Retry-After`), `idempotency_key_in_use`, or `MissingParameter`",
+            headers(("Retry-After" = u64, description = "Seconds until a code may be sent again"))),
+        (status = 422, description = "`idempotency_key_reused`: the key came before with another body"),
+        (status = 429, description = "`too_many_requests`: the hourly cap of the phone, or the flow's `rateLimits` (with `Retry-After`)",
+            headers(("Retry-After" = u64, description = "Seconds until a code may be sent again")))),
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Envelope<serde_json::Value>> {
     let request: CreatePhoneValidation = parse_json(&body)?;
     let idempotency = idempotency::key(&headers, &body)?;

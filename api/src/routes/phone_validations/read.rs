@@ -1,22 +1,26 @@
 //! `GET /v2/phone-validations/{id}` and the filtered list.
 
 use crate::auth::AuthClient;
-use crate::envelope::{Envelope, Page};
+use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ListQuery};
+use crate::extract::{path_id, ListQuery, RawPathId};
 use crate::listing::{self, Filter};
 use crate::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{CountryCode, PhoneNumber, ValidationStatus, ValidationType};
 
 /// Retrieve a phone validation.
-#[utoipa::path(get, path = "/v2/phone-validations/{id}", tag = "phone validations", params(("id" = String, Path)),
-    responses((status = 200, body = PhoneValidation), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v2/phone-validations/{id}", tag = "phone validations", operation_id = "getPhoneValidation",
+    params(("id" = String, Path, description = "Phone validation id", pattern = "^[0-9a-f]{24}$")),
+    responses(
+        (status = 200, body = Success<PhoneValidation>, description = "The validation"),
+        (status = 404, description = "`phone_validation_not_found`")),
+    security(("bearer" = [])))]
 pub async fn read(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
-    Path(id): Path<String>,
+    RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<PhoneValidation>> {
     let id = path_id(&id, "phone_validation")?;
     let validation = listing::one(&app.pool, "phone_validations", COLUMNS, &id, &client).await?;
@@ -26,12 +30,19 @@ pub async fn read(
 }
 
 /// List phone validations, newest first.
-#[utoipa::path(get, path = "/v2/phone-validations", tag = "phone validations",
-    params(("page" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "1..=100"),
-        ("project" = Option<String>, Query), ("projectFlow" = Option<String>, Query),
+#[utoipa::path(get, path = "/v2/phone-validations", tag = "phone validations", operation_id = "listPhoneValidations",
+    params(
+        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
+        ("project" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
+        ("projectFlow" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("status" = Option<ValidationStatus>, Query), ("type" = Option<ValidationType>, Query),
-        ("countryCode" = Option<String>, Query), ("phone" = Option<String>, Query)),
-    responses((status = 200, body = [PhoneValidation])), security(("bearer" = [])))]
+        ("countryCode" = Option<String>, Query, description = "e.g. `+507` (the `+` may be left out)"),
+        ("phone" = Option<String>, Query, description = "National number (digits; spaces, dashes, dots and parentheses are ignored)")),
+    responses(
+        (status = 200, body = List<PhoneValidation>, description = "A page of validations"),
+        (status = 400, description = "`invalid_<parameter>`")),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,

@@ -3,7 +3,7 @@
 //! (`crate::stats`), so the answer costs the groups, not the validations.
 
 use crate::auth::AuthClient;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ListQuery;
 use crate::stats::{self, GroupBy, StatsQuery, StatsRow};
@@ -16,14 +16,14 @@ const MAX_RANGE_DAYS: i64 = 92;
 
 /// Conversion statistics of the client's validations created in a range,
 /// counted by the hour of creation (`from` rounds down to its hour, `to` up).
-#[utoipa::path(get, path = "/v2/phone-validations/stats", tag = "phone validations",
+#[utoipa::path(get, path = "/v2/phone-validations/stats", tag = "phone validations", operation_id = "phoneValidationStats",
     params(
         ("from" = Option<String>, Query, description = "RFC 3339; default 24 h before `to`"),
         ("to" = Option<String>, Query, description = "RFC 3339; default now; at most 92 days after `from`"),
         ("groupBy" = Option<GroupBy>, Query, description = "country (default), prefix, channel, provider or day"),
         ("project" = Option<String>, Query), ("projectFlow" = Option<String>, Query)),
-    responses((status = 200, body = [StatsRow]), (status = 400, description = "invalid_from, invalid_to, invalid_groupBy"),
-        (status = 401)),
+    responses((status = 200, body = Success<Vec<StatsRow>>),
+        (status = 400, description = "`invalid_from`, `invalid_to`, `invalid_groupBy`, `invalid_project`, `invalid_projectFlow`")),
     security(("bearer" = [])))]
 pub async fn stats(
     State(app): State<AppState>,

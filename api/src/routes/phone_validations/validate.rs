@@ -5,7 +5,7 @@
 
 use super::{parse_phone, StringOrNumber};
 use crate::auth::AuthClient;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson};
 use crate::AppState;
@@ -24,11 +24,20 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidatePhoneValidation {
+    /// National number, as at creation.
+    #[schema(value_type = StringOrNumber)]
     pub phone: Option<StringOrNumber>,
+    /// `+` and 1-4 digits, e.g. `+507`.
+    #[schema(value_type = String, pattern = r"^\+[0-9]{1,4}$")]
     pub country_code: Option<String>,
     /// The code: a string keeps leading zeros (`"012345"`).
+    #[schema(value_type = StringOrNumber)]
     pub otp: Option<StringOrNumber>,
+    /// Only a validation of this project.
+    #[schema(pattern = "^[0-9a-f]{24}$")]
     pub project: Option<String>,
+    /// Only a validation of this project flow.
+    #[schema(pattern = "^[0-9a-f]{24}$")]
     pub project_flow: Option<String>,
     pub phone_gateway: Option<Gateway>,
 }
@@ -96,14 +105,14 @@ fn refusal(decision: &Decision) -> ApiError {
 
 /// Validate a code.
 #[utoipa::path(post, path = "/v2/phone-validations/validate", tag = "phone validations",
-    request_body = ValidatePhoneValidation,
+    operation_id = "validatePhoneValidation", request_body = ValidatePhoneValidation,
     responses(
-        (status = 200, body = Validated),
-        (status = 400), (status = 401),
-        (status = 403, description = "otp_does_not_match or max_attempts_exceeded"),
-        (status = 404, description = "phone_validation_not_found"),
-        (status = 409, description = "already validated, otp_send_failed or otp_not_sent"),
-        (status = 412, description = "phoneValidation_has_expired")),
+        (status = 200, body = Success<Validated>, description = "The right code: the validation is `validated`"),
+        (status = 400, description = "`invalid_json`, `invalid_<field>`, or `invalid_otp` (not the validation's number of digits)"),
+        (status = 403, description = "`otp_does_not_match` or `max_attempts_exceeded`"),
+        (status = 404, description = "`phone_validation_not_found`"),
+        (status = 409, description = "`phone_validation_already_validated`, `otp_send_failed`, `otp_not_sent`, or `MissingParameter`"),
+        (status = 412, description = "`phoneValidation_has_expired`")),
     security(("bearer" = [])))]
 pub async fn validate(
     State(app): State<AppState>,
