@@ -62,10 +62,11 @@ impl Drop for TestEnv {
 }
 
 impl TestEnv {
-    pub async fn spawn(options: Options) -> Self {
-        let app = TestApp::spawn().await;
-        let config = WebhookConfig {
+    /// A worker's configuration for `app`'s database.
+    pub fn worker_config(app: &TestApp, options: &Options) -> WebhookConfig {
+        WebhookConfig {
             common: common_config(&app.database_url, &infra::amqp_url()),
+            secret_keys: crate::api::webhook_secret_keys(),
             health_addr: "127.0.0.1:0".parse().expect("test setup"),
             allow_private: options.allow_private,
             timeout: options.timeout,
@@ -73,7 +74,12 @@ impl TestEnv {
             prefetch: options.prefetch,
             per_host_concurrency: options.per_host,
             host_wait: Duration::from_millis(250),
-        };
+        }
+    }
+
+    pub async fn spawn(options: Options) -> Self {
+        let app = TestApp::spawn().await;
+        let config = Self::worker_config(&app, &options);
         let worker = CancellationToken::new();
         let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
             .await

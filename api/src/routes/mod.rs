@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())
+        .route("/.well-known/jwks.json", get(jwks))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(crate::openapi::document()) }),
@@ -63,6 +64,15 @@ pub fn router(state: AppState) -> Router {
             )
         }))
         .layer(middleware::from_fn(request_id))
+}
+
+/// The public keys of end users' login tokens (`kid` in each token's header).
+async fn jwks(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(state.login_tokens.jwks().as_ref().clone()),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -181,7 +181,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         return Err(reread_refusal(app, &current.id).await?);
     };
     if verify(app, &current.id, code, stored).await? {
-        return right_code(app, &current.id, e164).await;
+        return right_code(app, &current.id, &current.client, e164).await;
     }
     metrics::counter!("phone_validations_wrong_code_total").increment(1);
     if attempts >= max_attempts {
@@ -194,7 +194,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
 
 /// The code matched: `validated`, its event queued, and for a login the end
 /// user's token.
-async fn right_code(app: &AppState, id: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
+async fn right_code(app: &AppState, id: &ObjectId, client: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
     let mut tx = app.pool.begin().await?;
     let Some((validated, message)) = phone_validation::validate(&mut tx, id).await? else {
         drop(tx);
@@ -206,8 +206,8 @@ async fn right_code(app: &AppState, id: &ObjectId, e164: &str) -> ApiResult<Enve
     tracing::info!(validation_id = %validated.id, "phone validated");
     let token = match validated.kind {
         ValidationType::Login => Some(
-            app.jwt
-                .login_token(&validated.id, e164)
+            app.login_tokens
+                .sign(&validated.id, client, e164)
                 .context("while signing the login token")?,
         ),
         _ => None,
