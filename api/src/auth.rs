@@ -152,11 +152,9 @@ impl FromRequestParts<AppState> for AuthClient {
             .jwt
             .verify_client(token.trim())
             .ok_or_else(ApiError::unauthorized)?;
-        let current = state
-            .token_versions
-            .current(&token.client)
-            .await
-            .map_err(|error| ApiError::Internal(anyhow::anyhow!("while reading the client's token version: {error}")))?;
+        let current = state.token_versions.current(&token.client).await.map_err(|error| {
+            ApiError::Internal(anyhow::anyhow!("while reading the client's token version: {error}"))
+        })?;
         match current {
             // A token of an older version was revoked; a newer one than the
             // database knows cannot have been issued by otpctl.
@@ -199,7 +197,10 @@ mod tests {
             let json = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
             serde_json::from_slice::<serde_json::Value>(&json).unwrap()["jti"].clone()
         };
-        let (a, b) = (jti(jwt.client_token(&id, 0, 1).unwrap()), jti(jwt.client_token(&id, 0, 1).unwrap()));
+        let (a, b) = (
+            jti(jwt.client_token(&id, 0, 1).unwrap()),
+            jti(jwt.client_token(&id, 0, 1).unwrap()),
+        );
         assert!(a.is_string());
         assert_ne!(a, b);
     }
@@ -219,6 +220,9 @@ mod tests {
         };
         assert!(jwt.verify_client(&sign(serde_json::json!(now - 10))).is_some());
         assert_eq!(jwt.verify_client(&sign(serde_json::json!(now + 3600))), None);
-        assert_eq!(jwt.verify_client(&sign(serde_json::json!((now + 3600).to_string()))), None);
+        assert_eq!(
+            jwt.verify_client(&sign(serde_json::json!((now + 3600).to_string()))),
+            None
+        );
     }
 }

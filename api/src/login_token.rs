@@ -64,7 +64,9 @@ impl LoginKey {
         let parsed = if text.starts_with("-----BEGIN") {
             SigningKey::from_pkcs8_pem(text).ok()
         } else {
-            let der = base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| KeyError::Parse)?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| KeyError::Parse)?;
             SigningKey::from_pkcs8_der(&der).ok()
         };
         parsed.map(Self).ok_or(KeyError::Parse)
@@ -197,7 +199,10 @@ mod tests {
 
     #[test]
     fn a_malformed_key_is_refused() {
-        assert!(LoginKey::from_pem(&SecretString::from("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")).is_err());
+        assert!(LoginKey::from_pem(&SecretString::from(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+        ))
+        .is_err());
         assert!(format!("{:?}", LoginKey::generate()).starts_with("LoginKey(kid "));
     }
 }

@@ -153,7 +153,10 @@ async fn otpctl_migrates_creates_clients_and_issues_tokens_the_api_accepts() {
             .await
             .unwrap();
     let rotated_plain = rotated["webhookSecret"].as_str().unwrap();
-    assert!(!current.contains(rotated_plain.trim_start_matches("whsec_")), "{current}");
+    assert!(
+        !current.contains(rotated_plain.trim_start_matches("whsec_")),
+        "{current}"
+    );
     assert_eq!(sealing.open(&id, &current).unwrap().expose_secret(), rotated_plain);
     assert_eq!(sealing.open(&id, &previous.unwrap()).unwrap().expose_secret(), plain);
 

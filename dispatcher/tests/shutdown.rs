@@ -85,6 +85,7 @@ fn the_dispatcher_refuses_a_short_or_placeholder_key() {
             .env_clear()
             .envs(env)
             .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
             .current_dir(std::env::temp_dir())
             .output()
             .unwrap();

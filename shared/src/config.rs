@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn short_keys_and_placeholders_are_refused_without_quoting_them() {
         let short = check_key("JWT_SECRET", "secret").unwrap_err().to_string();
-        assert!(short.contains("JWT_SECRET") && short.contains("at least 32 bytes"), "{short}");
+        assert!(
+            short.contains("JWT_SECRET") && short.contains("at least 32 bytes"),
+            "{short}"
+        );
         assert!(!short.contains("\"secret\""), "{short}");
         for placeholder in [
             // docker-compose.yml and .env.example as they were
@@ -258,7 +261,10 @@ mod tests {
         let key = key("CONFIG_TEST_KEY").unwrap();
         assert_eq!(key.expose_secret(), "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ");
         std::env::set_var("CONFIG_TEST_KEY", "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ");
-        assert!(super::key("CONFIG_TEST_KEY").unwrap_err().to_string().contains("not both"));
+        assert!(super::key("CONFIG_TEST_KEY")
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
         std::env::remove_var("CONFIG_TEST_KEY");
         std::env::remove_var("CONFIG_TEST_KEY_FILE");
         let _ = std::fs::remove_file(path);

@@ -101,7 +101,8 @@ impl WebhookSecretKeys {
 
     /// `WEBHOOK_SECRET_KEY` (required) and `WEBHOOK_SECRET_KEY_PREVIOUS`, or their `_FILE` variants.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let current = config::secret_or_file("WEBHOOK_SECRET_KEY")?.ok_or(ConfigError::Missing("WEBHOOK_SECRET_KEY"))?;
+        let current =
+            config::secret_or_file("WEBHOOK_SECRET_KEY")?.ok_or(ConfigError::Missing("WEBHOOK_SECRET_KEY"))?;
         let current = parse_key("WEBHOOK_SECRET_KEY", current.expose_secret())?;
         let previous = config::secret_or_file("WEBHOOK_SECRET_KEY_PREVIOUS")?
             .map(|raw| parse_key("WEBHOOK_SECRET_KEY_PREVIOUS", raw.expose_secret()))
@@ -239,9 +240,16 @@ mod tests {
     fn a_sealed_secret_opens_for_its_client_only() {
         let keys = WebhookSecretKeys::new(&KEY, None);
         let sealed = keys.seal("c1", "whsec_dGVzdA==").unwrap();
-        assert!(sealed.starts_with(&format!("enc:v1:{}:", keys.current_id())), "{sealed}");
+        assert!(
+            sealed.starts_with(&format!("enc:v1:{}:", keys.current_id())),
+            "{sealed}"
+        );
         assert!(!sealed.contains("whsec_") && !sealed.contains("dGVzdA"));
-        assert_ne!(sealed, keys.seal("c1", "whsec_dGVzdA==").unwrap(), "a fresh nonce each time");
+        assert_ne!(
+            sealed,
+            keys.seal("c1", "whsec_dGVzdA==").unwrap(),
+            "a fresh nonce each time"
+        );
         assert_eq!(keys.open("c1", &sealed).unwrap().expose_secret(), "whsec_dGVzdA==");
         assert!(matches!(keys.open("c2", &sealed), Err(OpenError::Corrupt)));
         let mut altered = sealed.clone();
@@ -273,7 +281,10 @@ mod tests {
         assert!(parse_key("WEBHOOK_SECRET_KEY", &STANDARD.encode([0u8; 32])).is_err());
         assert!(parse_key("WEBHOOK_SECRET_KEY", "change-me").is_err());
         let encoded = STANDARD.encode("change-me-change-me-change-me-12");
-        assert!(parse_key("WEBHOOK_SECRET_KEY", &encoded).unwrap_err().to_string().contains("placeholder"));
+        assert!(parse_key("WEBHOOK_SECRET_KEY", &encoded)
+            .unwrap_err()
+            .to_string()
+            .contains("placeholder"));
         let error = parse_key("WEBHOOK_SECRET_KEY", "change-me-to-a-long-random-string-of-44-c")
             .unwrap_err()
             .to_string();

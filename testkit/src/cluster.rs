@@ -8,8 +8,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a failed setup step should stop the test loudly
 
-use shared::amqp::Topology;
 use rand::Rng;
+use shared::amqp::Topology;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

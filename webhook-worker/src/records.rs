@@ -60,7 +60,10 @@ pub async fn load_target(
     if let (Some(previous), true) = (previous, previous_valid) {
         // A broken old secret must not stop deliveries signed with the new one.
         let opened = sealing.open(&client, &previous);
-        if let Some(key) = opened.ok().and_then(|secret| SigningKey::parse(secret.expose_secret()).ok()) {
+        if let Some(key) = opened
+            .ok()
+            .and_then(|secret| SigningKey::parse(secret.expose_secret()).ok())
+        {
             keys.push(key);
         }
     }

@@ -42,6 +42,7 @@ fn the_worker_refuses_to_start_without_a_proper_webhook_secret_key() {
         command
             .env_clear()
             .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
             .current_dir(std::env::temp_dir());
         if let Some(value) = value {
             command.env("WEBHOOK_SECRET_KEY", value);

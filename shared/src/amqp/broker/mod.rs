@@ -252,4 +252,3 @@ impl Broker {
         self.confirm(confirm, queue).await
     }
 }
-

@@ -124,7 +124,6 @@ pub async fn connect_first(urls: &SecretString, properties: ConnectionProperties
     anyhow::bail!("no RabbitMQ node answered ({})", failures.join("; "))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,4 +258,3 @@ mod tests {
         assert_eq!(tried, [1, 2, 0]);
     }
 }
-
