@@ -1,4 +1,4 @@
-//! The end user's login token (CONTRACT §4.3): an EdDSA (Ed25519) JWT with
+//! The end user's login token: an EdDSA (Ed25519) JWT with
 //! a key of its own, never `JWT_SECRET`, so a client verifies it with the
 //! public key served at `GET /.well-known/jwks.json` and holds no secret that
 //! could mint client tokens. `aud` is the client's id, `iss` the issuer.

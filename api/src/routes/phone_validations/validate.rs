@@ -45,7 +45,8 @@ pub struct Validated {
     #[serde(rename = "type")]
     pub kind: ValidationType,
     pub show_face_liveness_recommendation: bool,
-    /// For `type: login`: the end user's JWT (`sub` = validation id, 1 h).
+    /// For `type: login`: the end user's JWT (EdDSA, `sub` = validation id,
+    /// `aud` = the client's id, 1 h), verifiable with `/.well-known/jwks.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
