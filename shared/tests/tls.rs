@@ -31,7 +31,7 @@ async fn sslmode_require_connects_over_tls_and_verify_full_checks_the_certificat
 
     // The test server's certificate is self-signed: verify-full must refuse it.
     let refused = shared::db::connect(&url("verify-full"), 1).await;
-    let error = refused.err().expect("an untrusted certificate is refused").to_string();
+    let error = refused.expect_err("an untrusted certificate is refused").to_string();
     assert!(
         !error.contains("without TLS support"),
         "sqlx must be built with TLS: {error}"
