@@ -16,8 +16,8 @@ pub struct ApiConfig {
     /// least 32 bytes, never a placeholder.
     pub jwt_secret: SecretString,
     /// `LOGIN_TOKEN_KEY` (or `LOGIN_TOKEN_KEY_FILE`): the Ed25519 key of end
-    /// users' login tokens, PKCS#8 PEM. Unset: a key for this process only,
-    /// with a warning (development).
+    /// users' login tokens, PKCS#8 PEM or its base64 body on one line. Unset:
+    /// a key for this process only, with a warning (development).
     pub login_token_key: Option<LoginKey>,
     /// `TOKEN_ISSUER`: login tokens' `iss` (default `PUBLIC_BASE_URL`, else `otp-service`).
     pub token_issuer: String,
