@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-20}
 DB=otp_bench
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export JWT_SECRET=bench-jwt OTP_PEPPER=bench-pepper AMQP_PREFIX=bench. API_ADDR=127.0.0.1:18080 RUST_LOG=warn
+export JWT_SECRET=bench-jwt-secret-bench-jwt-secret-0123 OTP_PEPPER=bench-pepper-bench-pepper-bench-pepper
+export WEBHOOK_SECRET_KEY=YmVuY2gtd2ViaG9vay1zZWNyZXQta2V5LTAxMjM0NTY=
+export AMQP_PREFIX=bench. API_ADDR=127.0.0.1:18080 RUST_LOG=warn
 
 cargo build --release -q -p api
 drop_queues() { # the API publishes otp.requested and nobody consumes it here

@@ -1,5 +1,6 @@
 //! The API's configuration, read once from the environment at start.
 
+use crate::login_token::LoginKey;
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::outbox::RelayConfig;
@@ -11,9 +12,16 @@ pub struct ApiConfig {
     pub common: CommonConfig,
     /// `API_ADDR`: where the HTTP API listens.
     pub addr: SocketAddr,
-    /// `JWT_SECRET`: HS256 key for client tokens (and end-user login tokens).
+    /// `JWT_SECRET` (or `JWT_SECRET_FILE`): HS256 key for client tokens; at
+    /// least 32 bytes, never a placeholder.
     pub jwt_secret: SecretString,
-    /// `OTP_PEPPER`: the key mixed into every stored code hash.
+    /// `LOGIN_TOKEN_KEY` (or `LOGIN_TOKEN_KEY_FILE`): the Ed25519 key of end
+    /// users' login tokens, PKCS#8 PEM or its base64 body on one line. Unset:
+    /// a key for this process only, with a warning (development).
+    pub login_token_key: Option<LoginKey>,
+    /// `TOKEN_ISSUER`: login tokens' `iss` (default `PUBLIC_BASE_URL`, else `otp-service`).
+    pub token_issuer: String,
+    /// `OTP_PEPPER` (or `OTP_PEPPER_FILE`): the key mixed into every stored code hash.
     pub otp_pepper: SecretString,
     /// `OUTBOX_SWEEP_INTERVAL_MS` / `OUTBOX_SWEEP_AFTER_MS`.
     pub relay: RelayConfig,
@@ -83,6 +91,17 @@ impl shared::process::Config for ApiConfig {
 
     fn from_env() -> Result<Self, ConfigError> {
         let addr = config::var_or("API_ADDR", "127.0.0.1:8080");
+        let login_token_key = config::secret_or_file("LOGIN_TOKEN_KEY")?
+            .map(|pem| LoginKey::from_pem(&pem))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                name: "LOGIN_TOKEN_KEY",
+                reason: e.to_string(),
+            })?;
+        let callbacks = CallbackConfig::from_env()?;
+        let token_issuer = config::var("TOKEN_ISSUER")
+            .or_else(|| callbacks.public_base_url.clone())
+            .unwrap_or_else(|| "otp-service".to_owned());
         Ok(Self {
             common: CommonConfig::from_env(32)?,
             addr: addr
@@ -91,9 +110,11 @@ impl shared::process::Config for ApiConfig {
                     name: "API_ADDR",
                     reason: e.to_string(),
                 })?,
-            jwt_secret: config::secret("JWT_SECRET")?,
-            otp_pepper: config::secret("OTP_PEPPER")?,
-            callbacks: CallbackConfig::from_env()?,
+            jwt_secret: config::key("JWT_SECRET")?,
+            otp_pepper: config::key("OTP_PEPPER")?,
+            login_token_key,
+            token_issuer,
+            callbacks,
             fraud_guard: crate::fraud::GuardConfig::from_env()?,
             http: crate::serve::HttpConfig::from_env()?,
             relay: RelayConfig {

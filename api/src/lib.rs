@@ -10,13 +10,14 @@ pub mod extract;
 pub mod fraud;
 pub mod http_metrics;
 pub mod listing;
+pub mod login_token;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
 pub mod stats;
 
 use anyhow::Context;
-use auth::Jwt;
+use auth::{Jwt, TokenVersions};
 use config::ApiConfig;
 use shared::amqp::{Broker, Topology};
 use shared::otp::OtpHasher;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub broker: Broker,
     pub relay: Relay,
     pub jwt: Jwt,
+    /// Each client's current token version (revocation), briefly cached.
+    pub token_versions: TokenVersions,
+    /// Signs end users' login tokens; its public key is the JWKS.
+    pub login_tokens: login_token::LoginTokens,
     pub hasher: OtpHasher,
     /// Bounds concurrent bcrypt checks to the cores, so a guessing burst
     /// cannot starve the runtime's blocking pool.
@@ -72,11 +77,28 @@ impl Service for Application {
         let (broker, relay) = (messaging.broker.clone(), messaging.relay.clone());
         let relay = relay.context("the API's relay")?;
         shared::ops::prometheus();
+        let login_key = match &config.login_token_key {
+            Some(key) => key.clone(),
+            None => {
+                let key = login_token::LoginKey::generate();
+                tracing::warn!(
+                    kid = %key.kid(),
+                    "LOGIN_TOKEN_KEY is not set: login tokens are signed with a key made for this process only; \
+                     they stop verifying when it restarts and other instances cannot verify them. \
+                     Development only: set LOGIN_TOKEN_KEY (otpctl keys generate)"
+                );
+                key
+            }
+        };
+        let login_tokens = login_token::LoginTokens::new(&login_key, config.token_issuer.clone())
+            .context("while loading LOGIN_TOKEN_KEY")?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
             broker,
             relay: relay.clone(),
             jwt: Jwt::new(&config.jwt_secret),
+            token_versions: TokenVersions::new(pool.clone()),
+            login_tokens,
             // The API only verifies; the cost travels inside each stored hash.
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),

@@ -121,9 +121,9 @@ async fn missing_and_ill_typed_fields_are_named() {
 #[tokio::test]
 async fn tokens_must_be_present_valid_and_unexpired() {
     let app = TestApp::spawn().await;
-    let expired = app.jwt.client_token(&app.client, -1).unwrap();
+    let expired = app.jwt.client_token(&app.client, 0, -1).unwrap();
     let forged = api::auth::Jwt::new(&secrecy::SecretString::from("not-the-secret"))
-        .client_token(&app.client, 1)
+        .client_token(&app.client, 0, 1)
         .unwrap();
     for token in [None, Some("garbage"), Some(expired.as_str()), Some(forged.as_str())] {
         let r = app.request(reqwest::Method::GET, "/v2/projects", token, None).await;

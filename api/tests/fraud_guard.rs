@@ -156,7 +156,7 @@ async fn pumping_beside_legitimate_traffic_is_blocked_and_legitimate_users_are_n
 
     // Another client is not affected.
     let other = testkit::api::create_client(&h.app.pool, "Other").await;
-    let other_token = h.app.jwt.client_token(&other, 1).unwrap();
+    let other_token = h.app.jwt.client_token(&other, 0, 1).unwrap();
     let request = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let token = other_token.clone();
         let app = &h.app;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::process::Command;
 use testkit::TestApp;
@@ -94,6 +95,7 @@ fn otpctl(app: &TestApp, args: &[&str]) -> (bool, Value, String) {
         .args(args)
         .env("DATABASE_URL", &app.database_url)
         .env("JWT_SECRET", testkit::api::JWT_SECRET)
+        .env("WEBHOOK_SECRET_KEY", testkit::api::WEBHOOK_SECRET_KEY)
         .output()
         .expect("run otpctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -134,15 +136,34 @@ async fn otpctl_migrates_creates_clients_and_issues_tokens_the_api_accepts() {
         .await;
     assert_eq!(created.data()["client"], id.as_str());
 
-    let (ok, rotated, _) = otpctl(&app, &["client", "rotate-secret", "--client", &id]);
-    assert!(ok);
-    assert_ne!(rotated["webhookSecret"], client["webhookSecret"]);
-    let previous: Option<String> = sqlx::query_scalar("SELECT previous_webhook_secret FROM clients WHERE id = $1")
+    // Stored sealed: the column never holds the secret otpctl printed.
+    let plain = client["webhookSecret"].as_str().unwrap();
+    let stored: String = sqlx::query_scalar("SELECT webhook_secret FROM clients WHERE id = $1")
         .bind(&id)
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(previous.as_deref(), client["webhookSecret"].as_str());
+    assert!(stored.starts_with("enc:v1:"), "{stored}");
+    assert!(!stored.contains(plain.trim_start_matches("whsec_")), "{stored}");
+    let sealing = testkit::api::webhook_secret_keys();
+    assert_eq!(sealing.open(&id, &stored).unwrap().expose_secret(), plain);
+
+    let (ok, rotated, _) = otpctl(&app, &["client", "rotate-secret", "--client", &id]);
+    assert!(ok);
+    assert_ne!(rotated["webhookSecret"], client["webhookSecret"]);
+    let (current, previous): (String, Option<String>) =
+        sqlx::query_as("SELECT webhook_secret, previous_webhook_secret FROM clients WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let rotated_plain = rotated["webhookSecret"].as_str().unwrap();
+    assert!(
+        !current.contains(rotated_plain.trim_start_matches("whsec_")),
+        "{current}"
+    );
+    assert_eq!(sealing.open(&id, &current).unwrap().expose_secret(), rotated_plain);
+    assert_eq!(sealing.open(&id, &previous.unwrap()).unwrap().expose_secret(), plain);
 
     let (ok, _, stderr) = otpctl(&app, &["token", "create", "--client", "ffffffffffffffffffffffff"]);
     assert!(!ok);

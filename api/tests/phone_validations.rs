@@ -410,7 +410,7 @@ async fn another_client_sees_nothing_of_this_one() {
     let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let id = app.sent_validation(&project, &flow, "62617737", "123456").await;
     let other = testkit::create_client(&app.pool, "Other").await;
-    let token = app.jwt.client_token(&other, 1).unwrap();
+    let token = app.jwt.client_token(&other, 0, 1).unwrap();
     let as_b = |method: reqwest::Method, path: String, body: Option<Value>| {
         let token = token.clone();
         let app = &app;

@@ -28,7 +28,7 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
             ("AMQP_PREFIX", prefix.clone()),
             ("API_ADDR", format!("127.0.0.1:{port}")),
             ("JWT_SECRET", JWT_SECRET.into()),
-            ("OTP_PEPPER", "test-pepper".into()),
+            ("OTP_PEPPER", testkit::api::PEPPER.into()),
         ],
     );
     let base = format!("http://127.0.0.1:{port}");
@@ -40,7 +40,7 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
     .await;
     let client = testkit::create_client(&pool, "Acme").await;
     let token = api::auth::Jwt::new(&secrecy::SecretString::from(JWT_SECRET))
-        .client_token(&client, 1)
+        .client_token(&client, 0, 1)
         .unwrap();
     let post = {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());

@@ -67,3 +67,31 @@ async fn sigterm_mid_burst_records_every_send_it_made_and_leaves_the_rest_queued
 
     testkit::delete_namespace(&h.topology, &[Duration::from_secs(1), Duration::from_secs(3)]).await;
 }
+
+#[test]
+fn the_dispatcher_refuses_a_short_or_placeholder_key() {
+    for (name, value) in [
+        ("OTP_CODE_KEY", "dev-code-key-change-me"),
+        ("OTP_CODE_KEY", "change-me-to-a-third-long-random-string"),
+        ("OTP_PEPPER", "test-pepper"),
+    ] {
+        let mut env = vec![
+            ("OTP_PEPPER", testkit::api::PEPPER),
+            ("OTP_CODE_KEY", testkit::dispatch::CODE_KEY),
+        ];
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dispatcher"))
+            .env_clear()
+            .envs(env)
+            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} must not start");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(!stderr.contains(value), "the message quotes the key: {stderr}");
+    }
+}

@@ -48,6 +48,97 @@ pub fn secret(name: &'static str) -> Result<SecretString, ConfigError> {
     var(name).map(SecretString::from).ok_or(ConfigError::Missing(name))
 }
 
+/// The shortest key accepted (`JWT_SECRET`, `OTP_PEPPER`, `OTP_CODE_KEY`):
+/// 256 bits, what HMAC-SHA256 can use whole.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// A secret given as `NAME` or, for files mounted by an orchestrator, as the
+/// path in `NAME_FILE` (one trailing newline dropped). `None` when neither is
+/// set; both at once is refused, so no one wonders which one won.
+pub fn secret_or_file(name: &'static str) -> Result<Option<SecretString>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    let path = std::env::var(&file_var).ok().filter(|v| !v.trim().is_empty());
+    match (var(name), path) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            name,
+            reason: format!("set {name} or {file_var}, not both"),
+        }),
+        (Some(value), None) => Ok(Some(SecretString::from(value))),
+        (None, Some(path)) => {
+            let content = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError::Invalid {
+                name,
+                reason: format!("{file_var} names a file that cannot be read: {e}"),
+            })?;
+            let content = content.strip_suffix('\n').unwrap_or(&content);
+            let content = content.strip_suffix('\r').unwrap_or(content);
+            if content.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("the file {file_var} names is empty"),
+                });
+            }
+            Ok(Some(SecretString::from(content.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A required key (`NAME` or `NAME_FILE`) checked by [`check_key`]: the
+/// process refuses to start with a short one or a placeholder.
+pub fn key(name: &'static str) -> Result<SecretString, ConfigError> {
+    use secrecy::ExposeSecret;
+    let value = secret_or_file(name)?.ok_or(ConfigError::Missing(name))?;
+    check_key(name, value.expose_secret())?;
+    Ok(value)
+}
+
+/// At least [`MIN_KEY_BYTES`] bytes and not a placeholder from an example
+/// file. The message never quotes the value.
+pub fn check_key(name: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.len() < MIN_KEY_BYTES {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "must be at least {MIN_KEY_BYTES} bytes (it has {}); generate one with `openssl rand -base64 48`",
+                value.len()
+            ),
+        });
+    }
+    if is_placeholder(value) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "is a placeholder from an example file; generate one with `openssl rand -base64 48`".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Words that mark a value copied from an example file (compared in lower
+/// case with everything but letters and digits removed, so `change-me`,
+/// `CHANGE_ME` and `changeme` are one), and values of fewer than 6 distinct
+/// characters (`aaaa…`, `0000…`, `abcabc…`).
+pub fn is_placeholder(value: &str) -> bool {
+    const MARKERS: [&str; 10] = [
+        "changeme",
+        "changethis",
+        "replaceme",
+        "placeholder",
+        "yoursecret",
+        "secrethere",
+        "keyhere",
+        "notsecret",
+        "insecure",
+        "donotuse",
+    ];
+    let folded: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let distinct: std::collections::HashSet<char> = value.chars().collect();
+    distinct.len() < 6 || MARKERS.iter().any(|marker| folded.contains(marker))
+}
+
 /// A `bool` written `true`/`false`/`1`/`0`.
 pub fn flag(name: &'static str, default: bool) -> Result<bool, ConfigError> {
     match var(name).as_deref().map(str::trim) {
@@ -133,6 +224,51 @@ mod tests {
         );
         assert!(!message.contains("pw"), "{message}");
         assert!(amqp_url(" , ".to_owned()).is_err());
+    }
+
+    #[test]
+    fn short_keys_and_placeholders_are_refused_without_quoting_them() {
+        let short = check_key("JWT_SECRET", "secret").unwrap_err().to_string();
+        assert!(
+            short.contains("JWT_SECRET") && short.contains("at least 32 bytes"),
+            "{short}"
+        );
+        assert!(!short.contains("\"secret\""), "{short}");
+        for placeholder in [
+            // docker-compose.yml and .env.example as they were
+            "dev-jwt-secret-change-me-dev-jwt-secret",
+            "change-me-to-a-long-random-string",
+            "change-me-to-another-long-random-string",
+            "change-me-to-a-third-long-random-string",
+            "CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME",
+            "replace-me-with-32-random-bytes-please",
+            "00000000000000000000000000000000000000",
+        ] {
+            let error = check_key("OTP_PEPPER", placeholder).unwrap_err().to_string();
+            assert!(error.contains("placeholder"), "{placeholder}: {error}");
+            assert!(!error.contains(placeholder), "{error}");
+        }
+        assert!(check_key("OTP_CODE_KEY", "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ").is_ok());
+    }
+
+    #[test]
+    fn a_key_may_come_from_a_file_but_not_from_both() {
+        // Process-wide environment: names no other test uses.
+        let path = std::env::temp_dir().join(format!("otp-key-test-{}", std::process::id()));
+        std::fs::write(&path, "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ\n").unwrap();
+        std::env::set_var("CONFIG_TEST_KEY_FILE", &path);
+        use secrecy::ExposeSecret;
+        let key = key("CONFIG_TEST_KEY").unwrap();
+        assert_eq!(key.expose_secret(), "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ");
+        std::env::set_var("CONFIG_TEST_KEY", "Jx1tq0mG7vW3bKc9ZpL2yR5sH8nD4fA6eU0iQ");
+        assert!(super::key("CONFIG_TEST_KEY")
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        std::env::remove_var("CONFIG_TEST_KEY");
+        std::env::remove_var("CONFIG_TEST_KEY_FILE");
+        let _ = std::fs::remove_file(path);
+        assert!(matches!(super::key("CONFIG_TEST_KEY"), Err(ConfigError::Missing(_))));
     }
 
     #[test]

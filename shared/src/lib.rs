@@ -17,5 +17,6 @@ pub mod outbox;
 pub mod process;
 pub mod telemetry;
 pub mod time;
+pub mod webhook_secrets;
 
 pub use id::ObjectId;

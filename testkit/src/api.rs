@@ -20,8 +20,8 @@ use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub const JWT_SECRET: &str = "test-jwt-secret";
-pub const PEPPER: &str = "test-pepper";
+pub const JWT_SECRET: &str = "testkit-jwt-secret-3f9a1c7e5b2d8046af1e";
+pub const PEPPER: &str = "testkit-otp-pepper-8c2e4a6b0d1f3957ce2a";
 /// What providers are told to call back (the test API is not reachable there;
 /// it only has to match what the signatures were computed over).
 pub const PUBLIC_BASE_URL: &str = "https://otp.example.com";
@@ -31,6 +31,14 @@ pub const WHATSAPP_APP_SECRET: &str = "wa-app-secret";
 pub const VONAGE_SIGNATURE_SECRET: &str = "vonage-signature";
 /// The webhook secret `create_client` gives every test client ("test", base64).
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdA==";
+/// `WEBHOOK_SECRET_KEY` of every process under test (32 bytes, base64).
+pub const WEBHOOK_SECRET_KEY: &str = "dGVzdGtpdC13ZWJob29rLXNlY3JldC1rZXktMDEyMzQ=";
+
+/// The keys clients' webhook secrets are sealed with in tests.
+pub fn webhook_secret_keys() -> shared::webhook_secrets::WebhookSecretKeys {
+    let key = shared::webhook_secrets::parse_key("WEBHOOK_SECRET_KEY", WEBHOOK_SECRET_KEY).expect("the test key");
+    shared::webhook_secrets::WebhookSecretKeys::new(&key, None)
+}
 
 /// The settings every process under test shares: this database, this broker.
 pub fn common_config(database_url: &str, amqp_url: &str) -> CommonConfig {
@@ -131,6 +139,8 @@ impl TestApp {
             common: common_config(&database_url, amqp_url),
             addr: "127.0.0.1:0".parse().expect("an address"),
             jwt_secret: SecretString::from(JWT_SECRET),
+            login_token_key: Some(api::login_token::LoginKey::generate()),
+            token_issuer: PUBLIC_BASE_URL.into(),
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),
             callbacks: Self::callback_config(),
@@ -145,7 +155,7 @@ impl TestApp {
         tokio::spawn(app.run());
         let jwt = Jwt::new(&SecretString::from(JWT_SECRET));
         let client = create_client(&pool, "Acme").await;
-        let token = jwt.client_token(&client, 1).expect("a token");
+        let token = jwt.client_token(&client, 0, 1).expect("a token");
         TestApp {
             base,
             database_url,
@@ -340,13 +350,16 @@ impl TestApp {
     }
 }
 
-/// A client with the test webhook secret; returns its id.
+/// A client with the test webhook secret (sealed, as otpctl stores it); returns its id.
 pub async fn create_client(pool: &PgPool, name: &str) -> ObjectId {
     let id = ObjectId::new();
+    let sealed = webhook_secret_keys()
+        .seal(&id.to_string(), WEBHOOK_SECRET)
+        .expect("seal the secret");
     sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, $2, $3)")
         .bind(&id)
         .bind(name)
-        .bind(WEBHOOK_SECRET)
+        .bind(sealed)
         .execute(pool)
         .await
         .expect("create a client");
@@ -398,7 +411,7 @@ impl ApiProcess {
         .await;
         let client = create_client(&pool, "Acme").await;
         let token = Jwt::new(&SecretString::from(JWT_SECRET))
-            .client_token(&client, 1)
+            .client_token(&client, 0, 1)
             .expect("a token");
         Self {
             running,

@@ -22,7 +22,7 @@ pub const FROM: &str = "+15005550006";
 pub const VONAGE_KEY: &str = "vonage-key";
 pub const VONAGE_SECRET: &str = "vonage-secret";
 /// The dispatcher's code key in tests.
-pub const CODE_KEY: &str = "test-code-key";
+pub const CODE_KEY: &str = "testkit-otp-code-key-5d7f9b1a3c6e8024bd4f";
 
 /// The API, the provider stand-ins, and dispatchers on demand.
 pub struct Harness {

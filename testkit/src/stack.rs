@@ -156,7 +156,7 @@ impl Stack {
         );
         let client = create_client(&pool, "Acme").await;
         let token = Jwt::new(&SecretString::from(JWT_SECRET))
-            .client_token(&client, 1)
+            .client_token(&client, 0, 1)
             .expect("a token");
         let stack = Self {
             api,

@@ -46,14 +46,11 @@ impl Default for Options {
     }
 }
 
-/// A webhook worker in-process beside `app` (its database and queues):
-/// its stop token, its `run()` and its health address.
-pub async fn start_worker(
-    app: &TestApp,
-    options: &Options,
-) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, String) {
-    let config = WebhookConfig {
+/// A worker's configuration for `app`'s database.
+fn worker_config(app: &TestApp, options: &Options) -> WebhookConfig {
+    WebhookConfig {
         common: common_config(&app.database_url, &infra::amqp_url()),
+        secret_keys: crate::api::webhook_secret_keys(),
         health_addr: "127.0.0.1:0".parse().expect("test setup"),
         allow_private: options.allow_private,
         timeout: options.timeout,
@@ -61,7 +58,16 @@ pub async fn start_worker(
         prefetch: options.prefetch,
         per_host_concurrency: options.per_host,
         host_wait: Duration::from_millis(250),
-    };
+    }
+}
+
+/// A webhook worker in-process beside `app` (its database and queues):
+/// its stop token, its `run()` and its health address.
+pub async fn start_worker(
+    app: &TestApp,
+    options: &Options,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, String) {
+    let config = worker_config(app, options);
     let worker = CancellationToken::new();
     let built = WebhookWorker::build(config, app.topology.clone(), worker.clone())
         .await
@@ -96,6 +102,11 @@ impl Drop for TestEnv {
 }
 
 impl TestEnv {
+    /// A worker's configuration for `app`'s database.
+    pub fn worker_config(app: &TestApp, options: &Options) -> WebhookConfig {
+        worker_config(app, options)
+    }
+
     pub async fn spawn(options: Options) -> Self {
         let app = TestApp::spawn().await;
         let (worker, running, health) = start_worker(&app, &options).await;

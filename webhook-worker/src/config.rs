@@ -2,6 +2,7 @@
 //! start and validated (CONTRACT §2). Tests build it field by field.
 
 use shared::config::{self, CommonConfig, ConfigError};
+use shared::webhook_secrets::WebhookSecretKeys;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ pub const DEFAULT_SCHEDULE: &str = "5s,30s,2m,10m,30m,2h,6h,12h";
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
     pub common: CommonConfig,
+    /// `WEBHOOK_SECRET_KEY` (and `WEBHOOK_SECRET_KEY_PREVIOUS` during a
+    /// rotation): what clients' webhook secrets are encrypted with at rest.
+    pub secret_keys: WebhookSecretKeys,
     /// `HEALTH_ADDR`: where `/health`, `/ready` and `/metrics` listen.
     pub health_addr: SocketAddr,
     /// `WEBHOOK_ALLOW_PRIVATE`: deliver to loopback, private and other
@@ -57,6 +61,7 @@ impl shared::process::Config for WebhookConfig {
         }
         Ok(Self {
             common: CommonConfig::from_env(16)?,
+            secret_keys: WebhookSecretKeys::from_env()?,
             health_addr: health
                 .parse()
                 .map_err(|e: std::net::AddrParseError| invalid("HEALTH_ADDR", &e.to_string()))?,

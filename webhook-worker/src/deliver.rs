@@ -225,6 +225,11 @@ impl Deliverer {
                 tracing::error!(client_id = %client, %error, "dead-lettering the event");
                 return Err(Handled::Reject);
             }
+            // A secret sealed with a key this worker lacks: replayable once it has it.
+            Err(LoadError::Sealed(error)) => {
+                tracing::error!(client_id = %client, %error, "dead-lettering the event");
+                return Err(Handled::Reject);
+            }
             Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
         };
         stage("load", started);

@@ -60,6 +60,19 @@ impl Service for WebhookWorker {
         let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
             .await
             .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        // Secrets stored before encryption (or under the previous key) are
+        // sealed with the current key before the first delivery.
+        let resealed = shared::webhook_secrets::reseal_all(&pool, &config.secret_keys)
+            .await
+            .context("while encrypting stored webhook secrets")?;
+        if resealed.resealed > 0 || resealed.skipped > 0 {
+            tracing::info!(
+                resealed = resealed.resealed,
+                skipped = resealed.skipped,
+                key_id = config.secret_keys.current_id(),
+                "webhook secrets sealed with WEBHOOK_SECRET_KEY"
+            );
+        }
         let queue = topology.webhook_queue();
         // The broker outlives the consumer's drain (in-flight deliveries still
         // publish retries and ack): `run` closes it last.
@@ -75,7 +88,7 @@ impl Service for WebhookWorker {
         let deliverer = Deliverer {
             store: Store::start(
                 pool.clone(),
-                TargetCache::new(TARGET_CACHE_TTL),
+                TargetCache::new(TARGET_CACHE_TTL, config.secret_keys.clone()),
                 config.timeout + Duration::from_secs(60),
             ),
             broker: broker.clone(),

@@ -6,6 +6,8 @@
 
 use crate::signing::{InvalidSecret, SigningKey};
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use shared::webhook_secrets::{OpenError, WebhookSecretKeys};
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -26,10 +28,18 @@ pub enum LoadError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Secret(#[from] InvalidSecret),
+    #[error(transparent)]
+    Sealed(#[from] OpenError),
 }
 
-/// The client's signing keys and the flow's URL; `None` when the client is gone.
-pub async fn load_target(pool: &PgPool, client: &ObjectId, flow: &ObjectId) -> Result<Option<Target>, LoadError> {
+/// The client's signing keys (their secrets opened with `WEBHOOK_SECRET_KEY`)
+/// and the flow's URL; `None` when the client is gone.
+pub async fn load_target(
+    pool: &PgPool,
+    sealing: &WebhookSecretKeys,
+    client: &ObjectId,
+    flow: &ObjectId,
+) -> Result<Option<Target>, LoadError> {
     let row: Option<(String, Option<String>, bool, Option<String>)> = sqlx::query_as(
         "SELECT c.webhook_secret, c.previous_webhook_secret,
                 COALESCE(c.previous_webhook_secret_expires_at > now(), false),
@@ -45,10 +55,15 @@ pub async fn load_target(pool: &PgPool, client: &ObjectId, flow: &ObjectId) -> R
     let Some((current, previous, previous_valid, flow_url)) = row else {
         return Ok(None);
     };
-    let mut keys = vec![SigningKey::parse(&current)?];
+    let client = client.to_string();
+    let mut keys = vec![SigningKey::parse(sealing.open(&client, &current)?.expose_secret())?];
     if let (Some(previous), true) = (previous, previous_valid) {
         // A broken old secret must not stop deliveries signed with the new one.
-        if let Ok(key) = SigningKey::parse(&previous) {
+        let opened = sealing.open(&client, &previous);
+        if let Some(key) = opened
+            .ok()
+            .and_then(|secret| SigningKey::parse(secret.expose_secret()).ok())
+        {
             keys.push(key);
         }
     }
@@ -61,6 +76,7 @@ pub async fn load_target(pool: &PgPool, client: &ObjectId, flow: &ObjectId) -> R
 /// secret keeps signing for hours, so nothing fails meanwhile).
 pub struct TargetCache {
     ttl: Duration,
+    sealing: WebhookSecretKeys,
     entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
 }
 
@@ -71,9 +87,10 @@ type TargetKey = (ObjectId, ObjectId);
 const MAX_CACHED_TARGETS: usize = 10_000;
 
 impl TargetCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, sealing: WebhookSecretKeys) -> Self {
         Self {
             ttl,
+            sealing,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -94,7 +111,7 @@ impl TargetCache {
                 }
             }
         }
-        let Some(target) = load_target(pool, client, flow).await? else {
+        let Some(target) = load_target(pool, &self.sealing, client, flow).await? else {
             return Ok(None);
         };
         let target = Arc::new(target);

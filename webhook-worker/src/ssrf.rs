@@ -60,12 +60,14 @@ fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u32) -> bool {
 }
 
 /// The IPv4 address an IPv6 address carries, for the forms that reach it:
-/// mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`
-/// and 6to4 `2002:aabb:ccdd::`.
+/// mapped `::ffff:a.b.c.d`, translated `::ffff:0:a.b.c.d` (SIIT), compatible
+/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` and 6to4 `2002:aabb:ccdd::`. Each is
+/// judged by the IPv4 rules: `::ffff:127.0.0.1` is loopback.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(ip);
     let low = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
     if in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
+        || in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96)
         || in_v6(ip, Ipv6Addr::UNSPECIFIED, 96)
         || in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
     {
@@ -79,6 +81,11 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     if ip.is_unspecified() || ip.is_loopback() {
+        return false;
+    }
+    // Local-use NAT64 (RFC 8215): a translator inside the operator's own
+    // network, whatever IPv4 address it embeds (and where, by prefix length).
+    if in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48) {
         return false;
     }
     if let Some(v4) = embedded_v4(ip) {
@@ -192,6 +199,32 @@ mod tests {
             "http://[2001:db8::1]",
         ] {
             assert!(refused(url), "{url} should be refused");
+        }
+    }
+
+    #[test]
+    fn nat64_and_ipv4_mapped_forms_of_internal_addresses_are_refused() {
+        for url in [
+            // local-use NAT64 64:ff9b:1::/48: refused whatever it embeds
+            "http://[64:ff9b:1::a9fe:a9fe]",
+            "http://[64:ff9b:1::808:808]",
+            "http://[64:ff9b:1:ffff::1]",
+            // well-known NAT64 64:ff9b::/96 with internal IPv4 addresses
+            "http://[64:ff9b::7f00:1]",
+            "http://[64:ff9b::10.0.0.1]",
+            // IPv4-mapped ::ffff:0:0/96, checked by the IPv4 rules
+            "http://[::ffff:169.254.169.254]",
+            "http://[::ffff:192.168.0.1]",
+            "http://[::ffff:0.0.0.0]",
+            "http://[::ffff:100.100.100.200]",
+            // IPv4-translated ::ffff:0:0:0/96 (SIIT)
+            "http://[::ffff:0:7f00:1]",
+            "http://[::ffff:0:a9fe:a9fe]",
+        ] {
+            assert!(refused(url), "{url} should be refused");
+        }
+        for url in ["http://[64:ff9b::808:808]", "http://[::ffff:0:808:808]"] {
+            assert!(!refused(url), "{url} embeds a public address");
         }
     }
 

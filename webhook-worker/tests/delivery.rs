@@ -122,6 +122,48 @@ async fn while_a_secret_is_rotated_both_the_old_and_the_new_one_verify() {
 }
 
 #[tokio::test]
+async fn a_plaintext_secret_from_before_encryption_is_sealed_at_start_and_still_signs() {
+    let env = TestEnv::spawn(Options::default()).await;
+    let stored = |pool: sqlx::PgPool, client: shared::ObjectId| async move {
+        sqlx::query_scalar::<_, String>("SELECT webhook_secret FROM clients WHERE id = $1")
+            .bind(&client)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let sealed = stored(env.app.pool.clone(), env.app.client.clone()).await;
+    assert!(sealed.starts_with("enc:v1:") && !sealed.contains("dGVzdA"), "{sealed}");
+
+    // A row as it was before encryption; a worker starting seals it.
+    sqlx::query("UPDATE clients SET webhook_secret = $2 WHERE id = $1")
+        .bind(&env.app.client)
+        .bind(SECRET)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let config = TestEnv::worker_config(&env.app, &Options::default());
+    let second = <webhook_worker::WebhookWorker as shared::process::Service>::build(
+        config,
+        env.app.topology.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let resealed = stored(env.app.pool.clone(), env.app.client.clone()).await;
+    assert!(resealed.starts_with("enc:v1:"), "{resealed}");
+    assert!(!resealed.contains("dGVzdA"), "{resealed}");
+    stop.cancel();
+    shared::process::Service::run(second).await.unwrap();
+
+    let receiver = Receiver::answering(200).await;
+    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
+    env.validated(&project, &flow, "62617737").await;
+    let received = receiver.wait_for(1, Duration::from_secs(45)).await;
+    received[0].verify(SECRET).expect("the plain secret verifies");
+}
+
+#[tokio::test]
 async fn redelivering_a_delivered_events_message_posts_nothing() {
     // One message at a time, so the second event is handled after the duplicate.
     let env = TestEnv::spawn(Options {
@@ -177,7 +219,7 @@ async fn a_dead_endpoint_does_not_delay_another_clients_deliveries() {
 
     // Another client, another host.
     let other = testkit::create_client(&env.app.pool, "Other").await;
-    let token = env.app.jwt.client_token(&other, 1).unwrap();
+    let token = env.app.jwt.client_token(&other, 0, 1).unwrap();
     let project = env
         .post_as(&token, "/v2/projects", json!({"name": "Other"}))
         .await
@@ -274,7 +316,7 @@ async fn the_delivery_list_is_tenant_isolated() {
     receiver.wait_for(1, Duration::from_secs(45)).await;
 
     let other = testkit::create_client(&env.app.pool, "Other").await;
-    let token = env.app.jwt.client_token(&other, 1).unwrap();
+    let token = env.app.jwt.client_token(&other, 0, 1).unwrap();
     let foreign = env
         .app
         .request(

@@ -23,8 +23,38 @@ fn start_worker(app: &TestApp, prefix: &str) -> Running {
             ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
             ("WEBHOOK_RETRY_SCHEDULE", "1s,2s".into()),
             ("WEBHOOK_PREFETCH", "16".into()),
+            ("WEBHOOK_SECRET_KEY", testkit::api::WEBHOOK_SECRET_KEY.into()),
         ],
     )
+}
+
+#[test]
+fn the_worker_refuses_to_start_without_a_proper_webhook_secret_key() {
+    for (value, expected) in [
+        (None, "WEBHOOK_SECRET_KEY is required"),
+        (Some("change-me"), "WEBHOOK_SECRET_KEY is invalid"),
+        // 44 characters, but a placeholder.
+        (Some("Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMTI="), "placeholder"),
+        // base64 of 24 bytes, not 32.
+        (Some("cmFuZG9tLWJ5dGVzLWJ1dC10b28tc2hvcnQh"), "32 bytes"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-worker"));
+        command
+            .env_clear()
+            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+            .current_dir(std::env::temp_dir());
+        if let Some(value) = value {
+            command.env("WEBHOOK_SECRET_KEY", value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{value:?} must not start");
+        assert!(stderr.contains(expected), "{value:?}: {stderr}");
+        if let Some(value) = value {
+            assert!(!stderr.contains(value), "the message quotes the key: {stderr}");
+        }
+    }
 }
 
 async fn delivered(app: &TestApp) -> HashSet<String> {

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/openapi.json", get(|| async { axum::Json(crate::openapi::served()) }))
         .with_state(state)
         // `/health`, `/ready`, `/metrics`: the same endpoints every process serves.
@@ -69,6 +70,15 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(crate::http_metrics::record))
         .layer(middleware::from_fn(request_id))
+}
+
+/// The public keys of end users' login tokens (`kid` in each token's header).
+async fn jwks(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(state.login_tokens.jwks().as_ref().clone()),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

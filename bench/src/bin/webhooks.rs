@@ -215,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
             amqp_prefix: String::new(),
             database_max_connections: 16,
         },
+        secret_keys: testkit::api::webhook_secret_keys(),
         health_addr: "127.0.0.1:0".parse()?,
         allow_private: true,
         timeout: Duration::from_secs(10),

@@ -71,8 +71,8 @@ impl shared::process::Config for DispatcherConfig {
             health_addr: config::var_or("HEALTH_ADDR", "127.0.0.1:9091")
                 .parse()
                 .map_err(|e: std::net::AddrParseError| invalid("HEALTH_ADDR", e.to_string()))?,
-            otp_pepper: config::secret("OTP_PEPPER")?,
-            otp_code_key: config::secret("OTP_CODE_KEY")?,
+            otp_pepper: config::key("OTP_PEPPER")?,
+            otp_code_key: config::key("OTP_CODE_KEY")?,
             bcrypt_cost,
             prefetch: config::parse_or("DISPATCH_PREFETCH", 256u16)?,
             hash_concurrency: config::parse_or("DISPATCH_HASH_CONCURRENCY", cores)?.max(1),

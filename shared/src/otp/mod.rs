@@ -267,6 +267,23 @@ mod tests {
         assert!(costly.hash(&ids[0], &codes[0]).starts_with("$2b$06$"));
     }
 
+    /// A constant or reused salt would still match the bcrypt crate (which
+    /// reads the salt from the hash); every hash must have its own.
+    #[test]
+    fn every_hash_of_a_batch_has_its_own_salt() {
+        let id = "674de8df21c72be3cc42b8a0";
+        let code = OtpCode::parse("123456").unwrap();
+        let batch: Vec<(&str, &OtpCode)> = (0..9).map(|_| (id, &code)).collect();
+        let mut hashes = hasher().hash_many(&batch);
+        hashes.extend(hasher().hash_many(&batch[..3]));
+        hashes.push(hasher().hash(id, &code));
+        // `$2b$04$` + 22 characters of salt + 31 of hash.
+        let salts: std::collections::HashSet<&str> = hashes.iter().map(|h| &h[7..29]).collect();
+        assert_eq!(salts.len(), hashes.len(), "{hashes:#?}");
+        let distinct: std::collections::HashSet<&String> = hashes.iter().collect();
+        assert_eq!(distinct.len(), hashes.len());
+    }
+
     #[test]
     fn the_core_reproduces_the_published_bcrypt_vectors() {
         // From jBCrypt's TestBCrypt (the `bcrypt` crate's own raw vectors):

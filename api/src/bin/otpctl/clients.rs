@@ -1,4 +1,5 @@
-//! `otpctl client`: API clients and their webhook signing secrets.
+//! `otpctl client`: API clients and their webhook signing secrets (stored
+//! sealed with `WEBHOOK_SECRET_KEY`; printed once, in the clear, to hand over).
 
 use crate::{jwt, pool};
 use anyhow::Context;
@@ -6,6 +7,7 @@ use base64::Engine;
 use clap::Subcommand;
 use rand::RngCore;
 use serde_json::{json, Value};
+use shared::webhook_secrets::WebhookSecretKeys;
 use shared::ObjectId;
 
 #[derive(Subcommand)]
@@ -43,22 +45,24 @@ async fn create(name: String) -> anyhow::Result<Value> {
         "--name must be 1 to 200 characters"
     );
     let jwt = jwt()?;
+    let sealing = WebhookSecretKeys::from_env()?;
     let pool = pool().await?;
     let id = ObjectId::new();
     let secret = new_webhook_secret();
     sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, $2, $3)")
         .bind(&id)
         .bind(&name)
-        .bind(&secret)
+        .bind(sealing.seal(&id.to_string(), &secret)?)
         .execute(&pool)
         .await
         .context("while creating the client")?;
-    let token = jwt.client_token(&id, 365)?;
+    let token = jwt.client_token(&id, 0, 365)?;
     Ok(json!({"_id": id, "name": name, "token": token, "webhookSecret": secret}))
 }
 
 async fn rotate_secret(client: &str) -> anyhow::Result<Value> {
     let id = ObjectId::parse(client).context("--client must be a 24-hex client id")?;
+    let sealing = WebhookSecretKeys::from_env()?;
     let pool = pool().await?;
     let secret = new_webhook_secret();
     let updated = sqlx::query(
@@ -68,7 +72,7 @@ async fn rotate_secret(client: &str) -> anyhow::Result<Value> {
           WHERE id = $1",
     )
     .bind(&id)
-    .bind(&secret)
+    .bind(sealing.seal(&id.to_string(), &secret)?)
     .execute(&pool)
     .await?;
     anyhow::ensure!(updated.rows_affected() == 1, "no client {id}");

@@ -4,6 +4,7 @@
 mod clients;
 mod dlq;
 mod fraud;
+mod keys;
 mod tokens;
 
 use anyhow::Context;
@@ -14,7 +15,7 @@ use sqlx::PgPool;
 #[derive(Parser)]
 #[command(
     name = "otpctl",
-    about = "Operate the OTP service: migrations, clients, tokens, dead letters, fraud-guard blocks"
+    about = "Operate the OTP service: migrations, clients, tokens, keys, dead letters, fraud-guard blocks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,10 +31,15 @@ enum Command {
         #[command(subcommand)]
         command: clients::ClientCommand,
     },
-    /// Issue API tokens.
+    /// Issue and revoke API tokens.
     Token {
         #[command(subcommand)]
         command: tokens::TokenCommand,
+    },
+    /// Signing keys for end users' login tokens.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Inspect and replay dead-lettered messages (AMQP_URL, AMQP_PREFIX).
     Dlq {
@@ -54,6 +60,7 @@ async fn main() {
         Command::Migrate => migrate().await,
         Command::Client { command } => clients::run(command).await,
         Command::Token { command } => tokens::run(command).await,
+        Command::Keys { command } => keys::run(command),
         Command::Dlq { command } => dlq::run(command).await,
         Command::Fraud { command } => fraud::run(command).await,
     };
@@ -75,7 +82,7 @@ async fn pool() -> anyhow::Result<PgPool> {
 }
 
 fn jwt() -> anyhow::Result<Jwt> {
-    Ok(Jwt::new(&shared::config::secret("JWT_SECRET")?))
+    Ok(Jwt::new(&shared::config::key("JWT_SECRET")?))
 }
 
 async fn migrate() -> anyhow::Result<serde_json::Value> {

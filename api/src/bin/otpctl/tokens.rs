@@ -1,4 +1,4 @@
-//! `otpctl token`: client tokens.
+//! `otpctl token`: client tokens, and revoking them.
 
 use crate::{jwt, pool};
 use anyhow::Context;
@@ -15,6 +15,12 @@ pub enum TokenCommand {
         #[arg(long, default_value_t = 365)]
         expires_in_days: i64,
     },
+    /// Revoke every token the client has: its token version goes up, and the
+    /// API refuses older tokens within seconds. Issue new ones with `token create`.
+    Revoke {
+        #[arg(long)]
+        client: String,
+    },
 }
 
 pub async fn run(command: TokenCommand) -> anyhow::Result<Value> {
@@ -23,6 +29,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<Value> {
             client,
             expires_in_days,
         } => create(&client, expires_in_days).await,
+        TokenCommand::Revoke { client } => revoke(&client).await,
     }
 }
 
@@ -34,10 +41,24 @@ async fn create(client: &str, expires_in_days: i64) -> anyhow::Result<Value> {
     let id = ObjectId::parse(client).context("--client must be a 24-hex client id")?;
     let jwt = jwt()?;
     let pool = pool().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)")
+    let version: Option<i32> = sqlx::query_scalar("SELECT token_version FROM clients WHERE id = $1")
         .bind(&id)
-        .fetch_one(&pool)
+        .fetch_optional(&pool)
         .await?;
-    anyhow::ensure!(exists, "no client {id}");
-    Ok(json!({"token": jwt.client_token(&id, expires_in_days)?}))
+    let version = version.with_context(|| format!("no client {id}"))?;
+    Ok(json!({"token": jwt.client_token(&id, version, expires_in_days)?}))
+}
+
+async fn revoke(client: &str) -> anyhow::Result<Value> {
+    let id = ObjectId::parse(client).context("--client must be a 24-hex client id")?;
+    let pool = pool().await?;
+    let version: Option<i32> = sqlx::query_scalar(
+        "UPDATE clients SET token_version = token_version + 1, updated_at = now()
+          WHERE id = $1 RETURNING token_version",
+    )
+    .bind(&id)
+    .fetch_optional(&pool)
+    .await?;
+    let version = version.with_context(|| format!("no client {id}"))?;
+    Ok(json!({"_id": id, "revoked": true, "tokenVersion": version}))
 }

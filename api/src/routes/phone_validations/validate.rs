@@ -54,7 +54,8 @@ pub struct Validated {
     #[serde(rename = "type")]
     pub kind: ValidationType,
     pub show_face_liveness_recommendation: bool,
-    /// For `type: login`: the end user's JWT (`sub` = validation id, 1 h).
+    /// For `type: login`: the end user's JWT (EdDSA, `sub` = validation id,
+    /// `aud` = the client's id, 1 h), verifiable with `/.well-known/jwks.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
@@ -190,7 +191,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         return Err(reread_refusal(app, &current.id).await?);
     };
     if verify(app, &current.id, code, stored).await? {
-        return right_code(app, &current.id, e164).await;
+        return right_code(app, &current.id, &current.client, e164).await;
     }
     metrics::counter!("phone_validations_wrong_code_total").increment(1);
     if attempts >= max_attempts {
@@ -203,7 +204,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
 
 /// The code matched: `validated`, its event queued, and for a login the end
 /// user's token.
-async fn right_code(app: &AppState, id: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
+async fn right_code(app: &AppState, id: &ObjectId, client: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
     let mut tx = app.pool.begin().await?;
     let Some((validated, message)) = phone_validation::validate(&mut tx, id).await? else {
         drop(tx);
@@ -215,8 +216,8 @@ async fn right_code(app: &AppState, id: &ObjectId, e164: &str) -> ApiResult<Enve
     tracing::info!(validation_id = %validated.id, "phone validated");
     let token = match validated.kind {
         ValidationType::Login => Some(
-            app.jwt
-                .login_token(&validated.id, e164)
+            app.login_tokens
+                .sign(&validated.id, client, e164)
                 .context("while signing the login token")?,
         ),
         _ => None,

@@ -175,7 +175,7 @@ async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::
         ready(format!("http://127.0.0.1:{}/ready", 19_191 + n)).await;
     }
     let client = testkit::create_client(pool, "bench").await;
-    let token = api::auth::Jwt::new(&SecretString::from(JWT_SECRET)).client_token(&client, 1)?;
+    let token = api::auth::Jwt::new(&SecretString::from(JWT_SECRET)).client_token(&client, 0, 1)?;
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(&token)
