@@ -152,6 +152,7 @@ impl Stack {
                 ("HEALTH_ADDR", format!("127.0.0.1:{worker_port}")),
                 ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
                 ("WEBHOOK_RETRY_SCHEDULE", SCHEDULE.into()),
+                ("WEBHOOK_SECRET_KEY", crate::api::WEBHOOK_SECRET_KEY.into()),
             ]),
         );
         let client = create_client(&pool, "Acme").await;
