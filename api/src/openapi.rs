@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         fraud_guard::list_blocks, fraud_guard::lift_block,
         fraud_guard::add, fraud_guard::list, fraud_guard::remove,
     ),
-    components(schemas(ErrorBody, Signature, Pagination)),
+    components(schemas(ErrorBody, Signature, Pagination, crate::stats::GroupBy)),
     modifiers(&BearerAuth, &Conventions),
 )]
 struct ApiDoc;
