@@ -43,7 +43,7 @@ impl shared::process::Config for WebhookConfig {
     fn from_env() -> Result<Self, ConfigError> {
         let health = config::var_or("HEALTH_ADDR", "127.0.0.1:9092");
         let schedule = config::var_or("WEBHOOK_RETRY_SCHEDULE", DEFAULT_SCHEDULE);
-        let prefetch: u16 = config::parse_or("WEBHOOK_PREFETCH", 128)?;
+        let prefetch: u16 = config::parse_or("WEBHOOK_PREFETCH", 512)?;
         let per_host: usize = config::parse_or("WEBHOOK_PER_HOST_CONCURRENCY", 32)?;
         let timeout_ms: u64 = config::parse_or("WEBHOOK_TIMEOUT_MS", 10_000)?;
         let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {

@@ -41,7 +41,7 @@ struct Args {
     /// Events to the black-holed endpoint in the second run (0 skips it).
     #[arg(long, default_value_t = 2_000)]
     black_holed: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 512)]
     prefetch: u16,
     #[arg(long, default_value_t = 32)]
     per_host: usize,
