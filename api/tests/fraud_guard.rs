@@ -397,7 +397,7 @@ async fn a_create_refused_after_taking_rate_limit_units_gives_them_back() {
 
 #[tokio::test]
 async fn bad_fraud_guard_input_gets_the_envelope() {
-    let (app, project, flow) = TestApp::with_flow(json!({})).await;
+    let (app, project, _) = TestApp::with_flow(json!({})).await;
     for (settings, field) in [
         (json!({"fraudGuard": "paranoid"}), "fraudGuard"),
         (json!({"allowedCountries": ["Panama"]}), "allowedCountries"),
@@ -457,7 +457,6 @@ async fn bad_fraud_guard_input_gets_the_envelope() {
         .post("/v2/phone-validations", create_body(&project, geo_flow, "62610001"))
         .await;
     assert_eq!(refused.message(), "403:country_not_allowed");
-    let _ = flow;
 }
 
 #[tokio::test]

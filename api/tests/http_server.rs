@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use testkit::api::ApiProcess;
+use testkit::api_process::ApiProcess;
 use testkit::TestApp;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

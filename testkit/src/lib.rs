@@ -6,7 +6,7 @@
 //! - [`infra`]: throwaway databases and queue namespaces, polling with a
 //!   deadline, a TCP proxy that plays a dead broker;
 //! - [`api`]: the API in-process, with a client, a token and arrange helpers
-//!   (or as a child process configured by its environment: `ApiProcess`);
+//!   (or as a child process configured by its environment: `api_process::ApiProcess`);
 //! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
 //! - [`stack`]: all three services as child processes, for failover tests;
@@ -15,6 +15,7 @@
 #![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
 
 pub mod api;
+pub mod api_process;
 pub mod cluster;
 pub mod dispatch;
 pub mod infra;
