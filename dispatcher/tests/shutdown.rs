@@ -26,16 +26,24 @@ async fn sigterm_mid_burst_records_every_send_it_made_and_leaves_the_rest_queued
         .respond_with(
             ResponseTemplate::new(201)
                 .set_body_json(json!({"sid": "SMdrain"}))
-                .set_delay(Duration::from_millis(40)),
+                .set_delay(Duration::from_millis(150)),
         )
         .mount(&h.twilio)
         .await;
     let (project, flow) = h.project_and_flow(json!({"resendCooldownSeconds": 0})).await;
-    let mut first = start_dispatcher(&h, &prefix);
+    // The whole burst waits in the queue before the dispatcher starts, and a
+    // small prefetch with a slow provider keeps it at least 3 s at work
+    // (200 / 8 × 150 ms), so the signal lands mid-burst however fast the
+    // creates were.
     const BURST: usize = 200;
     for n in 0..BURST {
         h.create_id(&project, &flow, &format!("6265{n:04}"), json!({})).await;
     }
+    let mut first = h.start_dispatcher_binary(
+        env!("CARGO_BIN_EXE_dispatcher"),
+        &prefix,
+        &[("DISPATCH_PREFETCH", "8".into())],
+    );
     testkit::eventually(Duration::from_secs(30), "a part of the burst to be sent", || async {
         (h.sms_requests().await.len() >= 40).then_some(())
     })
