@@ -4,7 +4,8 @@
 //! delivering them to a fast local axum receiver: total time, deliveries per
 //! second, and event→receipt latency (the event's `occurredAt` to its arrival).
 //! A second run adds events for a black-holed endpoint (accepts TCP, never
-//! answers) and reports how much of the healthy rate is kept.
+//! answers) and reports how much of the healthy rate is kept; a third runs
+//! two workers on the healthy load and compares their rate with one's.
 //!
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000
 
@@ -14,7 +15,7 @@ use axum::extract::State;
 use clap::Parser;
 use futures_util::future::join_all;
 use secrecy::SecretString;
-use shared::amqp::{BasicProperties, Broker};
+use shared::amqp::{BasicProperties, Broker, Topology};
 use shared::config::CommonConfig;
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::events::{Event, ValidationEvent, ValidationEventType};
@@ -47,6 +48,9 @@ struct Args {
     per_host: usize,
     #[arg(long, default_value_t = 250)]
     host_wait_ms: u64,
+    /// Run 3: two workers on the healthy load, against run 1's one.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    two_workers: bool,
 }
 
 /// Event ids seen and their event→receipt latencies (ms).
@@ -201,16 +205,16 @@ fn report(label: &str, arrivals: &Shared, count: usize, took: Duration) -> f64 {
     rate
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    shared::telemetry::init();
-    let (database_url, pool) = testkit::database().await;
-    let topology = testkit::topology();
+/// Builds and starts a worker on `topology`; its handle and the token that stops it.
+async fn start_worker(
+    args: &Args,
+    database_url: &str,
+    topology: &Topology,
+) -> anyhow::Result<(tokio::task::JoinHandle<anyhow::Result<()>>, CancellationToken)> {
     let cancel = CancellationToken::new();
     let config = WebhookConfig {
         common: CommonConfig {
-            database_url: SecretString::from(database_url),
+            database_url: SecretString::from(database_url.to_owned()),
             amqp_url: SecretString::from(testkit::amqp_url()),
             amqp_prefix: String::new(),
             database_max_connections: 16,
@@ -227,10 +231,14 @@ async fn main() -> anyhow::Result<()> {
     let worker = WebhookWorker::build(config, topology.clone(), cancel.clone())
         .await
         .context("while starting the worker")?;
-    let running = tokio::spawn(worker.run());
+    Ok((tokio::spawn(worker.run()), cancel))
+}
+
+/// A publisher on `topology`, connected.
+async fn publisher(topology: &Topology, cancel: &CancellationToken) -> anyhow::Result<Broker> {
     let broker = Broker::start(
         SecretString::from(testkit::amqp_url()),
-        topology,
+        topology.clone(),
         "bench",
         cancel.clone(),
     );
@@ -238,15 +246,33 @@ async fn main() -> anyhow::Result<()> {
         broker.wait_connected(Duration::from_secs(10)).await,
         "RabbitMQ unreachable"
     );
+    Ok(broker)
+}
+
+/// Publishes `count` events for a fresh healthy receiver and times their delivery.
+async fn healthy_run(pool: &PgPool, broker: &Broker, count: usize) -> anyhow::Result<(Shared, Duration, Duration)> {
+    let (url, arrivals) = receiver().await?;
+    let records = validations(pool, &url, count).await?;
+    let started = Instant::now();
+    publish(broker, records).await?;
+    let published = started.elapsed();
+    let took = wait_for(&arrivals, count, started).await?;
+    Ok((arrivals, published, took))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    shared::telemetry::init();
+    let (database_url, pool) = testkit::database().await;
+    let topology = testkit::topology();
+    let (running, stop_worker) = start_worker(&args, &database_url, &topology).await?;
+    let cancel = CancellationToken::new();
+    let broker = publisher(&topology, &cancel).await?;
 
     // Run 1: one healthy endpoint.
-    let (url, arrivals) = receiver().await?;
-    let records = validations(&pool, &url, args.events).await?;
     let cpu_before = bench::cpu_by_command();
-    let started = Instant::now();
-    publish(&broker, records).await?;
-    let published = started.elapsed();
-    let took = wait_for(&arrivals, args.events, started).await?;
+    let (arrivals, published, took) = healthy_run(&pool, &broker, args.events).await?;
     let cpu_after = bench::cpu_by_command();
     println!(
         "run 1: published {} events in {:.2} s",
@@ -286,8 +312,29 @@ async fn main() -> anyhow::Result<()> {
             args.black_holed
         );
     }
-
-    cancel.cancel();
+    stop_worker.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(35), running).await;
+
+    // Run 3: two workers on fresh queues (nothing of run 2 left circulating), healthy only.
+    if args.two_workers {
+        let topology = testkit::topology();
+        let (first, stop_first) = start_worker(&args, &database_url, &topology).await?;
+        let (second, stop_second) = start_worker(&args, &database_url, &topology).await?;
+        let broker = publisher(&topology, &cancel).await?;
+        let cpu_before = bench::cpu_by_command();
+        let (arrivals, _, took) = healthy_run(&pool, &broker, args.events).await?;
+        let cpu_after = bench::cpu_by_command();
+        let rate = report("run 3 (two workers, healthy only)", &arrivals, args.events, took);
+        println!(
+            "run 3: two workers in one process deliver {:.2}× the rate of one (both on this machine's {} cores)",
+            rate / healthy_rate,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        bench::print_cpu("run 3", &cpu_before, &cpu_after);
+        stop_first.cancel();
+        stop_second.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(35), futures_util::future::join(first, second)).await;
+    }
+    cancel.cancel();
     Ok(())
 }
