@@ -46,7 +46,9 @@ pub fn cpu_used(
     let mut used: Vec<(String, f64)> = after
         .iter()
         .map(|(comm, t)| (comm.clone(), t - before.get(comm).copied().unwrap_or(0.0)))
-        .filter(|(_, t)| *t >= 0.05)
+        // A kernel worker's name follows its current work queue, so its
+        // snapshots do not pair up: left out.
+        .filter(|(comm, t)| *t >= 0.05 && !comm.starts_with("kworker"))
         .collect();
     used.sort_by(|a, b| b.1.total_cmp(&a.1));
     used
@@ -94,4 +96,44 @@ pub fn print_cpu(
     let total: f64 = used.iter().map(|(_, t)| t).sum();
     let parts: Vec<String> = used.iter().take(10).map(|(c, t)| format!("{c} {t:.2}")).collect();
     println!("{label}: CPU-s {total:.2} in all: {}", parts.join(", "));
+}
+
+/// The value of an unlabelled counter in this process's Prometheus registry (0 when absent).
+pub fn counter(metric: &str) -> f64 {
+    let text = shared::ops::prometheus().render();
+    text.lines()
+        .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The machine's busy share (0..1) over `window`, from `/proc/stat`.
+async fn busy_share(window: std::time::Duration) -> Option<f64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let total = fields.iter().sum();
+        // idle + iowait
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((total, idle))
+    }
+    let (total_before, idle_before) = sample()?;
+    tokio::time::sleep(window).await;
+    let (total, idle) = sample()?;
+    let total = total.saturating_sub(total_before).max(1) as f64;
+    Some(1.0 - idle.saturating_sub(idle_before) as f64 / total)
+}
+
+/// Lets the machine settle before a timed run: a PostgreSQL checkpoint (so
+/// the last run's dirty pages are not written during this one), then waits
+/// (at most 15 s) until the CPUs are under 20 % busy for a quarter second.
+/// Without it, a run pays for the writes and vacuums of the one before.
+pub async fn settle(pool: &sqlx::PgPool) {
+    let _ = sqlx::query("CHECKPOINT").execute(pool).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        match busy_share(std::time::Duration::from_millis(250)).await {
+            Some(busy) if busy >= 0.2 => continue,
+            _ => return,
+        }
+    }
 }

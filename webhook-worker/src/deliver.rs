@@ -130,6 +130,11 @@ impl Deliverer {
     }
 
     async fn process(&self, message: &Message) -> Handled {
+        // A dead host's deliveries are put off before any database work:
+        // where the event says it goes is enough to know that.
+        if self.hinted_host(message).is_some_and(|host| self.hosts.stalled(&host)) {
+            return self.defer(message, "host stalled").await;
+        }
         let loaded = match self.load(message).await {
             Ok(loaded) => loaded,
             Err(settled) => return settled,
@@ -176,6 +181,22 @@ impl Deliverer {
 
         let decision = self.policy.decide(message.attempt, &call.result, random_jitter());
         self.conclude(message, row, &call, decision).await
+    }
+
+    /// The host the event says it goes to: its own URL, or its flow's as
+    /// last loaded. Only ever used to put a delivery off.
+    fn hinted_host(&self, message: &Message) -> Option<String> {
+        let hint = &message.hint;
+        let cached;
+        let flow_url = match (&hint.client, &hint.flow) {
+            (Some(client), Some(flow)) => {
+                cached = self.store.cached_target(client, flow);
+                cached.as_ref().and_then(|target| target.flow_url.as_deref())
+            }
+            _ => None,
+        };
+        let url = choose_url(hint.own_url.as_deref(), flow_url)?;
+        url::Url::parse(url).ok().map(|url| host_key(&url))
     }
 
     /// Load: the event's object by its id, as stored now, and its client's

@@ -54,6 +54,7 @@ pub struct Message {
     pub round: u32,
     /// Times the message was deferred because its host was saturated.
     pub deferrals: u32,
+    pub hint: Hint,
 }
 
 /// The parts of an event the worker trusts.
@@ -68,9 +69,38 @@ struct EventRef {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SubjectRef {
     #[serde(rename = "_id")]
     id: ObjectId,
+    // Read leniently (any JSON): they only make a hint, never a refusal.
+    #[serde(default)]
+    webhook_url: serde_json::Value,
+    #[serde(default)]
+    client: serde_json::Value,
+    #[serde(default)]
+    project_flow: serde_json::Value,
+}
+
+/// Where the event says it goes, as published: used only to put off a
+/// delivery to a host that is not answering before any database work is
+/// done for it. What is delivered, and where, is read from the database.
+#[derive(Debug, Default, PartialEq)]
+pub struct Hint {
+    pub own_url: Option<String>,
+    pub client: Option<ObjectId>,
+    pub flow: Option<ObjectId>,
+}
+
+impl Hint {
+    fn from(subject: &SubjectRef) -> Self {
+        let id = |value: &serde_json::Value| value.as_str().and_then(|s| ObjectId::parse(s).ok());
+        Self {
+            own_url: subject.webhook_url.as_str().map(str::to_owned),
+            client: id(&subject.client),
+            flow: id(&subject.project_flow),
+        }
+    }
 }
 
 /// The message is not an event the worker knows: it can never be delivered.
@@ -81,7 +111,9 @@ pub struct Undecodable(#[from] serde_json::Error);
 impl Message {
     pub fn decode(data: &[u8], properties: &BasicProperties) -> Result<Self, Undecodable> {
         let event: EventRef = serde_json::from_slice(data)?;
+        let hint = Hint::from(&event.data);
         Ok(Self {
+            hint,
             event_id: event.event_id,
             kind: event.kind,
             occurred_at: event.occurred_at,
@@ -125,8 +157,27 @@ mod tests {
         let message = Message::decode(&blocked, &BasicProperties::default()).unwrap();
         assert_eq!(message.kind.as_str(), "fraud_guard_blocked");
 
+        assert_eq!(message.hint, Hint::default());
+
         let unknown = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"something_else",
             "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2"}}"#;
         assert!(Message::decode(unknown, &BasicProperties::default()).is_err());
+    }
+
+    #[test]
+    fn the_hint_is_read_leniently() {
+        let hinted = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"phone_validation_validated",
+            "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2",
+            "webhookUrl":"https://hooks.example.com/a","client":"65a1b2c3d4e5f6a7b8c9d0e3","projectFlow":"65a1b2c3d4e5f6a7b8c9d0e4"}}"#;
+        let message = Message::decode(hinted, &BasicProperties::default()).unwrap();
+        assert_eq!(message.hint.own_url.as_deref(), Some("https://hooks.example.com/a"));
+        assert_eq!(message.hint.client.unwrap().as_str(), "65a1b2c3d4e5f6a7b8c9d0e3");
+        assert_eq!(message.hint.flow.unwrap().as_str(), "65a1b2c3d4e5f6a7b8c9d0e4");
+
+        let odd = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"phone_validation_validated",
+            "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2",
+            "webhookUrl":7,"client":"not-an-id","projectFlow":null}}"#;
+        let message = Message::decode(odd, &BasicProperties::default()).expect("a bad hint refuses nothing");
+        assert_eq!(message.hint, Hint::default());
     }
 }

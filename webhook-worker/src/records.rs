@@ -95,6 +95,14 @@ impl TargetCache {
         }
     }
 
+    /// The target as last loaded, however old, without touching the database.
+    pub fn cached(&self, client: &ObjectId, flow: &ObjectId) -> Option<Arc<Target>> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .get(&(client.clone(), flow.clone()))
+            .map(|(_, target)| target.clone())
+    }
+
     /// The cached target, or a fresh one from the database.
     pub async fn get(
         &self,

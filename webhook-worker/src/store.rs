@@ -109,6 +109,11 @@ impl Store {
     }
 
     /// The client's signing keys and the flow's URL (cached for a moment).
+    /// The target as last loaded, without touching the database.
+    pub fn cached_target(&self, client: &ObjectId, flow: &ObjectId) -> Option<Arc<Target>> {
+        self.targets.cached(client, flow)
+    }
+
     pub async fn target(&self, client: &ObjectId, flow: &ObjectId) -> Result<Option<Arc<Target>>, LoadError> {
         self.targets.get(&self.pool, client, flow).await
     }

@@ -6,6 +6,9 @@
 //! A second run adds events for a black-holed endpoint (accepts TCP, never
 //! answers) and reports how much of the healthy rate is kept; a third runs
 //! two workers on the healthy load and compares their rate with one's.
+//! Every run has fresh queues and workers and starts once the machine has
+//! settled (checkpoint, idle CPUs); the kinds alternate order over
+//! `--rounds` (ABBA), and the summary compares medians.
 //!
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000
 
@@ -48,9 +51,12 @@ struct Args {
     per_host: usize,
     #[arg(long, default_value_t = 250)]
     host_wait_ms: u64,
-    /// Run 3: two workers on the healthy load, against run 1's one.
+    /// Also time two workers on the healthy load, against one.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     two_workers: bool,
+    /// Rounds of runs; the summary gives medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// Event ids seen and their event→receipt latencies (ms).
@@ -234,11 +240,37 @@ async fn start_worker(
     Ok((tokio::spawn(worker.run()), cancel))
 }
 
-/// A publisher on `topology`, connected.
-async fn publisher(topology: &Topology, cancel: &CancellationToken) -> anyhow::Result<Broker> {
+/// What one timed run is: workers, and events for a black hole beside the healthy ones.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Healthy,
+    BesideBlackHole,
+    TwoWorkers,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Healthy => "healthy only",
+            Kind::BesideBlackHole => "healthy, beside a black hole",
+            Kind::TwoWorkers => "two workers, healthy only",
+        }
+    }
+}
+
+/// One timed run on fresh queues with fresh workers, so nothing deferred in
+/// an earlier run comes back during this one. Returns the healthy delivery rate.
+async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, first: bool) -> anyhow::Result<f64> {
+    let topology = testkit::topology();
+    let workers = if kind == Kind::TwoWorkers { 2 } else { 1 };
+    let mut running = Vec::new();
+    for _ in 0..workers {
+        running.push(start_worker(args, database_url, &topology).await?);
+    }
+    let cancel = CancellationToken::new();
     let broker = Broker::start(
         SecretString::from(testkit::amqp_url()),
-        topology.clone(),
+        topology,
         "bench",
         cancel.clone(),
     );
@@ -246,55 +278,15 @@ async fn publisher(topology: &Topology, cancel: &CancellationToken) -> anyhow::R
         broker.wait_connected(Duration::from_secs(10)).await,
         "RabbitMQ unreachable"
     );
-    Ok(broker)
-}
-
-/// Publishes `count` events for a fresh healthy receiver and times their delivery.
-async fn healthy_run(pool: &PgPool, broker: &Broker, count: usize) -> anyhow::Result<(Shared, Duration, Duration)> {
     let (url, arrivals) = receiver().await?;
-    let records = validations(pool, &url, count).await?;
-    let started = Instant::now();
-    publish(broker, records).await?;
-    let published = started.elapsed();
-    let took = wait_for(&arrivals, count, started).await?;
-    Ok((arrivals, published, took))
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    shared::telemetry::init();
-    let (database_url, pool) = testkit::database().await;
-    let topology = testkit::topology();
-    let (running, stop_worker) = start_worker(&args, &database_url, &topology).await?;
-    let cancel = CancellationToken::new();
-    let broker = publisher(&topology, &cancel).await?;
-
-    // Run 1: one healthy endpoint.
-    let cpu_before = bench::cpu_by_command();
-    let (arrivals, published, took) = healthy_run(&pool, &broker, args.events).await?;
-    let cpu_after = bench::cpu_by_command();
-    println!(
-        "run 1: published {} events in {:.2} s",
-        args.events,
-        published.as_secs_f64()
-    );
-    let healthy_rate = report("run 1 (healthy only)", &arrivals, args.events, took);
-    bench::print_cpu("run 1", &cpu_before, &cpu_after);
-    let stages: Vec<String> = bench::stage_means("webhook_stage_seconds")
-        .into_iter()
-        .map(|(stage, mean, count)| format!("{stage} {:.1} ms (n={count})", mean * 1000.0))
-        .collect();
-    println!("run 1 stage means: {}", stages.join(", "));
-
-    // Run 2: the same load plus events for an endpoint that never answers, interleaved.
-    if args.black_holed > 0 {
-        let (url, arrivals) = receiver().await?;
+    let healthy = validations(pool, &url, args.events).await?;
+    let black_holed = if kind == Kind::BesideBlackHole { args.black_holed } else { 0 };
+    let records = if black_holed > 0 {
+        // Interleaved: one event for the black hole every `every` healthy ones.
         let dead = black_hole().await?;
-        let healthy = validations(&pool, &url, args.events).await?;
-        let mut blocked = validations(&pool, &dead, args.black_holed).await?.into_iter();
-        let every = (args.events / args.black_holed.max(1)).max(1);
-        let mut mixed = Vec::with_capacity(args.events + args.black_holed);
+        let mut blocked = validations(pool, &dead, black_holed).await?.into_iter();
+        let every = (args.events / black_holed).max(1);
+        let mut mixed = Vec::with_capacity(args.events + black_holed);
         for (n, record) in healthy.into_iter().enumerate() {
             if n % every == 0 {
                 mixed.extend(blocked.next());
@@ -302,39 +294,92 @@ async fn main() -> anyhow::Result<()> {
             mixed.push(record);
         }
         mixed.extend(blocked);
-        let started = Instant::now();
-        publish(&broker, mixed).await?;
-        let took = wait_for(&arrivals, args.events, started).await?;
-        let rate = report("run 2 (healthy, beside a black hole)", &arrivals, args.events, took);
-        println!(
-            "run 2 keeps {:.0} % of the healthy-only rate ({} events to the black hole)",
-            100.0 * rate / healthy_rate,
-            args.black_holed
-        );
-    }
-    stop_worker.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(35), running).await;
+        mixed
+    } else {
+        healthy
+    };
 
-    // Run 3: two workers on fresh queues (nothing of run 2 left circulating), healthy only.
-    if args.two_workers {
-        let topology = testkit::topology();
-        let (first, stop_first) = start_worker(&args, &database_url, &topology).await?;
-        let (second, stop_second) = start_worker(&args, &database_url, &topology).await?;
-        let broker = publisher(&topology, &cancel).await?;
-        let cpu_before = bench::cpu_by_command();
-        let (arrivals, _, took) = healthy_run(&pool, &broker, args.events).await?;
-        let cpu_after = bench::cpu_by_command();
-        let rate = report("run 3 (two workers, healthy only)", &arrivals, args.events, took);
-        println!(
-            "run 3: two workers in one process deliver {:.2}× the rate of one (both on this machine's {} cores)",
-            rate / healthy_rate,
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        );
-        bench::print_cpu("run 3", &cpu_before, &cpu_after);
-        stop_first.cancel();
-        stop_second.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(35), futures_util::future::join(first, second)).await;
+    bench::settle(pool).await;
+    let deferred_before = bench::counter("webhook_deferred_total");
+    let cpu_before = bench::cpu_by_command();
+    let started = Instant::now();
+    publish(&broker, records).await?;
+    let published = started.elapsed();
+    let took = wait_for(&arrivals, args.events, started).await?;
+    let cpu_after = bench::cpu_by_command();
+    let deferred = bench::counter("webhook_deferred_total") - deferred_before;
+
+    let rate = report(kind.label(), &arrivals, args.events, took);
+    println!(
+        "  published {} events in {:.2} s; {deferred} deferrals",
+        args.events + black_holed,
+        published.as_secs_f64()
+    );
+    if first {
+        bench::print_cpu("  CPU", &cpu_before, &cpu_after);
+    }
+    // The workers stop in the background: one holding requests to the black
+    // hole waits for them to time out.
+    for (handle, stop) in running {
+        stop.cancel();
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(35), handle).await });
     }
     cancel.cancel();
+    Ok(rate)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    shared::telemetry::init();
+    let (database_url, pool) = testkit::database().await;
+
+    // Rounds alternate the order (ABBA), so neither kind always runs first.
+    let mut kinds = vec![Kind::Healthy];
+    if args.black_holed > 0 {
+        kinds.push(Kind::BesideBlackHole);
+    }
+    if args.two_workers {
+        kinds.push(Kind::TwoWorkers);
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for round in 0..args.rounds.max(1) {
+        println!("round {}", round + 1);
+        let mut order: Vec<usize> = (0..kinds.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let rate = timed_run(&args, &database_url, &pool, kinds[index], round == 0).await?;
+            rates[index].push(rate);
+        }
+    }
+    let stages: Vec<String> = bench::stage_means("webhook_stage_seconds")
+        .into_iter()
+        .map(|(stage, mean, count)| format!("{stage} {:.1} ms (n={count})", mean * 1000.0))
+        .collect();
+    println!("stage means over all runs: {}", stages.join(", "));
+
+    let healthy = median(rates[0].clone());
+    println!("median healthy-only rate: {healthy:.0}/s over {} runs", rates[0].len());
+    for (index, kind) in kinds.iter().enumerate().skip(1) {
+        let rate = median(rates[index].clone());
+        let each: Vec<String> = rates[index]
+            .iter()
+            .zip(&rates[0])
+            .map(|(r, h)| format!("{:.0} %", 100.0 * r / h))
+            .collect();
+        println!(
+            "median {}: {rate:.0}/s, {:.0} % of healthy-only (per round: {})",
+            kind.label(),
+            100.0 * rate / healthy,
+            each.join(", ")
+        );
+    }
     Ok(())
 }
