@@ -7,9 +7,12 @@
 //! "A while" follows the host: a saturated host is stalled when none of its
 //! requests has finished for [`STALL_FACTOR`] times its usual request time,
 //! within [`MIN_STALL`]..[`MAX_STALL`]. A receiver that answers in 2 ms and
-//! then finishes nothing for 200 ms has stopped; one that takes 400 ms per
-//! request is given 1 s. The sooner a dead host is seen, the fewer
-//! deliveries hold a prefetch slot waiting for it.
+//! then finishes nothing for 500 ms has stopped; one that takes 400 ms per
+//! request is given 2 s. The sooner a dead host is seen, the fewer
+//! deliveries hold a prefetch slot waiting for it. The floor is not lower
+//! because a worker on a saturated machine can itself go 200 ms without
+//! running a task: at 200 ms, the bench's two-worker run saw a healthy
+//! receiver taken for stalled.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +23,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// A saturated host is stalled after this many of its usual request times without a finished request...
 const STALL_FACTOR: u64 = 8;
 /// ...but never sooner than this (a host with no history is judged by it)...
-const MIN_STALL: Duration = Duration::from_millis(200);
+const MIN_STALL: Duration = Duration::from_millis(500);
 /// ...nor later than this.
-const MAX_STALL: Duration = Duration::from_secs(1);
+const MAX_STALL: Duration = Duration::from_secs(2);
 /// Past this many hosts, idle ones are forgotten.
 const MAX_TRACKED_HOSTS: usize = 10_000;
 
@@ -237,10 +240,10 @@ mod tests {
         assert_eq!(limiter.host("new:80").stall_after(MIN_STALL), MIN_STALL);
         let mid = limiter.host("mid:80");
         for _ in 0..40 {
-            mid.observe(Duration::from_millis(50));
+            mid.observe(Duration::from_millis(100));
         }
         let after = mid.stall_after(MIN_STALL);
-        assert!(after > Duration::from_millis(390) && after <= Duration::from_millis(400), "{after:?}");
+        assert!(after > Duration::from_millis(790) && after <= Duration::from_millis(800), "{after:?}");
     }
 
     #[tokio::test]
