@@ -110,7 +110,13 @@ pub fn counter(metric: &str) -> f64 {
 async fn busy_share(window: std::time::Duration) -> Option<f64> {
     fn sample() -> Option<(u64, u64)> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
         let total = fields.iter().sum();
         // idle + iowait
         let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);

@@ -229,7 +229,10 @@ mod tests {
     #[tokio::test]
     async fn a_dead_host_is_stalled_sooner_than_a_slow_one() {
         let limiter = HostLimiter::new(1, Duration::from_secs(5));
-        for (key, took) in [("fast:80", Duration::from_millis(2)), ("slow:80", Duration::from_millis(400))] {
+        for (key, took) in [
+            ("fast:80", Duration::from_millis(2)),
+            ("slow:80", Duration::from_millis(400)),
+        ] {
             let host = limiter.host(key);
             for _ in 0..20 {
                 host.observe(took);
@@ -243,7 +246,10 @@ mod tests {
             mid.observe(Duration::from_millis(100));
         }
         let after = mid.stall_after(MIN_STALL);
-        assert!(after > Duration::from_millis(790) && after <= Duration::from_millis(800), "{after:?}");
+        assert!(
+            after > Duration::from_millis(790) && after <= Duration::from_millis(800),
+            "{after:?}"
+        );
     }
 
     #[tokio::test]

@@ -280,7 +280,11 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
     );
     let (url, arrivals) = receiver().await?;
     let healthy = validations(pool, &url, args.events).await?;
-    let black_holed = if kind == Kind::BesideBlackHole { args.black_holed } else { 0 };
+    let black_holed = if kind == Kind::BesideBlackHole {
+        args.black_holed
+    } else {
+        0
+    };
     let records = if black_holed > 0 {
         // Interleaved: one event for the black hole every `every` healthy ones.
         let dead = black_hole().await?;
