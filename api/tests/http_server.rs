@@ -285,15 +285,7 @@ async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
     assert_eq!(app.get(&format!("/v2/phone-validations/{id}")).await.status, 200);
     let missing = app.get(&format!("/v2/nothing/{id}")).await;
     assert_eq!(missing.status, 404);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let has_line = |name: &str, labels: &[&str]| {
         text.lines()
             .any(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))

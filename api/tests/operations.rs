@@ -17,32 +17,13 @@ async fn health_ready_and_metrics_answer_without_a_token() {
     assert_eq!(ready.body, json!({"database": true, "broker": true}));
     let (project, flow) = app.project_and_flow(json!({})).await;
     app.create_validation(&project, &flow, "62617737").await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("phone_validations_created_total"), "{metrics}");
     assert!(metrics.contains("otp_ready{process=\"api\"} 1"), "{metrics}");
     testkit::eventually(
         std::time::Duration::from_secs(10),
         "outbox_pending in /metrics",
-        || async {
-            let text = app
-                .http
-                .get(format!("{}/metrics", app.base))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            text.contains("outbox_pending").then_some(())
-        },
+        || async { app.metrics().await.contains("outbox_pending").then_some(()) },
     )
     .await;
 }

@@ -13,8 +13,8 @@ use testkit::process::Running;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-fn start_dispatcher(h: &Harness, prefix: &str) -> Running {
-    h.start_dispatcher_binary(env!("CARGO_BIN_EXE_dispatcher"), prefix, &[])
+fn start_dispatcher(h: &Harness, prefix: &str, extra: &[(&str, String)]) -> Running {
+    h.start_dispatcher_binary(env!("CARGO_BIN_EXE_dispatcher"), prefix, extra)
 }
 
 #[tokio::test]
@@ -39,11 +39,7 @@ async fn sigterm_mid_burst_records_every_send_it_made_and_leaves_the_rest_queued
     for n in 0..BURST {
         h.create_id(&project, &flow, &format!("6265{n:04}"), json!({})).await;
     }
-    let mut first = h.start_dispatcher_binary(
-        env!("CARGO_BIN_EXE_dispatcher"),
-        &prefix,
-        &[("DISPATCH_PREFETCH", "8".into())],
-    );
+    let mut first = start_dispatcher(&h, &prefix, &[("DISPATCH_PREFETCH", "8".into())]);
     testkit::eventually(Duration::from_secs(30), "a part of the burst to be sent", || async {
         (h.sms_requests().await.len() >= 40).then_some(())
     })
@@ -60,7 +56,7 @@ async fn sigterm_mid_burst_records_every_send_it_made_and_leaves_the_rest_queued
     );
     assert!(at_stop.len() < BURST, "the signal came mid-burst");
 
-    let mut second = start_dispatcher(&h, &prefix);
+    let mut second = start_dispatcher(&h, &prefix, &[]);
     testkit::eventually(Duration::from_secs(60), "every validation to be sent", || async {
         (h.recorded_sends().await.len() == BURST).then_some(())
     })

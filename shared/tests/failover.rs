@@ -16,11 +16,11 @@ use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, PublishError};
 use shared::events::routing;
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::cluster::{scratch_topology, Cluster};
+use testkit::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -33,25 +33,6 @@ fn init_logs() {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "shared=info".into()))
         .with_test_writer()
         .try_init();
-}
-
-/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// A port nothing listens on (bound, then released).

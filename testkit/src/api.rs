@@ -219,6 +219,12 @@ impl TestApp {
         self.request(reqwest::Method::GET, path, Some(&self.token), None).await
     }
 
+    /// The API's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(format!("{}/metrics", self.base)).send().await;
+        response.expect("GET /metrics").text().await.expect("a metrics body")
+    }
+
     /// A project and a login flow with `phone` settings; returns their ids.
     pub async fn project_and_flow(&self, phone: Value) -> (String, String) {
         let project = self.post("/v2/projects", json!({"name": "Verifik Client"})).await;

@@ -133,9 +133,12 @@ impl HostLimiter {
     /// Whether `key` is saturated and has finished nothing for a while: a
     /// delivery to it would only be deferred, so it is deferred before any
     /// work is done for it.
+    /// A host never asked for is not stalled (and is not tracked by asking).
     pub fn stalled(&self, key: &str) -> bool {
-        let host = self.host(key);
-        host.slots.available_permits() == 0 && millis_since(self.epoch) >= host.stalls_at(self.min_stall)
+        let hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hosts.get(key).is_some_and(|host| {
+            host.slots.available_permits() == 0 && millis_since(self.epoch) >= host.stalls_at(self.min_stall)
+        })
     }
 
     /// A slot for `key` (`host:port`), or `None` when the host is saturated

@@ -95,12 +95,10 @@ impl TargetCache {
         }
     }
 
-    /// The target as last loaded, however old, without touching the database.
-    pub fn cached(&self, client: &ObjectId, flow: &ObjectId) -> Option<Arc<Target>> {
+    /// The target as last loaded and when, however old, without touching the database.
+    pub fn cached(&self, client: &ObjectId, flow: &ObjectId) -> Option<(Instant, Arc<Target>)> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries
-            .get(&(client.clone(), flow.clone()))
-            .map(|(_, target)| target.clone())
+        entries.get(&(client.clone(), flow.clone())).cloned()
     }
 
     /// The cached target, or a fresh one from the database.
@@ -110,13 +108,9 @@ impl TargetCache {
         client: &ObjectId,
         flow: &ObjectId,
     ) -> Result<Option<Arc<Target>>, LoadError> {
-        let key = (client.clone(), flow.clone());
-        {
-            let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some((loaded, target)) = entries.get(&key) {
-                if loaded.elapsed() < self.ttl {
-                    return Ok(Some(target.clone()));
-                }
+        if let Some((loaded, target)) = self.cached(client, flow) {
+            if loaded.elapsed() < self.ttl {
+                return Ok(Some(target));
             }
         }
         let Some(target) = load_target(pool, &self.sealing, client, flow).await? else {
@@ -127,7 +121,7 @@ impl TargetCache {
         if entries.len() >= MAX_CACHED_TARGETS {
             entries.clear();
         }
-        entries.insert(key, (Instant::now(), target.clone()));
+        entries.insert((client.clone(), flow.clone()), (Instant::now(), target.clone()));
         Ok(Some(target))
     }
 }

@@ -108,12 +108,12 @@ impl Store {
         Ok(row.map(|r| (r.client_id, r.project_flow_id, r.block)))
     }
 
-    /// The client's signing keys and the flow's URL (cached for a moment).
-    /// The target as last loaded, without touching the database.
+    /// The target as last loaded, however old, without touching the database.
     pub fn cached_target(&self, client: &ObjectId, flow: &ObjectId) -> Option<Arc<Target>> {
-        self.targets.cached(client, flow)
+        self.targets.cached(client, flow).map(|(_, target)| target)
     }
 
+    /// The client's signing keys and the flow's URL (cached for a moment).
     pub async fn target(&self, client: &ObjectId, flow: &ObjectId) -> Result<Option<Arc<Target>>, LoadError> {
         self.targets.get(&self.pool, client, flow).await
     }

@@ -17,9 +17,13 @@ pub fn twilio_valid(auth_token: &str, url: &str, params: &[(String, String)], si
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
-        return false;
-    };
+    twilio_mac(auth_token, url, params).verify_slice(&expected).is_ok()
+}
+
+/// Twilio's MAC: the URL, then each parameter's name and value, sorted.
+fn twilio_mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(url.as_bytes());
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
@@ -27,7 +31,7 @@ pub fn twilio_valid(auth_token: &str, url: &str, params: &[(String, String)], si
         mac.update(name.as_bytes());
         mac.update(value.as_bytes());
     }
-    mac.verify_slice(&expected).is_ok()
+    mac
 }
 
 /// Whether `header` (`sha256=<hex>`) is Meta's signature of `body`.
@@ -80,14 +84,7 @@ pub mod sign {
     use super::*;
 
     pub fn twilio(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-        let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).unwrap_or_else(|_| unreachable!());
-        mac.update(url.as_bytes());
-        let mut sorted: Vec<&(String, String)> = params.iter().collect();
-        sorted.sort();
-        for (name, value) in sorted {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
+        let mac = twilio_mac(auth_token, url, params);
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     }
 
