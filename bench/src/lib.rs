@@ -98,12 +98,33 @@ pub fn print_cpu(
     println!("{label}: CPU-s {total:.2} in all: {}", parts.join(", "));
 }
 
-/// The value of an unlabelled counter in this process's Prometheus registry (0 when absent).
-pub fn counter(metric: &str) -> f64 {
+/// A counter of this process's Prometheus registry by the value of one
+/// label (`""` for a series without it).
+pub fn counter_by(metric: &str, label: &str) -> std::collections::BTreeMap<String, f64> {
     let text = shared::ops::prometheus().render();
-    text.lines()
-        .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+    let mut values = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => match rest.split_once("} ") {
+                Some(split) => split,
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(value) => ("", value),
+                None => continue,
+            },
+        };
+        let key = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix(&format!("{label}=\"")))
+            .map(|v| v.trim_end_matches('"').to_owned())
+            .unwrap_or_default();
+        *values.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    values
 }
 
 /// The machine's busy share (0..1) over `window`, from `/proc/stat`.

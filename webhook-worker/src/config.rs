@@ -29,9 +29,9 @@ pub struct WebhookConfig {
     pub prefetch: u16,
     /// `WEBHOOK_PER_HOST_CONCURRENCY`: requests in flight to one host (host:port).
     pub per_host_concurrency: usize,
-    /// `WEBHOOK_HOST_WAIT_MS`: how long a delivery may wait for a busy host
-    /// that is still answering before it is deferred to the first retry tier.
-    /// A host that has not answered anything for a second is not waited for.
+    /// `WEBHOOK_HOST_WAIT_MS`: the longest predicted wait for a busy host's
+    /// slot that a delivery waits out; one predicted to wait longer is
+    /// deferred to the first retry tier (see `hosts.rs`).
     pub host_wait: Duration,
 }
 
@@ -70,7 +70,7 @@ impl shared::process::Config for WebhookConfig {
             retry_schedule: parse_schedule(&schedule).map_err(|reason| invalid("WEBHOOK_RETRY_SCHEDULE", &reason))?,
             prefetch,
             per_host_concurrency: per_host,
-            host_wait: Duration::from_millis(config::parse_or("WEBHOOK_HOST_WAIT_MS", 250u64)?),
+            host_wait: Duration::from_millis(config::parse_or("WEBHOOK_HOST_WAIT_MS", 1000u64)?),
         })
     }
 }

@@ -7,6 +7,7 @@
 //! (with confirm) before the original is acked, and a delivery to a saturated
 //! host is deferred the same way.
 
+use crate::followup::Deferral;
 use crate::hosts::HostLimiter;
 use crate::message::{EventKind, Message};
 use crate::policy::{random_jitter, Attempted, RetryPolicy};
@@ -130,10 +131,10 @@ impl Deliverer {
     }
 
     async fn process(&self, message: &Message) -> Handled {
-        // A dead host's deliveries are put off before any database work:
-        // where the event says it goes is enough to know that.
-        if self.hinted_host(message).is_some_and(|host| self.hosts.stalled(&host)) {
-            return self.defer(message, "host stalled").await;
+        // A dead or backed-up host's deliveries are put off before any
+        // database work: where the event says it goes is enough to know that.
+        if let Some(why) = self.hinted_host(message).and_then(|host| self.put_off(&host)) {
+            return self.defer(message, why).await;
         }
         let loaded = match self.load(message).await {
             Ok(loaded) => loaded,
@@ -149,12 +150,12 @@ impl Deliverer {
             .map_err(|_| Refused::InvalidUrl)
             .and_then(|url| ssrf::check_url(&url, self.allow_private).map(|()| url));
 
-        // Fairness: a dead host's deliveries wait in a delay tier before any
-        // work is done for them; a busy one gets a slot once the attempt is
-        // claimed (the slot is held for the POST alone).
+        // Fairness: a dead or backed-up host's deliveries wait in a delay
+        // tier before any work is done for them; a busy one gets a slot once
+        // the attempt is claimed (the slot is held for the POST alone).
         let host = checked.as_ref().ok().map(host_key);
-        if host.as_deref().is_some_and(|host| self.hosts.stalled(host)) {
-            return self.defer(message, "host stalled").await;
+        if let Some(why) = host.as_deref().and_then(|host| self.put_off(host)) {
+            return self.defer(message, why).await;
         }
         let row = match self.claim(message, &loaded, raw_url).await {
             Ok(row) => row,
@@ -163,7 +164,7 @@ impl Deliverer {
         let permit = match &host {
             Some(host) => match self.hosts.acquire(host).await {
                 Some(permit) => Some(permit),
-                None => return self.give_back(message, row, "host saturated").await,
+                None => return self.give_back(message, row, Deferral::HostSaturated).await,
             },
             None => None,
         };
@@ -181,6 +182,17 @@ impl Deliverer {
 
         let decision = self.policy.decide(message.attempt, &call.result, random_jitter());
         self.conclude(message, row, &call, decision).await
+    }
+
+    /// Why a delivery to `host` is put off now, if it is.
+    fn put_off(&self, host: &str) -> Option<Deferral> {
+        if self.hosts.admits(host) {
+            None
+        } else if self.hosts.stalled(host) {
+            Some(Deferral::HostStalled)
+        } else {
+            Some(Deferral::HostSaturated)
+        }
     }
 
     /// The host the event says it goes to: its own URL, or its flow's as
@@ -309,7 +321,7 @@ impl Deliverer {
                 metrics::counter!("webhook_duplicates_total").increment(1);
                 Err(Handled::Ack)
             }
-            Ok(Claim::Busy) => Err(self.defer(message, "attempt in flight elsewhere").await),
+            Ok(Claim::Busy) => Err(self.defer(message, Deferral::AttemptInFlight).await),
             Err(error) => Err(back_off("claiming the attempt", &error).await),
         }
     }

@@ -13,6 +13,28 @@ use std::time::{Duration, Instant};
 
 type FollowUp = Result<(Outcome, Option<DateTime<Utc>>), PublishError>;
 
+/// Why a delivery was put off without an attempt (the `reason` label of
+/// `webhook_deferred_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deferral {
+    /// Its host is saturated and has finished nothing for a while.
+    HostStalled,
+    /// Its host stayed saturated for as long as the delivery could wait.
+    HostSaturated,
+    /// Another worker holds this attempt.
+    AttemptInFlight,
+}
+
+impl Deferral {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deferral::HostStalled => "host_stalled",
+            Deferral::HostSaturated => "host_saturated",
+            Deferral::AttemptInFlight => "attempt_in_flight",
+        }
+    }
+}
+
 impl Deliverer {
     /// Record: acts on the decision (queues the retry, dead-letters) and
     /// completes the attempt's row.
@@ -119,11 +141,11 @@ impl Deliverer {
     /// A claimed attempt that cannot be made now (its host is saturated):
     /// its row is left `unscheduled`, for the message's next delivery to take
     /// over, and the message is deferred.
-    pub(crate) async fn give_back(&self, message: &Message, row: i64, why: &'static str) -> Handled {
+    pub(crate) async fn give_back(&self, message: &Message, row: i64, why: Deferral) -> Handled {
         let unscheduled = Finished {
             status_code: None,
             latency: Duration::ZERO,
-            error: Some(why.to_owned()),
+            error: Some(why.as_str().replace('_', " ")),
             next_attempt_at: None,
             outcome: Outcome::Unscheduled,
         };
@@ -132,7 +154,7 @@ impl Deliverer {
     }
 
     /// Sends the message round a delay tier without counting an attempt.
-    pub(crate) async fn defer(&self, message: &Message, why: &'static str) -> Handled {
+    pub(crate) async fn defer(&self, message: &Message, why: Deferral) -> Handled {
         let delay = self.policy.deferral(message.deferrals, random_jitter());
         let properties = message.properties(message.attempt - 1, message.deferrals.saturating_add(1), &[]);
         match self
@@ -141,8 +163,8 @@ impl Deliverer {
             .await
         {
             Ok(wait) => {
-                tracing::debug!(why, delay_ms = millis(wait), "deferred");
-                metrics::counter!("webhook_deferred_total").increment(1);
+                tracing::debug!(why = why.as_str(), delay_ms = millis(wait), "deferred");
+                metrics::counter!("webhook_deferred_total", "reason" => why.as_str()).increment(1);
                 Handled::Ack
             }
             Err(error) => back_off("deferring", &error).await,

@@ -1,21 +1,31 @@
 //! Per-endpoint fairness: at most `per_host` requests in flight to one
-//! host:port. A delivery to a busy host that is still answering waits a
-//! little for a slot; one to a host that has not answered for a while is not
-//! held at all (the caller defers it to a delay tier), so a slow or dead
-//! endpoint cannot take the worker's prefetch away from healthy ones.
+//! host:port. A delivery to a busy host waits for a slot only when its wait
+//! is predicted to be short; otherwise it is not held at all (the caller
+//! defers it to a delay tier), so a slow or dead endpoint cannot take the
+//! worker's prefetch away from healthy ones, and a fast one under a burst
+//! is not put off.
 //!
-//! "A while" follows the host: a saturated host is stalled when none of its
-//! requests has finished for [`STALL_FACTOR`] times its usual request time,
-//! within [`MIN_STALL`]..[`MAX_STALL`]. A receiver that answers in 2 ms and
-//! then finishes nothing for 500 ms has stopped; one that takes 400 ms per
-//! request is given 2 s. The sooner a dead host is seen, the fewer
-//! deliveries hold a prefetch slot waiting for it. The floor is not lower
-//! because a worker on a saturated machine can itself go 200 ms without
-//! running a task: at 200 ms, the bench's two-worker run saw a healthy
-//! receiver taken for stalled.
+//! The prediction: the deliveries already waiting for the host, plus this
+//! one, times its current request time, over `per_host` (its slots turn
+//! over that fast). The current request time is its usual one (a moving
+//! average) or, when longer, the time since it last finished anything: a
+//! host that stops answering is seen slowing down before it is called
+//! stalled. A delivery whose predicted wait is longer than `wait` is
+//! deferred; one that waits keeps waiting while the host finishes requests,
+//! and stops when the host counts as stalled (or after [`MAX_WAIT_FACTOR`]
+//! times `wait`, at least [`MAX_STALL`], a bound on a bad prediction).
+//!
+//! A saturated host is *stalled* when none of its requests has finished for
+//! [`STALL_FACTOR`] times its usual request time, within
+//! [`MIN_STALL`]..[`MAX_STALL`]. A receiver that answers in 2 ms and then
+//! finishes nothing for 500 ms has stopped; one that takes 400 ms per
+//! request is given 2 s. The floor is not lower because a worker on a
+//! saturated machine can itself go 200 ms without running a task: at
+//! 200 ms, the bench's two-worker run saw a healthy receiver taken for
+//! stalled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,6 +36,8 @@ const STALL_FACTOR: u64 = 8;
 const MIN_STALL: Duration = Duration::from_millis(500);
 /// ...nor later than this.
 const MAX_STALL: Duration = Duration::from_secs(2);
+/// A delivery that was let wait gives up after this many times the wait it was allowed.
+const MAX_WAIT_FACTOR: u32 = 4;
 /// Past this many hosts, idle ones are forgotten.
 const MAX_TRACKED_HOSTS: usize = 10_000;
 
@@ -45,6 +57,8 @@ struct Host {
     saturated_at: AtomicU64,
     /// Moving average of its request times, in microseconds (0: none yet).
     usual_micros: AtomicU64,
+    /// Deliveries waiting for one of its slots.
+    waiting: AtomicUsize,
 }
 
 impl Host {
@@ -65,6 +79,16 @@ impl Host {
     fn stalls_at(&self, min: Duration) -> u64 {
         let after = u64::try_from(self.stall_after(min).as_millis()).unwrap_or(u64::MAX);
         self.progress().saturating_add(after)
+    }
+
+    /// How long a delivery that joins the wait now is expected to wait, with
+    /// `per_host` slots: the waiting ones and it, times its current request
+    /// time (the usual one, or the time since it last finished anything).
+    fn predicted_wait(&self, now: u64, per_host: usize) -> Duration {
+        let usual = Duration::from_micros(self.usual_micros.load(Ordering::Relaxed));
+        let silent = Duration::from_millis(now.saturating_sub(self.progress()));
+        let ahead = u32::try_from(self.waiting.load(Ordering::Relaxed).saturating_add(1)).unwrap_or(u32::MAX);
+        usual.max(silent).saturating_mul(ahead) / u32::try_from(per_host).unwrap_or(u32::MAX).max(1)
     }
 
     /// Folds one request time into the average (weight 1/8).
@@ -125,15 +149,29 @@ impl HostLimiter {
             last_release: AtomicU64::new(now),
             saturated_at: AtomicU64::new(now),
             usual_micros: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         });
         hosts.insert(key.to_owned(), host.clone());
         host
     }
 
-    /// Whether `key` is saturated and has finished nothing for a while: a
-    /// delivery to it would only be deferred, so it is deferred before any
-    /// work is done for it.
-    /// A host never asked for is not stalled (and is not tracked by asking).
+    /// Whether a delivery to `key` would be let wait for (or get) a slot
+    /// now; one that would not is deferred before any work is done for it.
+    /// A host never asked for admits (and is not tracked by asking).
+    pub fn admits(&self, key: &str) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hosts.get(key).is_none_or(|host| self.admits_host(host))
+    }
+
+    fn admits_host(&self, host: &Host) -> bool {
+        if host.slots.available_permits() > 0 {
+            return true;
+        }
+        let now = millis_since(self.epoch);
+        now < host.stalls_at(self.min_stall) && host.predicted_wait(now, self.per_host) <= self.wait
+    }
+
+    /// Whether `key` is saturated and has finished nothing for a while.
     pub fn stalled(&self, key: &str) -> bool {
         let hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         hosts.get(key).is_some_and(|host| {
@@ -142,8 +180,8 @@ impl HostLimiter {
     }
 
     /// A slot for `key` (`host:port`), or `None` when the host is saturated
-    /// and either stalled or still saturated after the short wait (which
-    /// ends early, when the host would count as stalled).
+    /// and either does not admit a wait (stalled, or the wait predicted too
+    /// long) or stops making progress while the delivery waits.
     pub async fn acquire(&self, key: &str) -> Option<HostPermit> {
         let host = self.host(key);
         let permit = match host.slots.clone().try_acquire_owned() {
@@ -154,16 +192,13 @@ impl HostLimiter {
                 permit
             }
             Err(_) => {
-                let now = millis_since(self.epoch);
-                let until_stalled = Duration::from_millis(host.stalls_at(self.min_stall).saturating_sub(now));
-                let wait = self.wait.min(until_stalled);
-                if wait.is_zero() {
+                if !self.admits_host(&host) {
                     return None;
                 }
-                tokio::time::timeout(wait, host.slots.clone().acquire_owned())
-                    .await
-                    .ok()?
-                    .ok()?
+                host.waiting.fetch_add(1, Ordering::Relaxed);
+                let permit = self.wait_for_slot(&host).await;
+                host.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit?
             }
         };
         Some(HostPermit {
@@ -172,6 +207,27 @@ impl HostLimiter {
             epoch: self.epoch,
             taken: Instant::now(),
         })
+    }
+
+    /// Waits for a slot while the host keeps finishing requests; `None` once
+    /// it counts as stalled, or after the longest wait a delivery is allowed.
+    async fn wait_for_slot(&self, host: &Host) -> Option<OwnedSemaphorePermit> {
+        let longest = (self.wait * MAX_WAIT_FACTOR).max(MAX_STALL);
+        let started = Instant::now();
+        let acquiring = host.slots.clone().acquire_owned();
+        tokio::pin!(acquiring);
+        loop {
+            let now = millis_since(self.epoch);
+            let until_stalled = Duration::from_millis(host.stalls_at(self.min_stall).saturating_sub(now));
+            let left = longest.saturating_sub(started.elapsed()).min(until_stalled);
+            if left.is_zero() {
+                return None;
+            }
+            // The host's progress moves its stall time on: look again when this one passes.
+            if let Ok(permit) = tokio::time::timeout(left, &mut acquiring).await {
+                return permit.ok();
+            }
+        }
     }
 }
 
@@ -266,5 +322,70 @@ mod tests {
         assert!(waited >= Duration::from_millis(80), "waited {waited:?}");
         assert!(waited < Duration::from_secs(1), "waited {waited:?}, not the full 5 s");
         assert!(limiter.stalled("dead:80"));
+    }
+
+    #[tokio::test]
+    async fn a_fast_hosts_queue_is_waited_for_and_a_slow_hosts_is_not() {
+        let limiter = HostLimiter::new(1, Duration::from_millis(500));
+        let fast = limiter.host("fast:80");
+        let slow = limiter.host("slow:80");
+        for _ in 0..20 {
+            fast.observe(Duration::from_millis(2));
+            slow.observe(Duration::from_millis(400));
+        }
+        let _fast = limiter.acquire("fast:80").await.unwrap();
+        let _slow = limiter.acquire("slow:80").await.unwrap();
+        // Ten ahead at 2 ms each: 22 ms to wait.
+        fast.waiting.store(10, Ordering::Relaxed);
+        assert!(limiter.admits("fast:80"));
+        // One ahead at 400 ms: 800 ms.
+        slow.waiting.store(1, Ordering::Relaxed);
+        assert!(!limiter.admits("slow:80"));
+        let started = std::time::Instant::now();
+        assert!(limiter.acquire("slow:80").await.is_none());
+        assert!(started.elapsed() < Duration::from_millis(400), "not waited for");
+    }
+
+    #[tokio::test]
+    async fn a_silent_host_takes_fewer_waiters_the_longer_it_is_silent() {
+        let mut limiter = HostLimiter::new(1, Duration::from_millis(400));
+        limiter.min_stall = Duration::from_secs(5);
+        let _held = limiter.acquire("quiet:80").await.unwrap();
+        let host = limiter.host("quiet:80");
+        host.waiting.store(3, Ordering::Relaxed);
+        assert!(limiter.admits("quiet:80"), "just saturated: a short wait");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!limiter.admits("quiet:80"), "four behind a host silent for 150 ms");
+        host.waiting.store(0, Ordering::Relaxed);
+        assert!(limiter.admits("quiet:80"), "the first behind it may still wait");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_behind_others_keeps_waiting_while_the_host_answers() {
+        let mut limiter = HostLimiter::new(1, Duration::from_secs(1));
+        limiter.min_stall = Duration::from_millis(150);
+        let limiter = Arc::new(limiter);
+        let held = limiter.acquire("busy:80").await.unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let limiter = limiter.clone();
+            waiters.push(tokio::spawn(async move {
+                let permit = limiter.acquire("busy:80").await?;
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                drop(permit);
+                Some(())
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        drop(held);
+        // The last one waits about 240 ms, longer than the stall floor, but
+        // the host finished a request every 80 ms meanwhile.
+        for waiter in waiters {
+            assert!(
+                waiter.await.unwrap().is_some(),
+                "a waiter gave up on a host that answers"
+            );
+        }
     }
 }

@@ -10,7 +10,14 @@
 //! settled (checkpoint, idle CPUs); the kinds alternate order over
 //! `--rounds` (ABBA), and the summary compares medians.
 //!
+//! By default the clock starts when the bench starts publishing, so a run
+//! is publisher and worker together (a run with a black hole publishes 20 %
+//! more). With `--backlog`, every event is queued before the workers start
+//! and the clock starts with them: the worker's own rate, and latency is
+//! start→receipt.
+//!
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000
+//!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000 --backlog
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -49,7 +56,7 @@ struct Args {
     prefetch: u16,
     #[arg(long, default_value_t = 32)]
     per_host: usize,
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 1000)]
     host_wait_ms: u64,
     /// Also time two workers on the healthy load, against one.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -57,13 +64,17 @@ struct Args {
     /// Rounds of runs; the summary gives medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Queue every event before the workers start, and time the workers alone.
+    #[arg(long)]
+    backlog: bool,
 }
 
-/// Event ids seen and their event→receipt latencies (ms).
+/// Event ids seen, and when each was published and received.
 #[derive(Default)]
 struct Arrivals {
     seen: HashSet<String>,
-    latencies: Vec<f64>,
+    /// (occurredAt, received) per distinct event.
+    times: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
     duplicates: usize,
 }
 
@@ -81,11 +92,7 @@ async fn receive(State(arrivals): State<Shared>, body: Bytes) -> axum::http::Sta
     if let Ok(mut arrivals) = arrivals.lock() {
         if arrivals.seen.insert(id) {
             if let Some(occurred) = occurred {
-                let ms = (now - occurred.with_timezone(&chrono::Utc))
-                    .num_microseconds()
-                    .unwrap_or(0) as f64
-                    / 1000.0;
-                arrivals.latencies.push(ms);
+                arrivals.times.push((occurred.with_timezone(&chrono::Utc), now));
             }
         } else {
             arrivals.duplicates += 1;
@@ -197,26 +204,34 @@ async fn wait_for(arrivals: &Shared, count: usize, started: Instant) -> anyhow::
     }
 }
 
-fn report(label: &str, arrivals: &Shared, count: usize, took: Duration) -> f64 {
-    let (latencies, duplicates) = arrivals
+/// Prints a run's line; its rate. Latency runs from the event's
+/// `occurredAt`, or from `clock` when that is later (a backlog's start).
+fn report(label: &str, arrivals: &Shared, count: usize, took: Duration, clock: chrono::DateTime<chrono::Utc>) -> f64 {
+    let (times, duplicates) = arrivals
         .lock()
-        .map(|a| (a.latencies.clone(), a.duplicates))
+        .map(|a| (a.times.clone(), a.duplicates))
         .unwrap_or_default();
+    let latencies = times
+        .iter()
+        .map(|(occurred, received)| {
+            (*received - (*occurred).max(clock)).num_microseconds().unwrap_or(0) as f64 / 1000.0
+        })
+        .collect();
     let (p50, p99, max) = bench::percentiles(latencies);
     let rate = count as f64 / took.as_secs_f64();
     println!(
-        "{label}: {count} delivered in {:.2} s ({rate:.0}/s); event→receipt p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; duplicates {duplicates}",
+        "{label}: {count} delivered in {:.2} s ({rate:.0}/s); to receipt p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; duplicates {duplicates}",
         took.as_secs_f64()
     );
     rate
 }
 
-/// Builds and starts a worker on `topology`; its handle and the token that stops it.
-async fn start_worker(
+/// Builds a worker on `topology` (it consumes once run); it and the token that stops it.
+async fn build_worker(
     args: &Args,
     database_url: &str,
     topology: &Topology,
-) -> anyhow::Result<(tokio::task::JoinHandle<anyhow::Result<()>>, CancellationToken)> {
+) -> anyhow::Result<(WebhookWorker, CancellationToken)> {
     let cancel = CancellationToken::new();
     let config = WebhookConfig {
         common: CommonConfig {
@@ -237,7 +252,16 @@ async fn start_worker(
     let worker = WebhookWorker::build(config, topology.clone(), cancel.clone())
         .await
         .context("while starting the worker")?;
-    Ok((tokio::spawn(worker.run()), cancel))
+    Ok((worker, cancel))
+}
+
+type Running = Vec<(tokio::task::JoinHandle<anyhow::Result<()>>, CancellationToken)>;
+
+fn start(built: Vec<(WebhookWorker, CancellationToken)>) -> Running {
+    built
+        .into_iter()
+        .map(|(worker, cancel)| (tokio::spawn(worker.run()), cancel))
+        .collect()
 }
 
 /// What one timed run is: workers, and events for a black hole beside the healthy ones.
@@ -263,9 +287,9 @@ impl Kind {
 async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, first: bool) -> anyhow::Result<f64> {
     let topology = testkit::topology();
     let workers = if kind == Kind::TwoWorkers { 2 } else { 1 };
-    let mut running = Vec::new();
+    let mut built = Vec::new();
     for _ in 0..workers {
-        running.push(start_worker(args, database_url, &topology).await?);
+        built.push(build_worker(args, database_url, &topology).await?);
     }
     let cancel = CancellationToken::new();
     let broker = Broker::start(
@@ -303,19 +327,46 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         healthy
     };
 
-    bench::settle(pool).await;
-    let deferred_before = bench::counter("webhook_deferred_total");
-    let cpu_before = bench::cpu_by_command();
-    let started = Instant::now();
-    publish(&broker, records).await?;
-    let published = started.elapsed();
+    let (running, published, cpu_before, deferred_before, started, clock) = if args.backlog {
+        let publishing = Instant::now();
+        publish(&broker, records).await?;
+        let published = publishing.elapsed();
+        bench::settle(pool).await;
+        let deferred_before = bench::counter_by("webhook_deferred_total", "reason");
+        let cpu_before = bench::cpu_by_command();
+        let (started, clock) = (Instant::now(), chrono::Utc::now());
+        (start(built), published, cpu_before, deferred_before, started, clock)
+    } else {
+        let running = start(built);
+        bench::settle(pool).await;
+        let deferred_before = bench::counter_by("webhook_deferred_total", "reason");
+        let cpu_before = bench::cpu_by_command();
+        let (started, clock) = (Instant::now(), chrono::Utc::now());
+        publish(&broker, records).await?;
+        (running, started.elapsed(), cpu_before, deferred_before, started, clock)
+    };
     let took = wait_for(&arrivals, args.events, started).await?;
     let cpu_after = bench::cpu_by_command();
-    let deferred = bench::counter("webhook_deferred_total") - deferred_before;
+    let deferred: Vec<String> = bench::counter_by("webhook_deferred_total", "reason")
+        .into_iter()
+        .map(|(reason, n)| (n - deferred_before.get(&reason).copied().unwrap_or(0.0), reason))
+        .filter(|(n, _)| *n > 0.0)
+        .map(|(n, reason)| format!("{n} {reason}"))
+        .collect();
+    let deferred = if deferred.is_empty() {
+        "0".to_owned()
+    } else {
+        deferred.join(", ")
+    };
 
-    let rate = report(kind.label(), &arrivals, args.events, took);
+    let rate = report(kind.label(), &arrivals, args.events, took, clock);
+    let when = if args.backlog {
+        " before the workers started"
+    } else {
+        ""
+    };
     println!(
-        "  published {} events in {:.2} s; {deferred} deferrals",
+        "  published {} events in {:.2} s{when}; {deferred} deferrals",
         args.events + black_holed,
         published.as_secs_f64()
     );
