@@ -294,7 +294,7 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
     let cancel = CancellationToken::new();
     let broker = Broker::start(
         SecretString::from(testkit::amqp_url()),
-        topology,
+        topology.clone(),
         "bench",
         cancel.clone(),
     );
@@ -380,6 +380,10 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(35), handle).await });
     }
     cancel.cancel();
+    // A run's queues go with it: RabbitMQ's file-handle budget (see README,
+    // "Running the tests") does not hold many runs' quorum queues at once.
+    let schedule = parse_schedule(DEFAULT_SCHEDULE).map_err(anyhow::Error::msg)?;
+    testkit::delete_namespace(&topology, &schedule).await;
     Ok(rate)
 }
 
