@@ -8,9 +8,15 @@
 //! The prediction: the deliveries already waiting for the host, plus this
 //! one, times its current request time, over `per_host` (its slots turn
 //! over that fast). The current request time is its usual one (a moving
-//! average) or, when longer, the time since it last finished anything: a
-//! host that stops answering is seen slowing down before it is called
-//! stalled. A delivery whose predicted wait is longer than `wait` is
+//! average) or, when longer, how long it has been silent: a host that stops
+//! answering is seen slowing down before it is called stalled.
+//!
+//! Silence is counted on the worker's own clock of progress, the last time
+//! a request to *any* host finished, not on the wall clock: a host is
+//! silent while others answer. A worker starved of CPU finishes nothing
+//! anywhere, and that says nothing against the host it is waiting for; a
+//! worker with one dead host and no other traffic holds nobody up by
+//! waiting for it (its deliveries give up after the longest wait). A delivery whose predicted wait is longer than `wait` is
 //! deferred; one that waits keeps waiting while the host finishes requests,
 //! and stops when the host counts as stalled (or after [`MAX_WAIT_FACTOR`]
 //! times `wait`, at least [`MAX_STALL`], a bound on a bad prediction).
@@ -46,6 +52,8 @@ pub struct HostLimiter {
     wait: Duration,
     min_stall: Duration,
     epoch: Instant,
+    /// Milliseconds since `epoch` when a request to any host last finished.
+    witness: Arc<AtomicU64>,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
 }
 
@@ -75,18 +83,23 @@ impl Host {
         (usual * STALL_FACTOR as u32).clamp(min, MAX_STALL.max(min))
     }
 
-    /// Milliseconds since `epoch` at which, finishing nothing, it is stalled.
-    fn stalls_at(&self, min: Duration) -> u64 {
-        let after = u64::try_from(self.stall_after(min).as_millis()).unwrap_or(u64::MAX);
-        self.progress().saturating_add(after)
+    /// How long it has finished nothing while other hosts did, up to
+    /// `witness` (the last time any request finished).
+    fn silence(&self, witness: u64) -> Duration {
+        Duration::from_millis(witness.saturating_sub(self.progress()))
+    }
+
+    /// Whether, saturated, it has been silent for too long.
+    fn silent_too_long(&self, witness: u64, min: Duration) -> bool {
+        self.silence(witness) >= self.stall_after(min)
     }
 
     /// How long a delivery that joins the wait now is expected to wait, with
     /// `per_host` slots: the waiting ones and it, times its current request
-    /// time (the usual one, or the time since it last finished anything).
-    fn predicted_wait(&self, now: u64, per_host: usize) -> Duration {
+    /// time (the usual one, or its silence when longer).
+    fn predicted_wait(&self, witness: u64, per_host: usize) -> Duration {
         let usual = Duration::from_micros(self.usual_micros.load(Ordering::Relaxed));
-        let silent = Duration::from_millis(now.saturating_sub(self.progress()));
+        let silent = self.silence(witness);
         let ahead = u32::try_from(self.waiting.load(Ordering::Relaxed).saturating_add(1)).unwrap_or(u32::MAX);
         usual.max(silent).saturating_mul(ahead) / u32::try_from(per_host).unwrap_or(u32::MAX).max(1)
     }
@@ -105,6 +118,7 @@ impl Host {
 pub struct HostPermit {
     _permit: OwnedSemaphorePermit,
     host: Arc<Host>,
+    witness: Arc<AtomicU64>,
     epoch: Instant,
     taken: Instant,
 }
@@ -112,9 +126,9 @@ pub struct HostPermit {
 impl Drop for HostPermit {
     fn drop(&mut self) {
         self.host.observe(self.taken.elapsed());
-        self.host
-            .last_release
-            .store(millis_since(self.epoch), Ordering::Relaxed);
+        let now = millis_since(self.epoch);
+        self.host.last_release.store(now, Ordering::Relaxed);
+        self.witness.fetch_max(now, Ordering::Relaxed);
     }
 }
 
@@ -129,6 +143,7 @@ impl HostLimiter {
             wait,
             min_stall: MIN_STALL,
             epoch: Instant::now(),
+            witness: Arc::new(AtomicU64::new(0)),
             hosts: Mutex::new(HashMap::new()),
         }
     }
@@ -167,16 +182,20 @@ impl HostLimiter {
         if host.slots.available_permits() > 0 {
             return true;
         }
-        let now = millis_since(self.epoch);
-        now < host.stalls_at(self.min_stall) && host.predicted_wait(now, self.per_host) <= self.wait
+        let witness = self.witness.load(Ordering::Relaxed);
+        !host.silent_too_long(witness, self.min_stall) && host.predicted_wait(witness, self.per_host) <= self.wait
     }
 
-    /// Whether `key` is saturated and has finished nothing for a while.
+    fn stalled_host(&self, host: &Host) -> bool {
+        host.slots.available_permits() == 0
+            && host.silent_too_long(self.witness.load(Ordering::Relaxed), self.min_stall)
+    }
+
+    /// Whether `key` is saturated and has finished nothing for a while
+    /// that other hosts answered in.
     pub fn stalled(&self, key: &str) -> bool {
         let hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        hosts.get(key).is_some_and(|host| {
-            host.slots.available_permits() == 0 && millis_since(self.epoch) >= host.stalls_at(self.min_stall)
-        })
+        hosts.get(key).is_some_and(|host| self.stalled_host(host))
     }
 
     /// A slot for `key` (`host:port`), or `None` when the host is saturated
@@ -204,6 +223,7 @@ impl HostLimiter {
         Some(HostPermit {
             _permit: permit,
             host,
+            witness: self.witness.clone(),
             epoch: self.epoch,
             taken: Instant::now(),
         })
@@ -213,18 +233,17 @@ impl HostLimiter {
     /// it counts as stalled, or after the longest wait a delivery is allowed.
     async fn wait_for_slot(&self, host: &Host) -> Option<OwnedSemaphorePermit> {
         let longest = (self.wait * MAX_WAIT_FACTOR).max(MAX_STALL);
+        // Stalling is judged on the worker's progress, not on a timer: look again this often.
+        let every = (self.min_stall / 5).max(Duration::from_millis(1));
         let started = Instant::now();
         let acquiring = host.slots.clone().acquire_owned();
         tokio::pin!(acquiring);
         loop {
-            let now = millis_since(self.epoch);
-            let until_stalled = Duration::from_millis(host.stalls_at(self.min_stall).saturating_sub(now));
-            let left = longest.saturating_sub(started.elapsed()).min(until_stalled);
-            if left.is_zero() {
+            let left = longest.saturating_sub(started.elapsed());
+            if left.is_zero() || self.stalled_host(host) {
                 return None;
             }
-            // The host's progress moves its stall time on: look again when this one passes.
-            if let Ok(permit) = tokio::time::timeout(left, &mut acquiring).await {
+            if let Ok(permit) = tokio::time::timeout(left.min(every), &mut acquiring).await {
                 return permit.ok();
             }
         }
@@ -235,12 +254,18 @@ impl HostLimiter {
 mod tests {
     use super::*;
 
+    /// A request to another host that finishes now: the worker makes progress.
+    async fn progress_elsewhere(limiter: &HostLimiter) {
+        drop(limiter.acquire("alive:80").await.unwrap());
+    }
+
     #[tokio::test]
     async fn a_host_that_finishes_nothing_is_not_waited_for() {
         let mut limiter = HostLimiter::new(1, Duration::from_secs(5));
         limiter.min_stall = Duration::from_millis(50);
         let _held = limiter.acquire("dead:80").await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
+        progress_elsewhere(&limiter).await;
         let started = std::time::Instant::now();
         assert!(limiter.acquire("dead:80").await.is_none());
         assert!(started.elapsed() < Duration::from_secs(1), "deferred without waiting");
@@ -265,11 +290,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_saturated_host_does_not_limit_another() {
-        let limiter = HostLimiter::new(2, Duration::from_millis(50));
+        let mut limiter = HostLimiter::new(2, Duration::from_millis(50));
+        limiter.min_stall = Duration::from_millis(50);
         let _a = limiter.acquire("slow:443").await.unwrap();
         let _b = limiter.acquire("slow:443").await.unwrap();
-        assert!(limiter.acquire("slow:443").await.is_none());
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(limiter.acquire("fast:443").await.is_some());
+        assert!(limiter.acquire("slow:443").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_host_is_silent_only_while_others_answer() {
+        let mut limiter = HostLimiter::new(1, Duration::from_secs(1));
+        limiter.min_stall = Duration::from_millis(50);
+        let _held = limiter.acquire("lone:80").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // A starved worker finished nothing anywhere: no evidence against the host.
+        assert!(!limiter.stalled("lone:80"));
+        assert!(limiter.admits("lone:80"));
+        progress_elsewhere(&limiter).await;
+        assert!(limiter.stalled("lone:80"));
+        assert!(!limiter.admits("lone:80"));
     }
 
     #[tokio::test]
@@ -315,9 +356,20 @@ mod tests {
     async fn a_wait_for_a_slot_ends_when_the_host_counts_as_stalled() {
         let mut limiter = HostLimiter::new(1, Duration::from_secs(5));
         limiter.min_stall = Duration::from_millis(100);
+        let limiter = Arc::new(limiter);
         let _held = limiter.acquire("dead:80").await.unwrap();
+        let ticker = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                loop {
+                    progress_elsewhere(&limiter).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
         let started = std::time::Instant::now();
         assert!(limiter.acquire("dead:80").await.is_none());
+        ticker.abort();
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(80), "waited {waited:?}");
         assert!(waited < Duration::from_secs(1), "waited {waited:?}, not the full 5 s");
@@ -355,6 +407,7 @@ mod tests {
         host.waiting.store(3, Ordering::Relaxed);
         assert!(limiter.admits("quiet:80"), "just saturated: a short wait");
         tokio::time::sleep(Duration::from_millis(150)).await;
+        progress_elsewhere(&limiter).await;
         assert!(!limiter.admits("quiet:80"), "four behind a host silent for 150 ms");
         host.waiting.store(0, Ordering::Relaxed);
         assert!(limiter.admits("quiet:80"), "the first behind it may still wait");
