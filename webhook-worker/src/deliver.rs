@@ -164,7 +164,10 @@ impl Deliverer {
         let permit = match &host {
             Some(host) => match self.hosts.acquire(host).await {
                 Some(permit) => Some(permit),
-                None => return self.give_back(message, row, Deferral::HostSaturated).await,
+                None => {
+                    let why = self.put_off(host).unwrap_or(Deferral::HostSaturated);
+                    return self.give_back(message, row, why).await;
+                }
             },
             None => None,
         };

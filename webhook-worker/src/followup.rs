@@ -19,7 +19,8 @@ type FollowUp = Result<(Outcome, Option<DateTime<Utc>>), PublishError>;
 pub enum Deferral {
     /// Its host is saturated and has finished nothing for a while.
     HostStalled,
-    /// Its host stayed saturated for as long as the delivery could wait.
+    /// Its host is saturated and a slot is too far off: the wait predicted
+    /// too long, or waited out.
     HostSaturated,
     /// Another worker holds this attempt.
     AttemptInFlight,
