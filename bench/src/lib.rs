@@ -1,5 +1,7 @@
 //! Shared pieces of the benchmarks: latency summaries.
 
+pub mod webhook_receiver;
+
 /// p50 / p99 / max of a set of durations in milliseconds.
 pub fn percentiles(mut millis: Vec<f64>) -> (f64, f64, f64) {
     if millis.is_empty() {

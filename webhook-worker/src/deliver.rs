@@ -1,7 +1,8 @@
 //! The delivery pipeline, one stage per function: receive → decode → load →
 //! claim → act (the signed POST) → decide → record → ack. The decision is
 //! [`RetryPolicy::decide`](crate::policy::RetryPolicy::decide), pure; what
-//! follows it (a retry, a dead letter, the record) is in `followup.rs`.
+//! follows it (a retry, a dead letter, the record) is in `followup.rs`, the
+//! load stage in `load.rs`.
 //!
 //! Nothing waits on a held message: a retry is republished into a delay tier
 //! (with confirm) before the original is acked, and a delivery to a saturated
@@ -9,9 +10,10 @@
 
 use crate::followup::Deferral;
 use crate::hosts::HostLimiter;
-use crate::message::{EventKind, Message};
+use crate::load::Loaded;
+use crate::message::Message;
 use crate::policy::{random_jitter, Attempted, RetryPolicy};
-use crate::records::{AttemptKey, Claim, LoadError, Target};
+use crate::records::{AttemptKey, Claim};
 use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
@@ -23,7 +25,6 @@ use shared::amqp::{Broker, Delivery, Handled};
 use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;
 use shared::ObjectId;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -97,18 +98,6 @@ pub struct Deliverer {
     pub allow_private: bool,
 }
 
-/// What a delivery works from: the event's object as stored, whose it is,
-/// and its client's keys.
-struct Loaded {
-    object: WebhookObject,
-    /// The validation's (or block's) id.
-    subject: ObjectId,
-    client: ObjectId,
-    /// The validation's own `webhookUrl` (a block has none: its flow's).
-    own_url: Option<String>,
-    target: Arc<Target>,
-}
-
 impl Deliverer {
     /// Receive: one delivery from the consumer, settled by what this returns.
     pub async fn handle(&self, delivery: Delivery) -> Handled {
@@ -133,8 +122,8 @@ impl Deliverer {
     async fn process(&self, message: &Message) -> Handled {
         // A dead or backed-up host's deliveries are put off before any
         // database work: where the event says it goes is enough to know that.
-        if let Some(why) = self.hinted_host(message).and_then(|host| self.put_off(&host)) {
-            return self.defer(message, why).await;
+        if let Some(busy) = self.hinted_host(message).and_then(|host| self.hosts.busy(&host)) {
+            return self.defer(message, busy.into()).await;
         }
         let loaded = match self.load(message).await {
             Ok(loaded) => loaded,
@@ -154,8 +143,8 @@ impl Deliverer {
         // tier before any work is done for them; a busy one gets a slot once
         // the attempt is claimed (the slot is held for the POST alone).
         let host = checked.as_ref().ok().map(host_key);
-        if let Some(why) = host.as_deref().and_then(|host| self.put_off(host)) {
-            return self.defer(message, why).await;
+        if let Some(busy) = host.as_deref().and_then(|host| self.hosts.busy(host)) {
+            return self.defer(message, busy.into()).await;
         }
         let row = match self.claim(message, &loaded, raw_url).await {
             Ok(row) => row,
@@ -163,11 +152,8 @@ impl Deliverer {
         };
         let permit = match &host {
             Some(host) => match self.hosts.acquire(host).await {
-                Some(permit) => Some(permit),
-                None => {
-                    let why = self.put_off(host).unwrap_or(Deferral::HostSaturated);
-                    return self.give_back(message, row, why).await;
-                }
+                Ok(permit) => Some(permit),
+                Err(busy) => return self.give_back(message, row, busy.into()).await,
             },
             None => None,
         };
@@ -187,17 +173,6 @@ impl Deliverer {
         self.conclude(message, row, &call, decision).await
     }
 
-    /// Why a delivery to `host` is put off now, if it is.
-    fn put_off(&self, host: &str) -> Option<Deferral> {
-        if self.hosts.admits(host) {
-            None
-        } else if self.hosts.stalled(host) {
-            Some(Deferral::HostStalled)
-        } else {
-            Some(Deferral::HostSaturated)
-        }
-    }
-
     /// The host the event says it goes to: its own URL, or its flow's as
     /// last loaded. Only ever used to put a delivery off.
     fn hinted_host(&self, message: &Message) -> Option<String> {
@@ -212,93 +187,6 @@ impl Deliverer {
         };
         let url = choose_url(hint.own_url.as_deref(), flow_url)?;
         url::Url::parse(url).ok().map(|url| host_key(&url))
-    }
-
-    /// Load: the event's object by its id, as stored now, and its client's
-    /// signing keys. `Err` settles the message.
-    #[tracing::instrument(skip_all)]
-    async fn load(&self, message: &Message) -> Result<Loaded, Handled> {
-        let started = Instant::now();
-        let (object, subject, client, flow, own_url) = match message.kind {
-            EventKind::Validation(kind) => {
-                let validation = self.load_validation(message, kind).await?;
-                let (id, client, flow) = (
-                    validation.id.clone(),
-                    validation.client.clone(),
-                    validation.project_flow.clone(),
-                );
-                let own_url = validation.webhook_url.clone();
-                (
-                    WebhookObject::Validation(Box::new(validation)),
-                    id,
-                    client,
-                    flow,
-                    own_url,
-                )
-            }
-            EventKind::FraudGuardBlocked(_) => match self.store.block(&message.subject_id).await {
-                Ok(Some((client, flow, block))) => (
-                    WebhookObject::Block(block),
-                    message.subject_id.clone(),
-                    client,
-                    flow,
-                    None,
-                ),
-                Ok(None) => {
-                    tracing::error!("the event's fraud-guard block does not exist; dead-lettering it");
-                    return Err(Handled::Reject);
-                }
-                Err(error) => return Err(back_off("loading the block", &error).await),
-            },
-        };
-        let target = match self.store.target(&client, &flow).await {
-            Ok(Some(target)) => target,
-            Ok(None) => {
-                tracing::error!(client_id = %client, "the event's client does not exist; dead-lettering it");
-                return Err(Handled::Reject);
-            }
-            Err(LoadError::Secret(error)) => {
-                tracing::error!(client_id = %client, %error, "dead-lettering the event");
-                return Err(Handled::Reject);
-            }
-            // A secret sealed with a key this worker lacks: replayable once it has it.
-            Err(LoadError::Sealed(error)) => {
-                tracing::error!(client_id = %client, %error, "dead-lettering the event");
-                return Err(Handled::Reject);
-            }
-            Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
-        };
-        stage("load", started);
-        Ok(Loaded {
-            object,
-            subject,
-            client,
-            own_url,
-            target,
-        })
-    }
-
-    /// The validation by the event's id; it must be in the status the
-    /// event says. `Err` settles the message.
-    async fn load_validation(&self, message: &Message, kind: ValidationEventType) -> Result<PhoneValidation, Handled> {
-        let validation = match self.store.validation(&message.subject_id).await {
-            Ok(Some(validation)) => validation,
-            Ok(None) => {
-                tracing::error!("the event's validation does not exist; dead-lettering it");
-                return Err(Handled::Reject);
-            }
-            Err(error) => return Err(back_off("loading the validation", &error).await),
-        };
-        if !matches_status(kind, validation.status) {
-            let status = validation.status.as_str();
-            tracing::error!(
-                kind = kind.as_str(),
-                status,
-                "the event does not match its validation; dead-lettering it"
-            );
-            return Err(Handled::Reject);
-        }
-        Ok(validation)
     }
 
     /// Idempotency: claims this attempt unless it was made already or the

@@ -3,6 +3,7 @@
 //! deferrals, which put a message off without an attempt.
 
 use crate::deliver::{back_off, millis, stage, Deliverer};
+use crate::hosts::Busy;
 use crate::message::Message;
 use crate::policy::{random_jitter, DeadLetterReason, Decision};
 use crate::records::{Finished, Outcome};
@@ -24,6 +25,15 @@ pub enum Deferral {
     HostSaturated,
     /// Another worker holds this attempt.
     AttemptInFlight,
+}
+
+impl From<Busy> for Deferral {
+    fn from(busy: Busy) -> Self {
+        match busy {
+            Busy::Stalled => Deferral::HostStalled,
+            Busy::Saturated => Deferral::HostSaturated,
+        }
+    }
 }
 
 impl Deferral {
@@ -146,7 +156,7 @@ impl Deliverer {
         let unscheduled = Finished {
             status_code: None,
             latency: Duration::ZERO,
-            error: Some(why.as_str().replace('_', " ")),
+            error: Some(why.as_str().to_owned()),
             next_attempt_at: None,
             outcome: Outcome::Unscheduled,
         };

@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod followup;
 pub use shared::amqp::dlq;
 pub mod hosts;
+mod load;
 pub mod message;
 pub mod policy;
 pub mod records;

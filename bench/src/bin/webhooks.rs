@@ -20,8 +20,7 @@
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000 --backlog
 
 use anyhow::Context;
-use axum::body::Bytes;
-use axum::extract::State;
+use bench::webhook_receiver::{black_hole, receiver, report, wait_for};
 use clap::Parser;
 use futures_util::future::join_all;
 use secrecy::SecretString;
@@ -32,10 +31,7 @@ use shared::events::{Event, ValidationEvent, ValidationEventType};
 use shared::process::Service;
 use shared::ObjectId;
 use sqlx::PgPool;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use webhook_worker::config::{parse_schedule, WebhookConfig, DEFAULT_SCHEDULE};
 use webhook_worker::WebhookWorker;
@@ -67,60 +63,6 @@ struct Args {
     /// Queue every event before the workers start, and time the workers alone.
     #[arg(long)]
     backlog: bool,
-}
-
-/// Event ids seen, and when each was published and received.
-#[derive(Default)]
-struct Arrivals {
-    seen: HashSet<String>,
-    /// (occurredAt, received) per distinct event.
-    times: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-    duplicates: usize,
-}
-
-type Shared = Arc<Mutex<Arrivals>>;
-
-async fn receive(State(arrivals): State<Shared>, body: Bytes) -> axum::http::StatusCode {
-    let now = chrono::Utc::now();
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return axum::http::StatusCode::BAD_REQUEST;
-    };
-    let occurred = value["occurredAt"]
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    let id = value["eventId"].as_str().unwrap_or_default().to_owned();
-    if let Ok(mut arrivals) = arrivals.lock() {
-        if arrivals.seen.insert(id) {
-            if let Some(occurred) = occurred {
-                arrivals.times.push((occurred.with_timezone(&chrono::Utc), now));
-            }
-        } else {
-            arrivals.duplicates += 1;
-        }
-    }
-    axum::http::StatusCode::NO_CONTENT
-}
-
-async fn receiver() -> anyhow::Result<(String, Shared)> {
-    let arrivals: Shared = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hooks", listener.local_addr()?);
-    let router = axum::Router::new().fallback(receive).with_state(arrivals.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok((url, arrivals))
-}
-
-/// Accepts connections and never answers.
-async fn black_hole() -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hooks", listener.local_addr()?);
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    Ok(url)
 }
 
 /// A client, project and flow delivering to `url`; `count` validated records under it.
@@ -186,44 +128,6 @@ async fn publish(broker: &Broker, records: Vec<PhoneValidation>) -> anyhow::Resu
         result?;
     }
     Ok(())
-}
-
-/// Waits until `arrivals` has seen `count` distinct events; returns the elapsed time.
-async fn wait_for(arrivals: &Shared, count: usize, started: Instant) -> anyhow::Result<Duration> {
-    let deadline = Duration::from_secs(120);
-    loop {
-        let seen = arrivals.lock().map(|a| a.seen.len()).unwrap_or(0);
-        if seen >= count {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(
-            started.elapsed() < deadline,
-            "only {seen} of {count} delivered after {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Prints a run's line; its rate. Latency runs from the event's
-/// `occurredAt`, or from `clock` when that is later (a backlog's start).
-fn report(label: &str, arrivals: &Shared, count: usize, took: Duration, clock: chrono::DateTime<chrono::Utc>) -> f64 {
-    let (times, duplicates) = arrivals
-        .lock()
-        .map(|a| (a.times.clone(), a.duplicates))
-        .unwrap_or_default();
-    let latencies = times
-        .iter()
-        .map(|(occurred, received)| {
-            (*received - (*occurred).max(clock)).num_microseconds().unwrap_or(0) as f64 / 1000.0
-        })
-        .collect();
-    let (p50, p99, max) = bench::percentiles(latencies);
-    let rate = count as f64 / took.as_secs_f64();
-    println!(
-        "{label}: {count} delivered in {:.2} s ({rate:.0}/s); to receipt p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; duplicates {duplicates}",
-        took.as_secs_f64()
-    );
-    rate
 }
 
 /// Builds a worker on `topology` (it consumes once run); it and the token that stops it.
@@ -327,24 +231,28 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         healthy
     };
 
-    let (running, published, cpu_before, deferred_before, started, clock) = if args.backlog {
-        let publishing = Instant::now();
-        publish(&broker, records).await?;
-        let published = publishing.elapsed();
-        bench::settle(pool).await;
-        let deferred_before = bench::counter_by("webhook_deferred_total", "reason");
-        let cpu_before = bench::cpu_by_command();
-        let (started, clock) = (Instant::now(), chrono::Utc::now());
-        (start(built), published, cpu_before, deferred_before, started, clock)
+    // A backlog is published before the clock starts and the workers
+    // after; otherwise the workers wait for the events the clock times.
+    let (mut built, mut records) = (Some(built), Some(records));
+    let mut running = Vec::new();
+    let publishing = Instant::now();
+    if args.backlog {
+        publish(&broker, records.take().unwrap_or_default()).await?;
     } else {
-        let running = start(built);
-        bench::settle(pool).await;
-        let deferred_before = bench::counter_by("webhook_deferred_total", "reason");
-        let cpu_before = bench::cpu_by_command();
-        let (started, clock) = (Instant::now(), chrono::Utc::now());
+        running = start(built.take().unwrap_or_default());
+    }
+    let mut published = publishing.elapsed();
+    bench::settle(pool).await;
+    let deferred_before = bench::counter_by("webhook_deferred_total", "reason");
+    let cpu_before = bench::cpu_by_command();
+    let (started, clock) = (Instant::now(), chrono::Utc::now());
+    if let Some(built) = built {
+        running = start(built);
+    }
+    if let Some(records) = records {
         publish(&broker, records).await?;
-        (running, started.elapsed(), cpu_before, deferred_before, started, clock)
-    };
+        published = started.elapsed();
+    }
     let took = wait_for(&arrivals, args.events, started).await?;
     let cpu_after = bench::cpu_by_command();
     let deferred: Vec<String> = bench::counter_by("webhook_deferred_total", "reason")

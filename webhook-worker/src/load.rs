@@ -1,0 +1,113 @@
+//! The load stage: what a delivery is about, re-read from the database by
+//! the event's id (never taken from the message), and its client's keys.
+
+use crate::deliver::{back_off, matches_status, stage, Deliverer, WebhookObject};
+use crate::message::{EventKind, Message};
+use crate::records::{LoadError, Target};
+use shared::amqp::Handled;
+use shared::domain::PhoneValidation;
+use shared::events::ValidationEventType;
+use shared::ObjectId;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a delivery works from: the event's object as stored, whose it is,
+/// and its client's keys.
+pub(crate) struct Loaded {
+    pub(crate) object: WebhookObject,
+    /// The validation's (or block's) id.
+    pub(crate) subject: ObjectId,
+    pub(crate) client: ObjectId,
+    /// The validation's own `webhookUrl` (a block has none: its flow's).
+    pub(crate) own_url: Option<String>,
+    pub(crate) target: Arc<Target>,
+}
+
+impl Deliverer {
+    /// Load: the event's object by its id, as stored now, and its client's
+    /// signing keys. `Err` settles the message.
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn load(&self, message: &Message) -> Result<Loaded, Handled> {
+        let started = Instant::now();
+        let (object, subject, client, flow, own_url) = match message.kind {
+            EventKind::Validation(kind) => {
+                let validation = self.load_validation(message, kind).await?;
+                let (id, client, flow) = (
+                    validation.id.clone(),
+                    validation.client.clone(),
+                    validation.project_flow.clone(),
+                );
+                let own_url = validation.webhook_url.clone();
+                (
+                    WebhookObject::Validation(Box::new(validation)),
+                    id,
+                    client,
+                    flow,
+                    own_url,
+                )
+            }
+            EventKind::FraudGuardBlocked(_) => match self.store.block(&message.subject_id).await {
+                Ok(Some((client, flow, block))) => (
+                    WebhookObject::Block(block),
+                    message.subject_id.clone(),
+                    client,
+                    flow,
+                    None,
+                ),
+                Ok(None) => {
+                    tracing::error!("the event's fraud-guard block does not exist; dead-lettering it");
+                    return Err(Handled::Reject);
+                }
+                Err(error) => return Err(back_off("loading the block", &error).await),
+            },
+        };
+        let target = match self.store.target(&client, &flow).await {
+            Ok(Some(target)) => target,
+            Ok(None) => {
+                tracing::error!(client_id = %client, "the event's client does not exist; dead-lettering it");
+                return Err(Handled::Reject);
+            }
+            Err(LoadError::Secret(error)) => {
+                tracing::error!(client_id = %client, %error, "dead-lettering the event");
+                return Err(Handled::Reject);
+            }
+            // A secret sealed with a key this worker lacks: replayable once it has it.
+            Err(LoadError::Sealed(error)) => {
+                tracing::error!(client_id = %client, %error, "dead-lettering the event");
+                return Err(Handled::Reject);
+            }
+            Err(LoadError::Database(error)) => return Err(back_off("loading the client", &error).await),
+        };
+        stage("load", started);
+        Ok(Loaded {
+            object,
+            subject,
+            client,
+            own_url,
+            target,
+        })
+    }
+
+    /// The validation by the event's id; it must be in the status the
+    /// event says. `Err` settles the message.
+    async fn load_validation(&self, message: &Message, kind: ValidationEventType) -> Result<PhoneValidation, Handled> {
+        let validation = match self.store.validation(&message.subject_id).await {
+            Ok(Some(validation)) => validation,
+            Ok(None) => {
+                tracing::error!("the event's validation does not exist; dead-lettering it");
+                return Err(Handled::Reject);
+            }
+            Err(error) => return Err(back_off("loading the validation", &error).await),
+        };
+        if !matches_status(kind, validation.status) {
+            let status = validation.status.as_str();
+            tracing::error!(
+                kind = kind.as_str(),
+                status,
+                "the event does not match its validation; dead-lettering it"
+            );
+            return Err(Handled::Reject);
+        }
+        Ok(validation)
+    }
+}
