@@ -31,7 +31,7 @@ pub struct WebhookConfig {
     pub per_host_concurrency: usize,
     /// `WEBHOOK_HOST_WAIT_MS`: the longest predicted wait for a busy host's
     /// slot that a delivery waits out; one predicted to wait longer is
-    /// deferred to the first retry tier (see `hosts.rs`).
+    /// deferred to the first retry tier (see `hosts/mod.rs`).
     pub host_wait: Duration,
 }
 
