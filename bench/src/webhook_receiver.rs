@@ -50,16 +50,29 @@ pub async fn receiver() -> anyhow::Result<(String, Shared)> {
 }
 
 /// Accepts connections and never answers.
-pub async fn black_hole() -> anyhow::Result<String> {
+pub async fn black_hole() -> anyhow::Result<BlackHole> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks", listener.local_addr()?);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             held.push(socket);
         }
     });
-    Ok(url)
+    Ok(BlackHole { url, task })
+}
+
+/// A black-holed endpoint; dropped, it closes every connection it holds, so
+/// the requests waiting on it fail at once instead of timing out.
+pub struct BlackHole {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Waits until `arrivals` has seen `count` distinct events; returns the elapsed time.

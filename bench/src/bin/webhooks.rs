@@ -213,10 +213,11 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
     } else {
         0
     };
+    let mut dead = None;
     let records = if black_holed > 0 {
         // Interleaved: one event for the black hole every `every` healthy ones.
-        let dead = black_hole().await?;
-        let mut blocked = validations(pool, &dead, black_holed).await?.into_iter();
+        let hole = dead.insert(black_hole().await?);
+        let mut blocked = validations(pool, &hole.url, black_holed).await?.into_iter();
         let every = (args.events / black_holed).max(1);
         let mut mixed = Vec::with_capacity(args.events + black_holed);
         for (n, record) in healthy.into_iter().enumerate() {
@@ -281,11 +282,20 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
     if first {
         bench::print_cpu("  CPU", &cpu_before, &cpu_after);
     }
-    // The workers stop in the background: one holding requests to the black
-    // hole waits for them to time out.
-    for (handle, stop) in running {
+    // The workers stop before their queues go, so nothing from this run is
+    // still at work in the next. The black hole closes its connections, so
+    // the requests held there fail now instead of timing out.
+    for (_, stop) in &running {
         stop.cancel();
-        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(35), handle).await });
+    }
+    drop(dead);
+    for (handle, _) in running {
+        match tokio::time::timeout(Duration::from_secs(30), handle).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "a worker stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "a worker panicked"),
+            Err(_) => tracing::warn!("a worker did not stop within 30 s"),
+        }
     }
     cancel.cancel();
     // A run's queues go with it: RabbitMQ's file-handle budget (see README,

@@ -77,12 +77,18 @@ impl Supervisor {
         let connection = live.connection.clone();
         self.sender.send_replace(Some(live.clone()));
         let lost = self.watch(live, cancel).await;
-        self.sender.send_replace(None);
+        let ended = self.sender.send_replace(None);
         if lost {
             // Whatever lapin still holds of it goes; pending confirms have failed.
             let _ = connection.close(320, "connection lost".into()).await;
             Ended::Lost
         } else {
+            // The publisher channel is closed first: left to close itself
+            // when dropped, it races the connection's close, and lapin logs
+            // that race as a connection error.
+            if let Some(ended) = ended {
+                let _ = ended.publisher.close(200, "shutdown".into()).await;
+            }
             let _ = connection.close(200, "shutdown".into()).await;
             Ended::Shutdown
         }
