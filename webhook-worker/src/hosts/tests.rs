@@ -1,5 +1,13 @@
 use super::*;
 
+/// A limiter with `slots` per host, waits up to `wait`, and a host judged
+/// stalled after `stall` without finishing a request.
+fn stalls_after(slots: usize, wait: Duration, stall: Duration) -> HostLimiter {
+    let mut limiter = HostLimiter::new(slots, wait);
+    limiter.min_stall = stall;
+    limiter
+}
+
 /// A host whose usual request time has settled at `took`.
 fn with_usual(limiter: &HostLimiter, key: &str, took: Duration) -> Arc<Host> {
     let host = limiter.host(key);
@@ -25,8 +33,7 @@ async fn progress_elsewhere(limiter: &HostLimiter) {
 
 #[tokio::test]
 async fn a_host_that_finishes_nothing_is_not_waited_for() {
-    let mut limiter = HostLimiter::new(1, Duration::from_secs(5));
-    limiter.min_stall = Duration::from_millis(50);
+    let limiter = stalls_after(1, Duration::from_secs(5), Duration::from_millis(50));
     let _held = limiter.acquire("dead:80").await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     progress_elsewhere(&limiter).await;
@@ -37,8 +44,7 @@ async fn a_host_that_finishes_nothing_is_not_waited_for() {
 
 #[tokio::test]
 async fn a_burst_after_a_quiet_spell_is_waited_for_not_deferred() {
-    let mut limiter = HostLimiter::new(1, Duration::from_millis(500));
-    limiter.min_stall = Duration::from_millis(50);
+    let limiter = stalls_after(1, Duration::from_millis(500), Duration::from_millis(50));
     drop(limiter.acquire("quiet:80").await.unwrap());
     tokio::time::sleep(Duration::from_millis(60)).await;
     let limiter = Arc::new(limiter);
@@ -54,8 +60,7 @@ async fn a_burst_after_a_quiet_spell_is_waited_for_not_deferred() {
 
 #[tokio::test]
 async fn a_saturated_host_does_not_limit_another() {
-    let mut limiter = HostLimiter::new(2, Duration::from_millis(50));
-    limiter.min_stall = Duration::from_millis(50);
+    let limiter = stalls_after(2, Duration::from_millis(50), Duration::from_millis(50));
     let _a = limiter.acquire("slow:443").await.unwrap();
     let _b = limiter.acquire("slow:443").await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
@@ -65,8 +70,7 @@ async fn a_saturated_host_does_not_limit_another() {
 
 #[tokio::test]
 async fn a_host_is_silent_only_while_others_answer() {
-    let mut limiter = HostLimiter::new(1, Duration::from_secs(1));
-    limiter.min_stall = Duration::from_millis(50);
+    let limiter = stalls_after(1, Duration::from_secs(1), Duration::from_millis(50));
     let _held = limiter.acquire("lone:80").await.unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
     // A starved worker finished nothing anywhere: no evidence against the host.
@@ -107,8 +111,7 @@ async fn a_dead_host_is_stalled_sooner_than_a_slow_one() {
 
 #[tokio::test]
 async fn a_wait_for_a_slot_ends_when_the_host_counts_as_stalled() {
-    let mut limiter = HostLimiter::new(1, Duration::from_secs(5));
-    limiter.min_stall = Duration::from_millis(100);
+    let limiter = stalls_after(1, Duration::from_secs(5), Duration::from_millis(100));
     let limiter = Arc::new(limiter);
     let _held = limiter.acquire("dead:80").await.unwrap();
     let ticker = {
@@ -149,8 +152,7 @@ async fn a_fast_hosts_queue_is_waited_for_and_a_slow_hosts_is_not() {
 
 #[tokio::test]
 async fn a_silent_host_takes_fewer_waiters_the_longer_it_is_silent() {
-    let mut limiter = HostLimiter::new(1, Duration::from_millis(400));
-    limiter.min_stall = Duration::from_secs(5);
+    let limiter = stalls_after(1, Duration::from_millis(400), Duration::from_secs(5));
     let _held = limiter.acquire("quiet:80").await.unwrap();
     let host = limiter.host("quiet:80");
     host.waiting.store(3, Ordering::Relaxed);
@@ -167,8 +169,7 @@ async fn a_silent_host_takes_fewer_waiters_the_longer_it_is_silent() {
 
 #[tokio::test]
 async fn a_waiter_behind_others_keeps_waiting_while_the_host_answers() {
-    let mut limiter = HostLimiter::new(1, Duration::from_secs(1));
-    limiter.min_stall = Duration::from_millis(150);
+    let limiter = stalls_after(1, Duration::from_secs(1), Duration::from_millis(150));
     let limiter = Arc::new(limiter);
     let held = limiter.acquire("busy:80").await.unwrap();
     let mut waiters = Vec::new();
