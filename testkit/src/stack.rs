@@ -2,7 +2,7 @@
 //! webhook worker on one fresh database and one `AMQP_URL` (which may list
 //! several brokers), with a loopback Twilio stand-in that records when each
 //! code arrived. For tests of what only running processes show, such as a
-//! broker node dying under them (`dispatcher/tests/node_loss.rs`).
+//! broker node dying under them (`dispatcher/tests/it/node_loss.rs`).
 
 use crate::api::{create_client, JWT_SECRET, PEPPER};
 use crate::dispatch::{code_in, ACCOUNT, CODE_KEY, FROM};

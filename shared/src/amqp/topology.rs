@@ -169,7 +169,7 @@ impl Topology {
     /// A quorum queue (RabbitMQ 3.10 or later), like the work queues: a
     /// classic one lives on the node that declared it, and while that node is
     /// down a publish into it comes back unroutable and declaring it again
-    /// fails (`shared/tests/failover.rs`).
+    /// fails (`shared/tests/it/failover.rs`).
     pub async fn declare_retry_tier(&self, channel: &Channel, queue: &str, delay: Duration) -> lapin::Result<String> {
         let name = Self::retry_queue(queue, delay);
         let mut args = self.base_args();

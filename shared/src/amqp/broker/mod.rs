@@ -9,7 +9,7 @@
 //! process moves on to a live node instead of hammering a dead one. Publishes
 //! whose confirm was outstanding when a connection died fail (lapin rejects
 //! every pending confirm of a channel whose connection errors; see
-//! `shared/tests/failover.rs`), so the outbox publishes them again: nothing
+//! `shared/tests/it/failover.rs`), so the outbox publishes them again: nothing
 //! accepted is lost, and a message whose confirm was lost may be delivered
 //! twice, which consumers already tolerate (at-least-once).
 
@@ -221,7 +221,7 @@ impl Broker {
     /// to a quorum queue falls in the queue's leader election (a node just
     /// died) can go on nacking every publish to that queue for good, while a
     /// new channel on the same connection is acked at once (seen in
-    /// `shared/tests/failover.rs`). Nacks are otherwise rare, and renewals
+    /// `shared/tests/it/failover.rs`). Nacks are otherwise rare, and renewals
     /// are limited to one a second.
     pub async fn confirm(&self, confirm: PublisherConfirm, routing_key: &str) -> Result<(), PublishError> {
         let outcome = Self::confirmed(confirm, routing_key).await;

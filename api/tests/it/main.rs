@@ -1,0 +1,12 @@
+//! The crate's integration tests, one binary (each linked binary costs
+//! CI a full link of the dependency tree): one module per concern.
+
+mod bad_input;
+mod broker_outage;
+mod fraud_guard;
+mod http_server;
+mod numbers_and_codes;
+mod operations;
+mod phone_validations;
+mod security;
+mod shutdown;

@@ -1,0 +1,12 @@
+//! The crate's integration tests, one binary (each linked binary costs
+//! CI a full link of the dependency tree): one module per concern. `logs.rs`
+//! stays a binary of its own: it installs the process's global tracing
+//! subscriber to read what the dispatcher logs.
+
+mod callbacks;
+mod crash;
+mod dispatch;
+mod node_loss;
+mod providers;
+mod shutdown;
+mod twilio_contract;

@@ -1,0 +1,6 @@
+//! The crate's integration tests, one binary (each linked binary costs
+//! CI a full link of the dependency tree): one module per concern.
+
+mod delivery;
+mod retries;
+mod shutdown;
