@@ -1,4 +1,4 @@
--- Webhook delivery attempts (CONTRACT §8): one row per attempt to deliver a
+-- Webhook delivery attempts (docs/contract.md §8): one row per attempt to deliver a
 -- `phone_validation.*` event to a client's URL. The row is written before the
 -- request (outcome 'in_flight': the attempt is claimed) and completed after it,
 -- so it is both the client-visible record and the worker's de-duplication key.

@@ -1,4 +1,4 @@
--- Delivery you can see (CONTRACT §11). Providers report a message's fate by
+-- Delivery you can see (docs/contract.md §11). Providers report a message's fate by
 -- its id (Twilio's MessageSid, Meta's wamid, Vonage's message-id): each
 -- message a send produced is kept here, so a status callback finds its
 -- validation with one primary-key lookup, whichever send it is about, without

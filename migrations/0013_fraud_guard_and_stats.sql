@@ -1,5 +1,5 @@
 -- The fraud guard, rate limits, the safe list and conversion stats
--- (CONTRACT §9, §10).
+-- (docs/contract.md §9, §10).
 --
 -- Counting: every statement that inserts or changes phone validations
 -- appends what it changed to `validation_stats_deltas` (a statement-level

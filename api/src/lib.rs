@@ -1,4 +1,4 @@
-//! The HTTP API: projects, project flows and phone validations (CONTRACT §4).
+//! The HTTP API: projects, project flows and phone validations (docs/contract.md §4).
 //! `build` assembles the application from its configuration and returns it
 //! unstarted, so tests can run it on port 0 with their own database and queues.
 

@@ -1,4 +1,4 @@
-//! Conversion counts (CONTRACT §10) and the fraud guard's window, kept by
+//! Conversion counts (docs/contract.md §10) and the fraud guard's window, kept by
 //! the write path: a trigger on `phone_validations` appends each statement's
 //! changes to `validation_stats_deltas` (migration 0013), and [`fold`] moves
 //! them into the hourly rollup and the guard's counters (per 5 s). A read
@@ -119,7 +119,7 @@ impl GroupBy {
     }
 }
 
-/// One row of the stats answer (CONTRACT §10).
+/// One row of the stats answer (docs/contract.md §10).
 #[derive(Debug, Serialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsRow {

@@ -1,6 +1,6 @@
 //! The dispatcher: consumes `otp.requested`, generates each code, stores only
 //! its keyed bcrypt hash, sends it through the SMS or WhatsApp provider with
-//! retries, and records the provider's confirmation (CONTRACT §6–7).
+//! retries, and records the provider's confirmation (docs/contract.md §6–7).
 //! `Dispatcher::build` returns the process unstarted, so tests can run it
 //! in-process with their own database, queues and provider stand-ins.
 

@@ -1,5 +1,5 @@
 //! The messages that travel through RabbitMQ, one type per routing key
-//! (CONTRACT §6). Producers and consumers share these definitions.
+//! (docs/contract.md §6). Producers and consumers share these definitions.
 
 use crate::domain::PhoneValidation;
 use crate::ObjectId;
@@ -13,7 +13,7 @@ pub mod routing {
     pub const OTP_FAILOVER: &str = "otp.failover";
     pub const VALIDATED: &str = "phone_validation.validated";
     pub const FAILED: &str = "phone_validation.failed";
-    /// The fraud guard blocked a prefix (CONTRACT §9): a webhook to the flow.
+    /// The fraud guard blocked a prefix (docs/contract.md §9): a webhook to the flow.
     pub const FRAUD_GUARD_BLOCKED: &str = "fraud_guard.blocked";
 }
 

@@ -1,5 +1,5 @@
 //! The webhook worker's configuration, read once from the environment at
-//! start and validated (CONTRACT §2). Tests build it field by field.
+//! start and validated (docs/contract.md §2). Tests build it field by field.
 
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::webhook_secrets::WebhookSecretKeys;

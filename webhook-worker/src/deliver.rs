@@ -32,7 +32,7 @@ use tracing::Instrument;
 /// so an outage does not spin the queue.
 const BACK_OFF: Duration = Duration::from_secs(1);
 
-/// The body POSTed to the client (CONTRACT §8, §9).
+/// The body POSTed to the client (docs/contract.md §8, §9).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookBody<'a> {
@@ -52,7 +52,7 @@ pub enum WebhookObject {
     Block(BlockObject),
 }
 
-/// A fraud-guard block in a `fraud_guard_blocked` webhook (CONTRACT §9).
+/// A fraud-guard block in a `fraud_guard_blocked` webhook (docs/contract.md §9).
 #[derive(Debug, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockObject {

@@ -1,4 +1,4 @@
-//! The webhook worker (CONTRACT §8): consumes `phone_validation.validated` and
+//! The webhook worker (docs/contract.md §8): consumes `phone_validation.validated` and
 //! `phone_validation.failed` and delivers each, signed per Standard Webhooks,
 //! to the client's webhook URL, retrying through delay queues until it is
 //! delivered, refused or dead-lettered. `build` returns the worker unstarted,

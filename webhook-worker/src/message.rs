@@ -1,4 +1,4 @@
-//! A message on the webhook queue: which event of which validation (CONTRACT
+//! A message on the webhook queue: which event of which validation (docs/contract.md
 //! §6) plus where it is in its schedule, carried in the retry headers every
 //! worker shares (`shared::amqp::retry`), so a retry or a deferral is the
 //! same bytes republished with new headers.

@@ -1,4 +1,4 @@
-//! The fraud guard (CONTRACT §9): what it remembers (blocks), how it
+//! The fraud guard (docs/contract.md §9): what it remembers (blocks), how it
 //! judges (`judge.rs`, on the verdicts of `shared::domain::fraud`), and the
 //! caller-keyed rate limits (`rate_limits.rs`). Every piece of its state
 //! is in PostgreSQL, so any number of API instances see the same blocks and

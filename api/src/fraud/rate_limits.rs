@@ -1,4 +1,4 @@
-//! `rateLimits` of a flow (CONTRACT §9): creates per value of the body's
+//! `rateLimits` of a flow (docs/contract.md §9): creates per value of the body's
 //! `ipAddress` per minute and per hour, and the flow's sends per UTC day.
 //! Fixed windows in `rate_limit_windows`, shared by every API instance: a
 //! create takes one unit of each limit that applies, all or none, under

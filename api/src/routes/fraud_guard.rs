@@ -1,4 +1,4 @@
-//! The fraud guard's routes (CONTRACT §9): a client's active blocks, lifting
+//! The fraud guard's routes (docs/contract.md §9): a client's active blocks, lifting
 //! one, and its safe list (numbers never blocked).
 
 use crate::auth::AuthClient;

@@ -1,4 +1,4 @@
-//! Project flows and their phone settings (CONTRACT §4.1).
+//! Project flows and their phone settings (docs/contract.md §4.1).
 
 use super::projects::unknown_client;
 use crate::auth::AuthClient;

@@ -1,5 +1,5 @@
 //! The fraud guard, geo permissions, rate limits and conversion stats
-//! (CONTRACT §9, §10), against the real API, dispatcher and webhook worker,
+//! (docs/contract.md §9, §10), against the real API, dispatcher and webhook worker,
 //! PostgreSQL and RabbitMQ, with a loopback Twilio and webhook receiver.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

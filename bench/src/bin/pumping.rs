@@ -1,4 +1,4 @@
-//! SMS pumping beside legitimate traffic, at scale (CONTRACT §9): the real
+//! SMS pumping beside legitimate traffic, at scale (docs/contract.md §9): the real
 //! API (with its fraud guard) and dispatcher in-process on a fresh database
 //! and private queues, Twilio stood in for by a loopback server that notes
 //! when each number's code arrives. Attackers fire creates at one prefix

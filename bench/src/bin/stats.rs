@@ -1,4 +1,4 @@
-//! Conversion stats over many validations (CONTRACT §10: within 1 s over
+//! Conversion stats over many validations (docs/contract.md §10: within 1 s over
 //! 1,000,000 in range). Generates a client's validations in a fresh
 //! database (through the real trigger, in statements of 50,000 like a long
 //! day of bursts), moves a share of them to sent, delivered, validated and

@@ -1,4 +1,4 @@
-//! A failover: a provider reported a sent code undelivered (CONTRACT §11),
+//! A failover: a provider reported a sent code undelivered (docs/contract.md §11),
 //! and the API queued one more send of the *same* code, by the next SMS
 //! provider (`sms_undelivered`) or by SMS instead of WhatsApp
 //! (`whatsapp_failed`), while the code is valid. Claimed with a lease like a

@@ -1,6 +1,6 @@
 //! Vonage's SMS API: `POST {base}/sms/json`, form-encoded, the API key and
 //! secret in the body. Success is HTTP 200 with `messages[0].status == "0"`;
-//! any other status is an error (CONTRACT §11).
+//! any other status is an error (docs/contract.md §11).
 
 use super::{Answer, Outbound, Provider, Receipt, SendError};
 use secrecy::{ExposeSecret, SecretString};

@@ -1,4 +1,4 @@
-//! Delivery you can see and a failover that finds a way (CONTRACT §11):
+//! Delivery you can see and a failover that finds a way (docs/contract.md §11):
 //! the providers' signed status callbacks land in `providerConfirmation`,
 //! never backwards, and an undelivered code goes out once more, the same
 //! code, by the next provider or by SMS instead of WhatsApp.

@@ -1,4 +1,4 @@
-//! Running on more than one broker (CONTRACT §12), every process real: the
+//! Running on more than one broker (docs/contract.md §12), every process real: the
 //! API, the dispatcher and the webhook worker are child processes given the
 //! same `AMQP_URL` list (`testkit::stack`).
 //!

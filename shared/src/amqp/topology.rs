@@ -1,4 +1,4 @@
-//! Every exchange and queue, declared in one place (CONTRACT §6):
+//! Every exchange and queue, declared in one place (docs/contract.md §6):
 //!
 //! - `otp.events`, a durable topic exchange every event is published to;
 //! - work queues (quorum): `otp.dispatch` (`otp.requested`, `otp.failover`) and `otp.webhooks`

@@ -1,4 +1,4 @@
-//! What providers report about a message after accepting it (CONTRACT §11):
+//! What providers report about a message after accepting it (docs/contract.md §11):
 //! one vocabulary for Twilio's, Meta's and Vonage's statuses, an order so a
 //! late report never moves a message back, and which failures another
 //! provider (or channel) may get past.

@@ -1,4 +1,4 @@
-//! The fraud guard's verdict (CONTRACT §9), a pure function of counts.
+//! The fraud guard's verdict (docs/contract.md §9), a pure function of counts.
 //!
 //! SMS pumping shows as a prefix whose codes are sent and never typed. A
 //! prefix is judged only on sends older than the grace period (a code needs

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgExecutor};
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// The Phone Validation object (CONTRACT §5).
+/// The Phone Validation object (docs/contract.md §5).
 #[derive(Clone, Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneValidation {
@@ -87,7 +87,7 @@ pub struct PhoneValidation {
 
 /// Every column of the object, for `SELECT` and `RETURNING` lists.
 /// `providerConfirmation` as the dispatcher and the status callbacks write
-/// it (CONTRACT §5, §11). Kept as JSON in the record; this type documents
+/// it (docs/contract.md §5, §11). Kept as JSON in the record; this type documents
 /// its fields for the OpenAPI document.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "camelCase")]

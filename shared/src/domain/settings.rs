@@ -49,7 +49,7 @@ pub struct PhoneSettings {
     pub rate_limits: RateLimits,
 }
 
-/// `rateLimits` of a flow (CONTRACT §9): every field optional.
+/// `rateLimits` of a flow (docs/contract.md §9): every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimits {

@@ -1,4 +1,4 @@
-//! `AMQP_URL` listing several brokers (CONTRACT: every process connects to
+//! `AMQP_URL` listing several brokers (docs/contract.md §12: every process connects to
 //! the first that answers and moves to another when its node goes away,
 //! without losing or repeating accepted work), against real brokers: the
 //! machine's RabbitMQ on 127.0.0.1:5672, and a throwaway three-node cluster

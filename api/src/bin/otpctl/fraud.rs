@@ -1,5 +1,5 @@
 //! `otpctl fraud blocks [--client ID]` and `otpctl fraud unblock --client ID
-//! --prefix P` (CONTRACT §9): the fraud guard's active blocks, and lifting one.
+//! --prefix P` (docs/contract.md §9): the fraud guard's active blocks, and lifting one.
 
 use anyhow::Context;
 use api::fraud::blocks;

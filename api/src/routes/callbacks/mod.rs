@@ -1,4 +1,4 @@
-//! Status callbacks from the providers (CONTRACT §11): Twilio, Meta's
+//! Status callbacks from the providers (docs/contract.md §11): Twilio, Meta's
 //! WhatsApp and Vonage report what became of a message. Each is checked
 //! with the provider's own signature scheme (a bad or missing signature
 //! answers 403 and changes nothing), recorded in one short transaction, and

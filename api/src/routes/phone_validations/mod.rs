@@ -1,5 +1,5 @@
 //! Phone validations: create (and publish `otp.requested`), validate a code,
-//! read and list (CONTRACT §4.2–4.4).
+//! read and list (docs/contract.md §4.2–4.4).
 
 pub mod create;
 pub mod flow_cache;

@@ -1,5 +1,5 @@
 //! The per-phone send limits of a create: the resend cooldown and the
-//! hourly cap (CONTRACT §4.2). The create statement enforces them under the
+//! hourly cap (docs/contract.md §4.2). The create statement enforces them under the
 //! phone's ledger row lock (`insert.rs`); when it refuses, this says why.
 
 use super::create::NewValidation;

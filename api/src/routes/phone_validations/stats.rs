@@ -1,4 +1,4 @@
-//! `GET /v2/phone-validations/stats` (CONTRACT §10): conversion by country,
+//! `GET /v2/phone-validations/stats` (docs/contract.md §10): conversion by country,
 //! prefix, channel, provider or day, from the rollup the write path keeps
 //! (`crate::stats`), so the answer costs the groups, not the validations.
 
