@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::TestApp;
 
@@ -97,11 +99,20 @@ async fn a_restart_keeps_login_tokens_valid() {
 
 #[tokio::test]
 async fn instances_starting_at_once_on_an_empty_table_agree_on_one_key() {
-    let sealing = testkit::api::webhook_secret_keys();
-    let (_, pool) = testkit::database().await;
-    let starts = (0..8).map(|_| api::login_token::store::ensure_key(&pool, &sealing));
+    // Eight starts, each on its own connection, released at the same moment.
+    let (url, pool) = testkit::database().await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut starts = Vec::new();
+    for _ in 0..8 {
+        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+        let barrier = barrier.clone();
+        starts.push(tokio::spawn(async move {
+            barrier.wait().await;
+            api::login_token::store::ensure_key(&mut connection, &testkit::api::webhook_secret_keys()).await
+        }));
+    }
     for started in futures_util::future::join_all(starts).await {
-        started.unwrap();
+        started.unwrap().unwrap();
     }
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM login_token_keys")
         .fetch_one(&pool)

@@ -7,7 +7,7 @@ use super::{KeyError, LoginKey};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use shared::webhook_secrets::WebhookSecretKeys;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 /// How far ahead of its first signature `otpctl keys rotate` publishes a new
 /// key: several refreshes ([`super::KEY_REFRESH`]), so every instance's JWKS
@@ -72,7 +72,7 @@ pub async fn load(pool: &PgPool) -> Result<Vec<StoredKey>, KeyError> {
 /// Stores a first key if there is none. Two instances starting at once on an
 /// empty table both try generation 1: one inserts, the other's insert does
 /// nothing once the first commits, and both then read the same row.
-pub async fn ensure_key(pool: &PgPool, sealing: &WebhookSecretKeys) -> Result<(), KeyError> {
+pub async fn ensure_key(db: impl PgExecutor<'_>, sealing: &WebhookSecretKeys) -> Result<(), KeyError> {
     let row = StoredKey::seal(1, &LoginKey::generate(), sealing, Utc::now())?;
     let inserted = sqlx::query(
         "INSERT INTO login_token_keys (generation, kid, public_key, private_key, signs_from)
@@ -83,7 +83,7 @@ pub async fn ensure_key(pool: &PgPool, sealing: &WebhookSecretKeys) -> Result<()
     .bind(&row.kid)
     .bind(&row.public_key)
     .bind(&row.private_key)
-    .execute(pool)
+    .execute(db)
     .await?;
     if inserted.rows_affected() == 1 {
         tracing::info!(kid = %row.kid, "login-token key generated and stored");
