@@ -10,9 +10,11 @@ use shared::webhook_secrets::WebhookSecretKeys;
 use sqlx::{PgExecutor, PgPool};
 
 /// How far ahead of its first signature `otpctl keys rotate` publishes a new
-/// key: several refreshes ([`super::KEY_REFRESH`]), so every instance's JWKS
-/// has it before any instance signs with it.
-pub const PUBLISH_AHEAD: Duration = Duration::seconds(10);
+/// key: longer than a client may cache the JWKS (`max-age=300` on
+/// `GET /.well-known/jwks.json`) plus a few of the instances' refreshes
+/// ([`super::KEY_REFRESH`]), so every instance's JWKS, and every client's
+/// cached copy, has the key before any token carries it.
+pub const PUBLISH_AHEAD: Duration = Duration::seconds(310);
 
 /// One row of `login_token_keys`.
 #[derive(Debug, sqlx::FromRow)]

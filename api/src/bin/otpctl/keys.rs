@@ -15,7 +15,8 @@ pub enum KeysCommand {
     Generate,
     /// Replaces the stored login-token key (DATABASE_URL; sealed with
     /// WEBHOOK_SECRET_KEY): the new key is published at once and signs from
-    /// `signsFrom` (seconds later, once every API instance has read it); the
+    /// `signsFrom` (5 min 10 s later, once every API instance and every
+    /// client's cached JWKS has it); the
     /// previous key stays published until `previousPublishedUntil`, when its
     /// last tokens have expired. API instances with LOGIN_TOKEN_KEY set keep
     /// signing with it.
