@@ -52,7 +52,7 @@ pub struct LoginClaims {
     pub phone: String,
 }
 
-/// The Ed25519 private key (`LOGIN_TOKEN_KEY`, PKCS#8 PEM).
+/// An Ed25519 private key: `LOGIN_TOKEN_KEY` (PKCS#8 PEM) or a stored one.
 #[derive(Clone)]
 pub struct LoginKey(SigningKey);
 
