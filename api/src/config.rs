@@ -1,6 +1,6 @@
 //! The API's configuration, read once from the environment at start.
 
-use crate::login_token::LoginKey;
+use crate::login_token::{KeySource, LoginKey};
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::outbox::RelayConfig;
@@ -15,10 +15,12 @@ pub struct ApiConfig {
     /// `JWT_SECRET` (or `JWT_SECRET_FILE`): HS256 key for client tokens; at
     /// least 32 bytes, never a placeholder.
     pub jwt_secret: SecretString,
-    /// `LOGIN_TOKEN_KEY` (or `LOGIN_TOKEN_KEY_FILE`): the Ed25519 key of end
-    /// users' login tokens, PKCS#8 PEM or its base64 body on one line. Unset:
-    /// a key for this process only, with a warning (development).
-    pub login_token_key: Option<LoginKey>,
+    /// Where the key of end users' login tokens comes from:
+    /// `LOGIN_TOKEN_KEY` (or `LOGIN_TOKEN_KEY_FILE`; Ed25519, PKCS#8 PEM or
+    /// its base64 body on one line) when set; otherwise the keys stored in
+    /// PostgreSQL, sealed with `WEBHOOK_SECRET_KEY` (and
+    /// `WEBHOOK_SECRET_KEY_PREVIOUS` during its rotation), which is then required.
+    pub login_token_key: KeySource,
     /// `TOKEN_ISSUER`: login tokens' `iss` (default `PUBLIC_BASE_URL`, else `otp-service`).
     pub token_issuer: String,
     /// `OTP_PEPPER` (or `OTP_PEPPER_FILE`): the key mixed into every stored code hash.
@@ -99,6 +101,12 @@ impl shared::process::Config for ApiConfig {
                 reason: e.to_string(),
             })?;
         let callbacks = CallbackConfig::from_env()?;
+        let jwt_secret = config::key("JWT_SECRET")?;
+        let otp_pepper = config::key("OTP_PEPPER")?;
+        let login_token_key = match login_token_key {
+            Some(key) => KeySource::Configured(key),
+            None => KeySource::Stored(shared::webhook_secrets::WebhookSecretKeys::from_env()?),
+        };
         let token_issuer = config::var("TOKEN_ISSUER")
             .or_else(|| callbacks.public_base_url.clone())
             .unwrap_or_else(|| "otp-service".to_owned());
@@ -110,8 +118,8 @@ impl shared::process::Config for ApiConfig {
                     name: "API_ADDR",
                     reason: e.to_string(),
                 })?,
-            jwt_secret: config::key("JWT_SECRET")?,
-            otp_pepper: config::key("OTP_PEPPER")?,
+            jwt_secret,
+            otp_pepper,
             login_token_key,
             token_issuer,
             callbacks,

@@ -39,7 +39,8 @@ pub struct AppState {
     pub jwt: Jwt,
     /// Each client's current token version (revocation), briefly cached.
     pub token_versions: TokenVersions,
-    /// Signs end users' login tokens; its public key is the JWKS.
+    /// Signs end users' login tokens with the shared stored keys (or
+    /// `LOGIN_TOKEN_KEY`); their public keys are the JWKS.
     pub login_tokens: login_token::LoginTokens,
     pub hasher: OtpHasher,
     /// Bounds concurrent bcrypt checks to the cores, so a guessing burst
@@ -77,21 +78,14 @@ impl Service for Application {
         let (broker, relay) = (messaging.broker.clone(), messaging.relay.clone());
         let relay = relay.context("the API's relay")?;
         shared::ops::prometheus();
-        let login_key = match &config.login_token_key {
-            Some(key) => key.clone(),
-            None => {
-                let key = login_token::LoginKey::generate();
-                tracing::warn!(
-                    kid = %key.kid(),
-                    "LOGIN_TOKEN_KEY is not set: login tokens are signed with a key made for this process only; \
-                     they stop verifying when it restarts and other instances cannot verify them. \
-                     Development only: set LOGIN_TOKEN_KEY (otpctl keys generate)"
-                );
-                key
-            }
-        };
-        let login_tokens = login_token::LoginTokens::new(&login_key, config.token_issuer.clone())
-            .context("while loading LOGIN_TOKEN_KEY")?;
+        let login_tokens = login_token::LoginTokens::start(
+            config.login_token_key.clone(),
+            config.token_issuer.clone(),
+            pool.clone(),
+            cancel.clone(),
+        )
+        .await
+        .context("while loading the login-token keys")?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = AppState {
             broker,

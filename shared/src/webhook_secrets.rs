@@ -8,6 +8,8 @@
 //! old key sealed, and [`reseal_all`] moves every row to the current key.
 //! A value without the prefix is a plaintext secret from before encryption:
 //! it still opens (the transition), and [`reseal_all`] encrypts it.
+//! The same keys seal the API's stored login-token keys
+//! ([`WebhookSecretKeys::seal_bytes`], with their own associated data).
 
 use crate::config::{self, ConfigError};
 use base64::engine::general_purpose::STANDARD;
@@ -121,30 +123,42 @@ impl WebhookSecretKeys {
 
     /// The value to store for `client`'s secret.
     pub fn seal(&self, client: &str, secret: &str) -> Result<String, OpenError> {
+        self.seal_bytes(&Self::aad(client), secret.as_bytes())
+    }
+
+    /// The plain secret behind a stored value (a value from before
+    /// encryption is returned as it is).
+    pub fn open(&self, client: &str, stored: &str) -> Result<SecretString, OpenError> {
+        if !stored.starts_with(PREFIX) {
+            return Ok(SecretString::from(stored.to_owned()));
+        }
+        let plain = self.open_bytes(&Self::aad(client), stored)?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| OpenError::Corrupt)
+    }
+
+    /// Seals any bytes with the current key, bound to `aad`: a value only
+    /// opens with the same associated data, so each use names its purpose and
+    /// owner in it (`otp-webhook-secret:<client>`, `otp-login-token-key:<kid>`)
+    /// and a sealed value cannot be moved from one to another.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Result<String, OpenError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = Self::aad(client);
         let sealed = self
             .current
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret.as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plain, aad })
             .map_err(|_| OpenError::Seal)?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         Ok(format!("{PREFIX}{}:{}", self.current.id, STANDARD.encode(bytes)))
     }
 
-    /// The plain secret behind a stored value (a value from before
-    /// encryption is returned as it is).
-    pub fn open(&self, client: &str, stored: &str) -> Result<SecretString, OpenError> {
-        let Some(rest) = stored.strip_prefix(PREFIX) else {
-            return Ok(SecretString::from(stored.to_owned()));
-        };
+    /// Opens what [`Self::seal_bytes`] sealed with `aad`, under the current
+    /// or the previous key. Unlike [`Self::open`], a value without the prefix
+    /// is refused: nothing but a webhook secret was ever stored in the clear.
+    pub fn open_bytes(&self, aad: &[u8], stored: &str) -> Result<Vec<u8>, OpenError> {
+        let rest = stored.strip_prefix(PREFIX).ok_or(OpenError::Corrupt)?;
         let (id, body) = rest.split_once(':').ok_or(OpenError::Corrupt)?;
         let key = [Some(&self.current), self.previous.as_ref()]
             .into_iter()
@@ -156,13 +170,8 @@ impl WebhookSecretKeys {
             return Err(OpenError::Corrupt);
         }
         let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
-        let aad = Self::aad(client);
-        let plain = key
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
-            .map_err(|_| OpenError::Corrupt)?;
-        String::from_utf8(plain)
-            .map(SecretString::from)
+        key.cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| OpenError::Corrupt)
     }
 
@@ -270,6 +279,23 @@ mod tests {
         assert!(!rotated.needs_reseal(&rotated.seal("c1", "whsec_x").unwrap()));
         let without = WebhookSecretKeys::new(&KEY, None);
         assert!(matches!(without.open("c1", &sealed), Err(OpenError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn sealed_bytes_open_with_their_associated_data_only() {
+        let keys = WebhookSecretKeys::new(&KEY, None);
+        let sealed = keys.seal_bytes(b"otp-login-token-key:k1", &[0, 1, 255]).unwrap();
+        assert_eq!(
+            keys.open_bytes(b"otp-login-token-key:k1", &sealed).unwrap(),
+            [0, 1, 255]
+        );
+        assert!(matches!(
+            keys.open_bytes(b"otp-login-token-key:k2", &sealed),
+            Err(OpenError::Corrupt)
+        ));
+        // A webhook secret's associated data differs: not interchangeable.
+        assert!(keys.open("otp-login-token-key:k1", &sealed).is_err());
+        assert!(matches!(keys.open_bytes(b"x", "in the clear"), Err(OpenError::Corrupt)));
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl TestApp {
             common: common_config(&database_url, amqp_url),
             addr: "127.0.0.1:0".parse().expect("an address"),
             jwt_secret: SecretString::from(JWT_SECRET),
-            login_token_key: Some(api::login_token::LoginKey::generate()),
+            login_token_key: api::login_token::KeySource::Stored(webhook_secret_keys()),
             token_issuer: PUBLIC_BASE_URL.into(),
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),

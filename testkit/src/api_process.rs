@@ -32,6 +32,8 @@ impl ApiProcess {
             ("API_ADDR", addr.clone()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("OTP_PEPPER", PEPPER.to_owned()),
+            // Seals the stored login-token keys.
+            ("WEBHOOK_SECRET_KEY", crate::api::WEBHOOK_SECRET_KEY.to_owned()),
         ];
         env.extend(extra.iter().cloned());
         let running = crate::process::Running::start(binary, &env);

@@ -131,6 +131,7 @@ impl Stack {
             &with(&[
                 ("API_ADDR", format!("127.0.0.1:{api_port}")),
                 ("JWT_SECRET", JWT_SECRET.into()),
+                ("WEBHOOK_SECRET_KEY", crate::api::WEBHOOK_SECRET_KEY.into()),
             ]),
         );
         let dispatcher = Running::start(

@@ -29,6 +29,7 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
             ("API_ADDR", format!("127.0.0.1:{port}")),
             ("JWT_SECRET", JWT_SECRET.into()),
             ("OTP_PEPPER", testkit::api::PEPPER.into()),
+            ("WEBHOOK_SECRET_KEY", testkit::api::WEBHOOK_SECRET_KEY.into()),
         ],
     );
     let base = format!("http://127.0.0.1:{port}");

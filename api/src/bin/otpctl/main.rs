@@ -60,7 +60,7 @@ async fn main() {
         Command::Migrate => migrate().await,
         Command::Client { command } => clients::run(command).await,
         Command::Token { command } => tokens::run(command).await,
-        Command::Keys { command } => keys::run(command),
+        Command::Keys { command } => keys::run(command).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Fraud { command } => fraud::run(command).await,
     };

@@ -124,6 +124,7 @@ fn start_services(
             .env("JWT_SECRET", JWT_SECRET)
             .env("OTP_PEPPER", "bench-pepper-bench-pepper-bench-pepper")
             .env("OTP_CODE_KEY", "bench-code-key-bench-code-key-bench-code")
+            .env("WEBHOOK_SECRET_KEY", testkit::api::WEBHOOK_SECRET_KEY)
             .env("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
             .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
             .env("RUST_LOG", "warn")
