@@ -5,6 +5,7 @@ mod bad_input;
 mod broker_outage;
 mod fraud_guard;
 mod http_server;
+mod login_keys;
 mod numbers_and_codes;
 mod operations;
 mod phone_validations;
