@@ -11,7 +11,7 @@ DB=otp_bench
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export JWT_SECRET=bench-jwt-secret-bench-jwt-secret-0123 OTP_PEPPER=bench-pepper-bench-pepper-bench-pepper
 export WEBHOOK_SECRET_KEY=YmVuY2gtd2ViaG9vay1zZWNyZXQta2V5LTAxMjM0NTY=
-export AMQP_PREFIX=bench. API_ADDR=127.0.0.1:18080 RUST_LOG=warn
+export AMQP_PREFIX=bench. API_ADDR=127.0.0.1:18080 OPS_ADDR=127.0.0.1:18081 RUST_LOG=warn
 
 cargo build --release -q -p api
 drop_queues() { # the API publishes otp.requested and nobody consumes it here
@@ -30,7 +30,7 @@ CLIENT=$(echo "$CLIENT_JSON" | python3 -c 'import json,sys; print(json.load(sys.
 
 ./target/release/api & API_PID=$!
 trap 'kill $API_PID 2>/dev/null || true; drop_queues' EXIT
-for _ in $(seq 50); do curl -fs localhost:18080/ready >/dev/null && break; sleep 0.2; done
+for _ in $(seq 50); do curl -fs localhost:18081/ready >/dev/null && break; sleep 0.2; done
 auth=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
 export PROJECT=$(curl -s "${auth[@]}" localhost:18080/v2/projects -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["_id"])')
 export FLOW=$(curl -s "${auth[@]}" localhost:18080/v2/project-flows \

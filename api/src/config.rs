@@ -10,8 +10,12 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     pub common: CommonConfig,
-    /// `API_ADDR`: where the HTTP API listens.
+    /// `API_ADDR`: where the HTTP API listens (with `/health`).
     pub addr: SocketAddr,
+    /// `OPS_ADDR`: where `/health`, `/ready` and `/metrics` listen, apart
+    /// from the public port so that the process's internals are not shown
+    /// to whoever reaches the API.
+    pub ops_addr: SocketAddr,
     /// `JWT_SECRET` (or `JWT_SECRET_FILE`): HS256 key for client tokens; at
     /// least 32 bytes, never a placeholder.
     pub jwt_secret: SecretString,
@@ -93,6 +97,7 @@ impl shared::process::Config for ApiConfig {
 
     fn from_env() -> Result<Self, ConfigError> {
         let addr = config::var_or("API_ADDR", "127.0.0.1:8080");
+        let ops_addr = config::var_or("OPS_ADDR", "127.0.0.1:8081");
         let login_token_key = config::secret_or_file("LOGIN_TOKEN_KEY")?
             .map(|pem| LoginKey::from_pem(&pem))
             .transpose()
@@ -116,6 +121,12 @@ impl shared::process::Config for ApiConfig {
                 .parse()
                 .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
                     name: "API_ADDR",
+                    reason: e.to_string(),
+                })?,
+            ops_addr: ops_addr
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "OPS_ADDR",
                     reason: e.to_string(),
                 })?,
             jwt_secret,

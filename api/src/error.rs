@@ -153,7 +153,7 @@ impl IntoResponse for ApiError {
                 )
             }
             ApiError::Database(error) => {
-                tracing::error!(error = %error, cause = ?error, "database error");
+                log_database_error(&error);
                 internal()
             }
             ApiError::Internal(error) => {
@@ -161,6 +161,29 @@ impl IntoResponse for ApiError {
                 internal()
             }
         }
+    }
+}
+
+/// Logs a database error by what identifies it (PostgreSQL's code, its
+/// constraint and table), never by its message or detail, which can quote
+/// row values: `Key (phone)=(+507…) already exists`.
+fn log_database_error(error: &sqlx::Error) {
+    match error {
+        sqlx::Error::Database(database) => tracing::error!(
+            code = database.code().as_deref(),
+            constraint = database.constraint(),
+            table = database.table(),
+            kind = ?database.kind(),
+            "database error"
+        ),
+        // A value that did not decode or encode can be quoted by the error.
+        sqlx::Error::ColumnDecode { index, .. } => {
+            tracing::error!(column = %index, "database error: a column did not decode")
+        }
+        sqlx::Error::Decode(_) => tracing::error!("database error: a value did not decode"),
+        sqlx::Error::Encode(_) => tracing::error!("database error: a value did not encode"),
+        // The rest say what failed (connection, pool, protocol), not what was stored.
+        other => tracing::error!(error = %other, "database error"),
     }
 }
 

@@ -58,6 +58,9 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// `OPS_ADDR`'s listener and what it serves: `/health`, `/ready`, `/metrics`.
+    ops: TcpListener,
+    ops_router: axum::Router,
     http: serve::HttpConfig,
     cancel: CancellationToken,
     messaging: Messaging,
@@ -107,11 +110,17 @@ impl Service for Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("while binding API_ADDR {}", config.addr))?;
+        let ops = TcpListener::bind(config.ops_addr)
+            .await
+            .with_context(|| format!("while binding OPS_ADDR {}", config.ops_addr))?;
         fraud::judge::spawn(state.pool.clone(), relay.clone(), config.fraud_guard, cancel.clone());
         let router = routes::router(state.clone());
+        let ops_router = routes::ops_router(&state);
         Ok(Self {
             listener,
             router,
+            ops,
+            ops_router,
             http: config.http,
             cancel,
             messaging,
@@ -122,8 +131,11 @@ impl Service for Application {
     /// Serves until the cancellation token fires, then drains in-flight
     /// requests, lets the relay publish what it holds, and closes the broker.
     async fn run(self) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "API listening");
-        serve::serve(self.listener, self.router, self.http, self.cancel).await;
+        tracing::info!(addr = %self.listener.local_addr()?, ops_addr = %self.ops.local_addr()?, "API listening");
+        tokio::join!(
+            serve::serve(self.listener, self.router, self.http.clone(), self.cancel.clone()),
+            serve::serve(self.ops, self.ops_router, self.http, self.cancel),
+        );
         self.messaging.shutdown().await;
         Ok(())
     }
@@ -132,5 +144,10 @@ impl Service for Application {
 impl Application {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/ready` and `/metrics` answer (`OPS_ADDR`).
+    pub fn ops_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ops.local_addr()
     }
 }

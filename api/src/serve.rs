@@ -1,8 +1,11 @@
 //! Serving HTTP/1.1 with the limits a public endpoint needs: a deadline for
 //! a request's headers (which is also how long an idle keep-alive
-//! connection is kept), a deadline for its body, and a bound on open
-//! connections. Stopping drains: no new connections, requests in flight are
-//! answered, idle connections closed.
+//! connection is kept), a deadline for its body, a deadline for writing
+//! each answer, and a bound on open connections. Stopping drains: no new
+//! connections, requests in flight are answered, idle connections closed,
+//! and whatever has not drained within `HTTP_DRAIN_TIMEOUT_MS` is closed.
+
+mod write_deadline;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -24,6 +27,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use write_deadline::WriteDeadline;
+pub use write_deadline::WriteTimedOut;
 
 /// How the server treats slow and numerous clients.
 #[derive(Clone, Debug)]
@@ -37,6 +42,13 @@ pub struct HttpConfig {
     /// arrive after its headers; past it the answer is `408:request_timeout`
     /// and the connection is closed.
     pub body_timeout: Duration,
+    /// `HTTP_WRITE_TIMEOUT_MS`: how long each answer may take to leave,
+    /// from its first byte written to its last; a client that does not read
+    /// it in time has its connection closed, which frees its slot.
+    pub write_timeout: Duration,
+    /// `HTTP_DRAIN_TIMEOUT_MS`: at shutdown, how long connections have to
+    /// finish their request in flight; those still open are then closed.
+    pub drain_timeout: Duration,
     /// `HTTP_MAX_CONNECTIONS`: connections served at once; further ones wait
     /// in the listen backlog until one closes.
     pub max_connections: u32,
@@ -47,6 +59,8 @@ impl Default for HttpConfig {
         Self {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(20),
             max_connections: 1024,
         }
     }
@@ -75,6 +89,8 @@ impl HttpConfig {
         Ok(Self {
             header_timeout: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
             body_timeout: millis("HTTP_BODY_TIMEOUT_MS", defaults.body_timeout)?,
+            write_timeout: millis("HTTP_WRITE_TIMEOUT_MS", defaults.write_timeout)?,
+            drain_timeout: millis("HTTP_DRAIN_TIMEOUT_MS", defaults.drain_timeout)?,
             max_connections,
         })
     }
@@ -115,10 +131,12 @@ pub async fn serve(listener: TcpListener, router: Router, config: HttpConfig, ca
             remote,
             body_timeout: config.body_timeout,
         };
+        let stream = WriteDeadline::new(stream, config.write_timeout);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let cancel = cancel.clone();
+        let drain = config.drain_timeout;
         tokio::spawn(async move {
-            drive(connection, cancel).await;
+            drive(connection, cancel, drain).await;
             drop(slot);
         });
     }
@@ -139,22 +157,48 @@ async fn accept_failed(error: std::io::Error) {
 }
 
 /// Runs one connection to its end (closing it gracefully when `cancel`
-/// fires), then closes the socket without losing the last answer.
-async fn drive(mut connection: http1::Connection<TokioIo<TcpStream>, ConnectionService>, cancel: CancellationToken) {
+/// fires, and at once if it has not drained `drain` later), then closes the
+/// socket without losing the last answer.
+async fn drive(
+    mut connection: http1::Connection<TokioIo<WriteDeadline>, ConnectionService>,
+    cancel: CancellationToken,
+    drain: Duration,
+) {
     let mut stopping = std::pin::pin!(cancel.cancelled_owned());
-    let mut shutting_down = false;
+    let mut drained: Option<Pin<Box<Sleep>>> = None;
     let ended = poll_fn(|cx| {
-        if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
-            shutting_down = true;
+        if drained.is_none() && stopping.as_mut().poll(cx).is_ready() {
+            drained = Some(Box::pin(tokio::time::sleep(drain)));
             Pin::new(&mut connection).graceful_shutdown();
         }
-        connection.poll_without_shutdown(cx)
+        if let Some(deadline) = drained.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ended::NotDrained);
+            }
+        }
+        connection.poll_without_shutdown(cx).map(Ended::Closed)
     })
     .await;
-    if let Err(error) = ended {
-        tracing::debug!(%error, "connection ended");
+    let (stream, timed_out) = connection.into_parts().io.into_inner().into_inner();
+    let not_drained = matches!(ended, Ended::NotDrained);
+    match ended {
+        Ended::Closed(Ok(())) => {}
+        Ended::Closed(Err(error)) => tracing::debug!(%error, "connection ended"),
+        Ended::NotDrained => tracing::debug!("connection closed at shutdown before it drained"),
     }
-    linger(connection.into_parts().io.into_inner()).await;
+    if timed_out || not_drained {
+        // Nobody is reading: a reset frees the socket's buffers at once
+        // instead of lingering for a client that will not take them.
+        let _ = stream.set_zero_linger();
+        return;
+    }
+    linger(stream).await;
+}
+
+/// How [`drive`] stopped.
+enum Ended {
+    Closed(hyper::Result<()>),
+    NotDrained,
 }
 
 /// Says the answer is complete (FIN), then drops what the client still

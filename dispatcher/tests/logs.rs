@@ -1,32 +1,18 @@
 //! The plain code appears in no log line at `info` or above, from the API or
-//! the dispatcher (only the development `log` provider prints it, by design).
+//! the dispatcher (only the development `log` provider prints it, by design),
+//! and neither does the phone number a provider quotes in its refusal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 use testkit::dispatch::{code_in, form, Harness};
+use testkit::logs::{holds_digits_of, Captured};
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_plain_code_never_reaches_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber_init(move || writer.clone());
+    let captured = captured();
 
     let h = Harness::new().await;
     Mock::given(method("POST"))
@@ -47,7 +33,7 @@ async fn the_plain_code_never_reaches_the_logs() {
     assert_eq!(code.len(), 10);
     assert_eq!(h.validate("62647737", json!(code)).await.status, 200);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("code sent"),
         "the dispatcher's lines were captured:\n{logs}"
@@ -57,14 +43,54 @@ async fn the_plain_code_never_reaches_the_logs() {
     assert!(!logs.contains("twilio-token"), "a secret leaked into the logs");
 }
 
-fn tracing_subscriber_init<W>(make: impl Fn() -> W + Send + Sync + 'static)
-where
-    W: Write + 'static,
-{
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(make)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("first subscriber of this test binary");
+#[tokio::test]
+async fn a_number_quoted_in_a_providers_refusal_never_reaches_the_logs() {
+    let captured = captured();
+    let h = Harness::new().await;
+    // Twilio's own wording for 21211: it quotes the number it refused.
+    let refusal = json!({
+        "code": 21211,
+        "message": "The 'To' number +50763918452 is not a valid phone number.",
+        "more_info": "https://www.twilio.com/docs/errors/21211",
+        "status": 400
+    });
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
+        .mount(&h.twilio)
+        .await;
+    h.start_dispatcher().await;
+    let (project, flow) = h.project_and_flow(json!({})).await;
+    let id = h.create_id(&project, &flow, "63918452", json!({})).await;
+    let settled = h.settled(&id).await;
+    assert_eq!(settled["status"], "failed", "{settled}");
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("giving up on this code") && logs.contains("21211"),
+        "the refusal was logged, with its code:\n{logs}"
+    );
+    assert!(
+        !holds_digits_of(&logs, "50763918452", 6),
+        "the number leaked into the logs:\n{logs}"
+    );
+}
+
+/// The log lines of this test binary's tests (one subscriber per process).
+fn captured() -> Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_ansi(false)
+                // Timestamps' microseconds are digit runs of their own.
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("first subscriber of this test binary");
+            captured
+        })
+        .clone()
 }

@@ -74,11 +74,15 @@ pub fn sample_queues(broker: Broker, queues: Vec<String>, every: std::time::Dura
 
 /// `/health`, `/ready` and `/metrics`.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    liveness()
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .with_state(readiness)
+}
+
+/// `/health` alone, for a port that serves nothing else of operations.
+pub fn liveness<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/health", get(health))
 }
 
 async fn health() -> impl IntoResponse {

@@ -6,8 +6,12 @@
 //! first 4 bytes of SHA-256 of the key, hex) says which key sealed it, so
 //! the key can be rotated: `WEBHOOK_SECRET_KEY_PREVIOUS` still opens what the
 //! old key sealed, and [`reseal_all`] moves every row to the current key.
-//! A value without the prefix is a plaintext secret from before encryption:
-//! it still opens (the transition), and [`reseal_all`] encrypts it.
+//! A value without the prefix is plaintext: from before encryption, or
+//! written by whoever can write to the database, who would then know the
+//! key that signs the tenant's webhooks. It is refused, unless
+//! `WEBHOOK_ACCEPT_PLAINTEXT_SECRETS` is on for the one upgrade from a
+//! version that stored plaintext: then it opens, and [`reseal_all`] (run by
+//! the webhook worker at start) encrypts it.
 //! The same keys seal the API's stored login-token keys
 //! ([`WebhookSecretKeys::seal_bytes`], with their own associated data).
 
@@ -45,6 +49,9 @@ impl Key {
 pub struct WebhookSecretKeys {
     current: Key,
     previous: Option<Key>,
+    /// `WEBHOOK_ACCEPT_PLAINTEXT_SECRETS`: plaintext values open (and are
+    /// sealed by [`reseal_all`]). Off by default.
+    accept_plaintext: bool,
 }
 
 impl std::fmt::Debug for WebhookSecretKeys {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for WebhookSecretKeys {
         f.debug_struct("WebhookSecretKeys")
             .field("current", &self.current.id)
             .field("previous", &self.previous.as_ref().map(|k| &k.id))
+            .field("accept_plaintext", &self.accept_plaintext)
             .finish()
     }
 }
@@ -64,6 +72,12 @@ pub enum OpenError {
     Corrupt,
     #[error("the secret could not be encrypted")]
     Seal,
+    #[error(
+        "the stored secret is not sealed (anyone who can write to the database could have set it); \
+         issue a new one with `otpctl client rotate-secret`, or, upgrading from a version that stored \
+         secrets in plaintext, start the webhook worker once with WEBHOOK_ACCEPT_PLAINTEXT_SECRETS=true"
+    )]
+    Plaintext,
 }
 
 /// 32 bytes written as base64 (44 characters) or hex (64), checked like
@@ -94,14 +108,23 @@ pub fn parse_key(name: &'static str, raw: &str) -> Result<[u8; 32], ConfigError>
 }
 
 impl WebhookSecretKeys {
+    /// Keys that refuse plaintext values.
     pub fn new(current: &[u8; 32], previous: Option<&[u8; 32]>) -> Self {
         Self {
             current: Key::new(current),
             previous: previous.map(Key::new),
+            accept_plaintext: false,
         }
     }
 
-    /// `WEBHOOK_SECRET_KEY` (required) and `WEBHOOK_SECRET_KEY_PREVIOUS`, or their `_FILE` variants.
+    /// Whether plaintext values open (the upgrade window only).
+    pub fn accepting_plaintext(mut self, accept: bool) -> Self {
+        self.accept_plaintext = accept;
+        self
+    }
+
+    /// `WEBHOOK_SECRET_KEY` (required) and `WEBHOOK_SECRET_KEY_PREVIOUS`, or
+    /// their `_FILE` variants, and `WEBHOOK_ACCEPT_PLAINTEXT_SECRETS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let current =
             config::secret_or_file("WEBHOOK_SECRET_KEY")?.ok_or(ConfigError::Missing("WEBHOOK_SECRET_KEY"))?;
@@ -109,7 +132,13 @@ impl WebhookSecretKeys {
         let previous = config::secret_or_file("WEBHOOK_SECRET_KEY_PREVIOUS")?
             .map(|raw| parse_key("WEBHOOK_SECRET_KEY_PREVIOUS", raw.expose_secret()))
             .transpose()?;
-        Ok(Self::new(&current, previous.as_ref()))
+        let accept_plaintext = config::flag("WEBHOOK_ACCEPT_PLAINTEXT_SECRETS", false)?;
+        Ok(Self::new(&current, previous.as_ref()).accepting_plaintext(accept_plaintext))
+    }
+
+    /// Whether plaintext values are accepted (`WEBHOOK_ACCEPT_PLAINTEXT_SECRETS`).
+    pub fn accepts_plaintext(&self) -> bool {
+        self.accept_plaintext
     }
 
     /// The id stored values sealed with the current key carry.
@@ -126,10 +155,13 @@ impl WebhookSecretKeys {
         self.seal_bytes(&Self::aad(client), secret.as_bytes())
     }
 
-    /// The plain secret behind a stored value (a value from before
-    /// encryption is returned as it is).
+    /// The plain secret behind a stored value. A plaintext value is
+    /// refused, or returned as it is while plaintext is accepted.
     pub fn open(&self, client: &str, stored: &str) -> Result<SecretString, OpenError> {
         if !stored.starts_with(PREFIX) {
+            if !self.accept_plaintext {
+                return Err(OpenError::Plaintext);
+            }
             return Ok(SecretString::from(stored.to_owned()));
         }
         let plain = self.open_bytes(&Self::aad(client), stored)?;
@@ -187,12 +219,15 @@ impl WebhookSecretKeys {
 pub struct Resealed {
     /// Clients whose secrets are now sealed with the current key.
     pub resealed: u64,
-    /// Clients left as they were: a value no key here opens (logged by id).
+    /// Clients left as they were: a value no key here opens, or plaintext
+    /// while it is refused (logged by id).
     pub skipped: u64,
 }
 
-/// Seals every client secret not yet sealed with the current key (plaintext
-/// from before encryption, or a previous key's). Each row is replaced only
+/// Seals every client secret not yet sealed with the current key: a
+/// previous key's, and plaintext only while it is accepted (otherwise a
+/// value planted in the database would be laundered into a sealed one at
+/// the next start). Each row is replaced only
 /// if it still holds what was read, so several processes doing this at once,
 /// or a concurrent `otpctl client rotate-secret`, lose nothing.
 pub async fn reseal_all(pool: &PgPool, keys: &WebhookSecretKeys) -> Result<Resealed, sqlx::Error> {
@@ -265,8 +300,15 @@ mod tests {
         altered.pop();
         altered.push('A');
         assert!(keys.open("c1", &altered).is_err());
-        // From before encryption: returned as it is.
-        assert_eq!(keys.open("c1", "whsec_old").unwrap().expose_secret(), "whsec_old");
+    }
+
+    #[test]
+    fn a_plaintext_value_opens_only_while_plaintext_is_accepted() {
+        let keys = WebhookSecretKeys::new(&KEY, None);
+        assert!(matches!(keys.open("c1", "whsec_planted"), Err(OpenError::Plaintext)));
+        let upgrading = keys.accepting_plaintext(true);
+        assert_eq!(upgrading.open("c1", "whsec_old").unwrap().expose_secret(), "whsec_old");
+        assert!(upgrading.needs_reseal("whsec_old"));
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub fn relay_config() -> RelayConfig {
 
 pub struct TestApp {
     pub base: String,
+    /// `http://` and `OPS_ADDR`: `/health`, `/ready`, `/metrics`.
+    pub ops: String,
     pub database_url: String,
     pub pool: PgPool,
     pub topology: Topology,
@@ -138,6 +140,7 @@ impl TestApp {
         let config = ApiConfig {
             common: common_config(&database_url, amqp_url),
             addr: "127.0.0.1:0".parse().expect("an address"),
+            ops_addr: "127.0.0.1:0".parse().expect("an address"),
             jwt_secret: SecretString::from(JWT_SECRET),
             login_token_key: api::login_token::KeySource::Stored(webhook_secret_keys()),
             token_issuer: PUBLIC_BASE_URL.into(),
@@ -152,12 +155,14 @@ impl TestApp {
             .await
             .expect("build the API");
         let base = format!("http://{}", app.local_addr().expect("the API's address"));
+        let ops = format!("http://{}", app.ops_addr().expect("the API's OPS_ADDR"));
         tokio::spawn(app.run());
         let jwt = Jwt::new(&SecretString::from(JWT_SECRET));
         let client = create_client(&pool, "Acme").await;
         let token = jwt.client_token(&client, 0, 1).expect("a token");
         TestApp {
             base,
+            ops,
             database_url,
             pool,
             topology,
@@ -182,7 +187,7 @@ impl TestApp {
     /// Waits until the API's broker connection has declared the topology.
     pub async fn wait_for_broker(&self) {
         infra::eventually(Duration::from_secs(10), "the API to be ready", || async {
-            let r = self.http.get(format!("{}/ready", self.base)).send().await.ok()?;
+            let r = self.http.get(format!("{}/ready", self.ops)).send().await.ok()?;
             (r.status() == StatusCode::OK).then_some(())
         })
         .await;
@@ -219,9 +224,19 @@ impl TestApp {
         self.request(reqwest::Method::GET, path, Some(&self.token), None).await
     }
 
-    /// The API's `/metrics` text.
+    /// The API's `/ready` (on `OPS_ADDR`).
+    pub async fn ready(&self) -> Response {
+        let response = self.http.get(format!("{}/ready", self.ops)).send().await;
+        let response = response.expect("GET /ready");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Response { status, body, headers }
+    }
+
+    /// The API's `/metrics` text (on `OPS_ADDR`).
     pub async fn metrics(&self) -> String {
-        let response = self.http.get(format!("{}/metrics", self.base)).send().await;
+        let response = self.http.get(format!("{}/metrics", self.ops)).send().await;
         response.expect("GET /metrics").text().await.expect("a metrics body")
     }
 

@@ -15,6 +15,8 @@ pub struct ApiProcess {
     pub running: crate::process::Running,
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// `OPS_ADDR`, `127.0.0.1:<port>`: `/ready`, `/metrics`.
+    pub ops_addr: String,
     pub pool: PgPool,
     pub token: String,
 }
@@ -26,10 +28,12 @@ impl ApiProcess {
         let (database_url, pool) = infra::database().await;
         let port = crate::process::free_port();
         let addr = format!("127.0.0.1:{port}");
+        let ops_addr = format!("127.0.0.1:{}", crate::process::free_port());
         let mut env = vec![
             ("DATABASE_URL", database_url),
             ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
             ("API_ADDR", addr.clone()),
+            ("OPS_ADDR", ops_addr.clone()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("OTP_PEPPER", PEPPER.to_owned()),
             // Seals the stored login-token keys.
@@ -50,6 +54,7 @@ impl ApiProcess {
         Self {
             running,
             addr,
+            ops_addr,
             pool,
             token,
         }

@@ -10,7 +10,8 @@
 //! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
 //! - [`stack`]: all three services as child processes, for failover tests;
-//! - [`cluster`]: a throwaway three-node RabbitMQ cluster.
+//! - [`cluster`]: a throwaway three-node RabbitMQ cluster;
+//! - [`logs`]: log lines captured, for tests of what must not be logged.
 
 #![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
 
@@ -19,6 +20,7 @@ pub mod api_process;
 pub mod cluster;
 pub mod dispatch;
 pub mod infra;
+pub mod logs;
 pub mod process;
 pub mod stack;
 pub mod webhooks;

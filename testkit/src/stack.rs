@@ -125,11 +125,13 @@ impl Stack {
             ("OTP_PEPPER", PEPPER.to_owned()),
         ];
         let (api_port, dispatcher_port, worker_port) = (free_port(), free_port(), free_port());
+        let ops_port = free_port();
         let with = |extra: &[(&'static str, String)]| [&common[..], extra].concat();
         let api = start_service(
             Service::Api,
             &with(&[
                 ("API_ADDR", format!("127.0.0.1:{api_port}")),
+                ("OPS_ADDR", format!("127.0.0.1:{ops_port}")),
                 ("JWT_SECRET", JWT_SECRET.into()),
                 ("WEBHOOK_SECRET_KEY", crate::api::WEBHOOK_SECRET_KEY.into()),
             ]),
@@ -165,7 +167,7 @@ impl Stack {
             dispatcher,
             worker,
             base: format!("http://127.0.0.1:{api_port}"),
-            ready_urls: [api_port, dispatcher_port, worker_port].map(|port| format!("http://127.0.0.1:{port}/ready")),
+            ready_urls: [ops_port, dispatcher_port, worker_port].map(|port| format!("http://127.0.0.1:{port}/ready")),
             pool,
             http: reqwest::Client::new(),
             token,

@@ -61,8 +61,15 @@ impl Service for WebhookWorker {
         let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
             .await
             .context("while connecting to PostgreSQL (DATABASE_URL)")?;
-        // Secrets stored before encryption (or under the previous key) are
-        // sealed with the current key before the first delivery.
+        // Secrets under the previous key (and, in the upgrade window,
+        // plaintext ones) are sealed with the current key before the first
+        // delivery.
+        if config.secret_keys.accepts_plaintext() {
+            tracing::warn!(
+                "WEBHOOK_ACCEPT_PLAINTEXT_SECRETS is on: plaintext webhook secrets are accepted and sealed; \
+                 turn it off once this upgrade's start-up has sealed them"
+            );
+        }
         let resealed = shared::webhook_secrets::reseal_all(&pool, &config.secret_keys)
             .await
             .context("while encrypting stored webhook secrets")?;

@@ -71,7 +71,8 @@ impl Deliverer {
                 tracing::error!(client_id = %client, %error, "dead-lettering the event");
                 return Err(Handled::Reject);
             }
-            // A secret sealed with a key this worker lacks: replayable once it has it.
+            // A secret sealed with a key this worker lacks (replayable once it
+            // has it), or a plaintext one, refused: whoever planted it knows it.
             Err(LoadError::Sealed(error)) => {
                 tracing::error!(client_id = %client, %error, "dead-lettering the event");
                 return Err(Handled::Reject);

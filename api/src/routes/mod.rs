@@ -1,6 +1,6 @@
 //! The router: `/v2` resources behind the request-id middleware, the HTTP
-//! metrics, a panic guard and the body limit; the operations endpoints
-//! beside them.
+//! metrics, a panic guard and the body limit, with `/health` beside them;
+//! and the operations router of `OPS_ADDR`.
 
 pub mod callbacks;
 pub mod fraud_guard;
@@ -44,19 +44,15 @@ pub fn router(state: AppState) -> Router {
         .route("/safe-list", post(fraud_guard::add).get(fraud_guard::list))
         .route("/safe-list/{id}", delete(fraud_guard::remove))
         .route("/webhook-deliveries", get(webhook_deliveries::list));
-    let readiness = shared::ops::Readiness {
-        process: "api",
-        pool: state.pool.clone(),
-        broker: state.broker.clone(),
-    };
     Router::new()
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())
         .route("/.well-known/jwks.json", get(jwks))
         .route("/openapi.json", get(|| async { axum::Json(crate::openapi::served()) }))
         .with_state(state)
-        // `/health`, `/ready`, `/metrics`: the same endpoints every process serves.
-        .merge(shared::ops::router(readiness))
+        // Liveness on the public port too, for load balancers that can only
+        // probe the port they send traffic to; the rest is on `OPS_ADDR`.
+        .merge(shared::ops::liveness())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -70,6 +66,16 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(crate::http_metrics::record))
         .layer(middleware::from_fn(request_id))
+}
+
+/// `/health`, `/ready`, `/metrics`: the endpoints every process serves,
+/// here on `OPS_ADDR` only (the process's internals are nobody else's).
+pub fn ops_router(state: &AppState) -> Router {
+    shared::ops::router(shared::ops::Readiness {
+        process: "api",
+        pool: state.pool.clone(),
+        broker: state.broker.clone(),
+    })
 }
 
 /// The public keys of end users' login tokens (`kid` in each token's header).

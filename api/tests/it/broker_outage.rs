@@ -19,7 +19,7 @@ async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_on
     app.topology.declare(&declare).await.unwrap();
 
     let (project, flow) = app.project_and_flow(json!({"resendCooldownSeconds": 0})).await;
-    let ready = app.get("/ready").await;
+    let ready = app.ready().await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["broker"], false);
 
@@ -61,7 +61,7 @@ async fn creates_succeed_while_the_broker_is_down_and_each_event_is_published_on
     // Drop the broker mid-flight and bring it back: the connection recovers.
     proxy.set_up(false);
     testkit::eventually(Duration::from_secs(10), "the API to notice the outage", || async {
-        (app.get("/ready").await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        (app.ready().await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
     let during = app.create_validation(&project, &flow, "62617739").await["_id"]

@@ -13,7 +13,7 @@ async fn health_ready_and_metrics_answer_without_a_token() {
     app.wait_for_broker().await;
     let health = app.request(reqwest::Method::GET, "/health", None, None).await;
     assert_eq!(health.status, StatusCode::OK);
-    let ready = app.request(reqwest::Method::GET, "/ready", None, None).await;
+    let ready = app.ready().await;
     assert_eq!(ready.body, json!({"database": true, "broker": true}));
     let (project, flow) = app.project_and_flow(json!({})).await;
     app.create_validation(&project, &flow, "62617737").await;
@@ -26,6 +26,32 @@ async fn health_ready_and_metrics_answer_without_a_token() {
         || async { app.metrics().await.contains("outbox_pending").then_some(()) },
     )
     .await;
+}
+
+/// The process's internals (`/metrics`) and readiness are served on
+/// `OPS_ADDR` only; `/health` on both ports (load balancers probe the port
+/// they send traffic to); the API's routes on `API_ADDR` only.
+#[tokio::test]
+async fn metrics_and_readiness_are_on_the_ops_port_only_and_health_on_both() {
+    let app = TestApp::spawn().await;
+    app.wait_for_broker().await;
+    let status = |url: String| {
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+    for path in ["/metrics", "/ready"] {
+        assert_eq!(
+            status(format!("{}{path}", app.base)).await,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+        assert_eq!(status(format!("{}{path}", app.ops)).await, StatusCode::OK, "{path}");
+    }
+    for base in [&app.base, &app.ops] {
+        assert_eq!(status(format!("{base}/health")).await, StatusCode::OK, "{base}");
+    }
+    assert_eq!(status(format!("{}/openapi.json", app.ops)).await, StatusCode::NOT_FOUND);
+    assert!(app.metrics().await.contains("otp_ready{process=\"api\"} 1"));
 }
 
 #[tokio::test]

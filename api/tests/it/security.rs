@@ -1,6 +1,7 @@
 //! Keys and tokens: the processes refuse weak keys, end users' login tokens
 //! verify with the published JWKS (and only for their client), and client
-//! tokens can be revoked.
+//! tokens can be revoked. Database errors reach the logs without the values
+//! they quote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -184,4 +185,35 @@ async fn a_revoked_client_token_is_refused_and_a_new_one_works() {
     assert_eq!(projects(fresh).await.status, StatusCode::OK);
     // Still refused: revocation is not undone by issuing.
     assert_eq!(projects(app.token.clone()).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// PostgreSQL's detail quotes the row (`Key (phone)=(+507…) already
+/// exists`): the log names the error by code and constraint only.
+#[tokio::test]
+async fn a_database_error_is_logged_by_code_and_constraint_not_by_the_values_it_quotes() {
+    use axum::response::IntoResponse;
+    let (_, pool) = testkit::database().await;
+    sqlx::query("CREATE TABLE numbers (phone text CONSTRAINT numbers_phone_key UNIQUE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let insert = || sqlx::query("INSERT INTO numbers VALUES ('+50762617737')").execute(&pool);
+    insert().await.unwrap();
+    let error = insert().await.unwrap_err();
+
+    let captured = testkit::logs::Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let response = tracing::subscriber::with_default(subscriber, || api::error::ApiError::from(error).into_response());
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let logs = captured.text();
+    assert!(
+        logs.contains("23505") && logs.contains("numbers_phone_key") && logs.contains("numbers"),
+        "{logs}"
+    );
+    assert!(!testkit::logs::holds_digits_of(&logs, "50762617737", 6), "{logs}");
 }

@@ -19,7 +19,7 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
     let (database_url, pool) = testkit::database().await;
     let prefix = format!("test.shutdown.{}.", ObjectId::new());
     let topology = Topology::new(prefix.clone());
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let mut api = Running::start(
         env!("CARGO_BIN_EXE_api"),
         &[
@@ -27,6 +27,7 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
             ("AMQP_URL", testkit::amqp_url()),
             ("AMQP_PREFIX", prefix.clone()),
             ("API_ADDR", format!("127.0.0.1:{port}")),
+            ("OPS_ADDR", format!("127.0.0.1:{ops_port}")),
             ("JWT_SECRET", JWT_SECRET.into()),
             ("OTP_PEPPER", testkit::api::PEPPER.into()),
             ("WEBHOOK_SECRET_KEY", testkit::api::WEBHOOK_SECRET_KEY.into()),
@@ -35,7 +36,11 @@ async fn sigterm_mid_burst_publishes_every_accepted_create() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     testkit::eventually(Duration::from_secs(20), "the API to be ready", || async {
-        let ready = http.get(format!("{base}/ready")).send().await.ok()?;
+        let ready = http
+            .get(format!("http://127.0.0.1:{ops_port}/ready"))
+            .send()
+            .await
+            .ok()?;
         ready.status().is_success().then_some(())
     })
     .await;

@@ -5,6 +5,7 @@
 use super::{stage, Pipeline, PipelineError};
 use crate::message::sms_text;
 use crate::plan::{self, AfterFailure};
+use crate::providers::redact::Redacted;
 use crate::providers::router::Breaker;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
 use crate::store::{Confirmation, ProviderFailure, Target};
@@ -141,7 +142,7 @@ impl Pipeline {
         Ok(match next {
             AfterFailure::RetryInline(wait) => {
                 metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failed; retrying");
+                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failed; retrying");
                 if !self.store.renew(&validation.id).await? {
                     tracing::info!("the send was taken over meanwhile; leaving it to its new holder");
                     return Ok(Next::Done(Handled::Ack));
@@ -154,7 +155,7 @@ impl Pipeline {
             }
             AfterFailure::Park(wait) => {
                 metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, %error, "provider failing; parking the message");
+                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failing; parking the message");
                 self.store.release(&validation.id).await?;
                 self.park(event, attempts, wait).await?;
                 Next::Done(Handled::Ack)
@@ -236,7 +237,7 @@ impl Pipeline {
         error: Option<&SendError>,
         attempts: u32,
     ) -> Result<Handled, PipelineError> {
-        tracing::warn!(provider, attempts, reason = %reason, error = error.map(|e| e.to_string()), "giving up on this code");
+        tracing::warn!(provider, attempts, reason = %reason, error = error.map(|e| Redacted(e).to_string()), "giving up on this code");
         let failure = ProviderFailure {
             provider,
             code: error.and_then(SendError::code),

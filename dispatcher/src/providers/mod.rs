@@ -5,6 +5,7 @@
 pub mod configured;
 mod log;
 mod meta;
+pub mod redact;
 pub mod router;
 mod twilio;
 pub mod vonage;

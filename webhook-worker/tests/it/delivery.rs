@@ -107,7 +107,11 @@ async fn while_a_secret_is_rotated_both_the_old_and_the_new_one_verify() {
                 previous_webhook_secret_expires_at = now() + interval '1 hour' WHERE id = $1",
     )
     .bind(&env.app.client)
-    .bind(new_secret)
+    .bind(
+        testkit::api::webhook_secret_keys()
+            .seal(&env.app.client.to_string(), new_secret)
+            .unwrap(),
+    )
     .execute(&env.app.pool)
     .await
     .unwrap();
@@ -122,7 +126,7 @@ async fn while_a_secret_is_rotated_both_the_old_and_the_new_one_verify() {
 }
 
 #[tokio::test]
-async fn a_plaintext_secret_from_before_encryption_is_sealed_at_start_and_still_signs() {
+async fn in_the_upgrade_window_a_plaintext_secret_from_before_encryption_is_sealed_at_start_and_still_signs() {
     let env = TestEnv::spawn(Options::default()).await;
     let stored = |pool: sqlx::PgPool, client: shared::ObjectId| async move {
         sqlx::query_scalar::<_, String>("SELECT webhook_secret FROM clients WHERE id = $1")
@@ -134,7 +138,8 @@ async fn a_plaintext_secret_from_before_encryption_is_sealed_at_start_and_still_
     let sealed = stored(env.app.pool.clone(), env.app.client.clone()).await;
     assert!(sealed.starts_with("enc:v1:") && !sealed.contains("dGVzdA"), "{sealed}");
 
-    // A row as it was before encryption; a worker starting seals it.
+    // A row as it was before encryption; a worker starting in the upgrade
+    // window (WEBHOOK_ACCEPT_PLAINTEXT_SECRETS) seals it.
     sqlx::query("UPDATE clients SET webhook_secret = $2 WHERE id = $1")
         .bind(&env.app.client)
         .bind(SECRET)
@@ -142,7 +147,8 @@ async fn a_plaintext_secret_from_before_encryption_is_sealed_at_start_and_still_
         .await
         .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let config = TestEnv::worker_config(&env.app, &Options::default());
+    let mut config = TestEnv::worker_config(&env.app, &Options::default());
+    config.secret_keys = config.secret_keys.accepting_plaintext(true);
     let second = <webhook_worker::WebhookWorker as shared::process::Service>::build(
         config,
         env.app.topology.clone(),

@@ -134,6 +134,7 @@ fn start_services(
     let mut api = Command::new(format!("{}/api", args.bin_dir));
     env(&mut api);
     api.env("API_ADDR", format!("127.0.0.1:{api_port}"));
+    api.env("OPS_ADDR", format!("127.0.0.1:{API_OPS_PORT}"));
     if let Ok(pool) = std::env::var("BENCH_API_POOL") {
         api.env("DATABASE_MAX_CONNECTIONS", pool);
     }
@@ -159,6 +160,9 @@ fn start_services(
     Ok(children)
 }
 
+/// The API's `OPS_ADDR` port, below the dispatchers' (19191 and up).
+const API_OPS_PORT: u16 = 19_190;
+
 /// A client, a project and a flow, once the services are ready.
 async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::Client) -> anyhow::Result<Setup> {
     let ready = |url: String| {
@@ -171,7 +175,7 @@ async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::
             .await
         }
     };
-    ready(format!("{base}/ready")).await;
+    ready(format!("http://127.0.0.1:{API_OPS_PORT}/ready")).await;
     for n in 0..args.dispatchers {
         ready(format!("http://127.0.0.1:{}/ready", 19_191 + n)).await;
     }
