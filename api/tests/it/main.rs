@@ -11,3 +11,4 @@ mod operations;
 mod phone_validations;
 mod security;
 mod shutdown;
+mod slow_clients;

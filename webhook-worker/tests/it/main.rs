@@ -2,5 +2,6 @@
 //! CI a full link of the dependency tree): one module per concern.
 
 mod delivery;
+mod plaintext_secrets;
 mod retries;
 mod shutdown;
