@@ -11,6 +11,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod id;
+pub mod locale;
 pub mod ops;
 pub mod otp;
 pub mod outbox;
