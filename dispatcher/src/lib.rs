@@ -10,6 +10,7 @@ pub mod message;
 pub mod pipeline;
 pub mod plan;
 pub mod providers;
+pub mod receipts;
 pub mod store;
 
 use anyhow::Context;
@@ -61,7 +62,7 @@ impl Service for Dispatcher {
             .await
             .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
         let pipeline = Arc::new(Pipeline {
-            store: Store::start(pool.clone(), config.lease),
+            store: Store::start(pool.clone(), config.lease, relay.clone()),
             broker: broker.clone(),
             relay,
             hashing: hashing::Hashing::start(
@@ -110,6 +111,11 @@ impl Service for Dispatcher {
         let queue = self.pipeline.delays.queue().to_owned();
         let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
         shared::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, self.cancel.clone());
+        receipts::spawn(
+            self.readiness.pool.clone(),
+            self.pipeline.relay.clone(),
+            self.cancel.clone(),
+        );
         if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
             let pipeline = self.pipeline.clone();
             let queue = self.pipeline.delays.queue().to_owned();
