@@ -89,13 +89,7 @@ impl Harness {
 
     /// Twilio, pointed at its stand-in.
     pub fn twilio_config(&self) -> SmsProviderConfig {
-        SmsProviderConfig::Twilio {
-            base_url: self.twilio.uri(),
-            account_sid: ACCOUNT.into(),
-            auth_token: SecretString::from("twilio-token"),
-            sender: TwilioSender::From(FROM.into()),
-            status_callback: None,
-        }
+        twilio_config_at(self.twilio.uri())
     }
 
     /// Vonage, pointed at its stand-in.
@@ -196,6 +190,17 @@ impl Harness {
             .iter()
             .map(form)
             .collect()
+    }
+}
+
+/// Twilio, pointed at a stand-in at `base_url`.
+pub fn twilio_config_at(base_url: String) -> SmsProviderConfig {
+    SmsProviderConfig::Twilio {
+        base_url,
+        account_sid: ACCOUNT.into(),
+        auth_token: SecretString::from("twilio-token"),
+        sender: TwilioSender::From(FROM.into()),
+        status_callback: None,
     }
 }
 
