@@ -36,6 +36,7 @@ pub struct Dispatcher {
     health: TcpListener,
     readiness: Readiness,
     prefetch: u16,
+    receipt_sweep: Duration,
     cancel: CancellationToken,
     messaging: Messaging,
 }
@@ -96,6 +97,7 @@ impl Service for Dispatcher {
                 broker,
             },
             prefetch: config.prefetch,
+            receipt_sweep: config.receipt_sweep,
             cancel,
             messaging,
         })
@@ -114,6 +116,7 @@ impl Service for Dispatcher {
         receipts::spawn(
             self.readiness.pool.clone(),
             self.pipeline.relay.clone(),
+            self.receipt_sweep,
             self.cancel.clone(),
         );
         if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {

@@ -1,5 +1,5 @@
-//! The upkeep of early receipts (`shared::domain::receipts`), every few
-//! seconds on every dispatcher instance (no leader: applying a kept receipt
+//! The upkeep of early receipts (`shared::domain::receipts`), every
+//! `EARLY_RECEIPT_SWEEP_MS` on every dispatcher instance (no leader: applying a kept receipt
 //! takes its row, and the purge skips rows another instance holds). It
 //! applies receipts whose send was recorded while a process died between
 //! its commit and its look for the other side, and purges, in small
@@ -11,13 +11,10 @@ use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often each instance sweeps.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Sweeps until `cancel` fires.
-pub fn spawn(pool: PgPool, relay: Relay, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+/// Sweeps every `every` until `cancel` fires.
+pub fn spawn(pool: PgPool, relay: Relay, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

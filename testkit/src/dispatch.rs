@@ -75,6 +75,7 @@ impl Harness {
             inline_retries: 3,
             retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(3)],
             lease: Duration::from_secs(3),
+            receipt_sweep: Duration::from_millis(500),
             sms: SmsConfig::single(self.twilio_config()),
             whatsapp: WhatsappConfig::Meta {
                 base_url: self.whatsapp.uri(),
