@@ -121,26 +121,14 @@ impl TestApp {
     /// Starts the API with its own fraud guard settings, on a fresh database
     /// or on `database` (a second instance beside another).
     pub async fn spawn_guarded(guard: api::fraud::GuardConfig, database: Option<(String, sqlx::PgPool)>) -> Self {
-        Self::spawn_configured(
-            infra::topology(),
-            &infra::amqp_url(),
-            guard,
-            database,
-            Self::callback_config(),
-        )
-        .await
+        let callbacks = Self::callback_config();
+        Self::spawn_configured(infra::topology(), &infra::amqp_url(), guard, database, callbacks).await
     }
 
     /// Starts the API with these callback secrets (`CallbackConfig::default()`: none).
     pub async fn spawn_with_callbacks(callbacks: api::config::CallbackConfig) -> Self {
-        Self::spawn_configured(
-            infra::topology(),
-            &infra::amqp_url(),
-            fraud_guard_config(),
-            None,
-            callbacks,
-        )
-        .await
+        let (topology, amqp_url) = (infra::topology(), infra::amqp_url());
+        Self::spawn_configured(topology, &amqp_url, fraud_guard_config(), None, callbacks).await
     }
 
     async fn spawn_configured(
