@@ -53,7 +53,7 @@ pub struct CallbackConfig {
     pub whatsapp_verify_token: Option<SecretString>,
     /// `WHATSAPP_APP_SECRET`: the key of `X-Hub-Signature-256`.
     pub whatsapp_app_secret: Option<SecretString>,
-    /// `VONAGE_SIGNATURE_SECRET`: when set, delivery receipts must carry a valid `sig`.
+    /// `VONAGE_SIGNATURE_SECRET`: the key of the `sig` every delivery receipt must carry.
     pub vonage_signature_secret: Option<SecretString>,
     /// `VONAGE_SIGNATURE_METHOD`: `md5hash` (Vonage's default) or `sha256` (HMAC).
     pub vonage_signature_method: VonageSignature,

@@ -10,6 +10,7 @@ pub mod message;
 pub mod pipeline;
 pub mod plan;
 pub mod providers;
+pub mod receipts;
 pub mod store;
 
 use anyhow::Context;
@@ -35,6 +36,7 @@ pub struct Dispatcher {
     health: TcpListener,
     readiness: Readiness,
     prefetch: u16,
+    receipt_sweep: Duration,
     cancel: CancellationToken,
     messaging: Messaging,
 }
@@ -61,7 +63,7 @@ impl Service for Dispatcher {
             .await
             .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
         let pipeline = Arc::new(Pipeline {
-            store: Store::start(pool.clone(), config.lease),
+            store: Store::start(pool.clone(), config.lease, relay.clone()),
             broker: broker.clone(),
             relay,
             hashing: hashing::Hashing::start(
@@ -95,6 +97,7 @@ impl Service for Dispatcher {
                 broker,
             },
             prefetch: config.prefetch,
+            receipt_sweep: config.receipt_sweep,
             cancel,
             messaging,
         })
@@ -110,6 +113,12 @@ impl Service for Dispatcher {
         let queue = self.pipeline.delays.queue().to_owned();
         let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
         shared::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, self.cancel.clone());
+        receipts::spawn(
+            self.readiness.pool.clone(),
+            self.pipeline.relay.clone(),
+            self.receipt_sweep,
+            self.cancel.clone(),
+        );
         if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
             let pipeline = self.pipeline.clone();
             let queue = self.pipeline.delays.queue().to_owned();

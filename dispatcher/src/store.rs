@@ -1,14 +1,17 @@
 //! The dispatcher's database: every read and write of a send. Under a burst
 //! the per-message statements (load, claim, record) are group-committed
 //! through `shared::batch`; the status changes themselves are the status
-//! machine's (`shared::domain::phone_validation`).
+//! machine's (`shared::domain::phone_validation`). Once sends are recorded,
+//! a receipt their provider reported before that is applied
+//! (`shared::domain::receipts`): one indexed probe per batch.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::batch::{BatchError, Batcher, Duplicates};
 use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
+use shared::domain::receipts;
 use shared::domain::{FailedReason, PhoneSettings};
-use shared::outbox::OutboxMessage;
+use shared::outbox::{OutboxMessage, Relay};
 use shared::ObjectId;
 use sqlx::types::Json;
 use sqlx::PgPool;
@@ -66,12 +69,21 @@ pub struct Store {
     lease: Duration,
     loads: Batcher<ObjectId, (), Target>,
     claims: Batcher<ObjectId, String, ()>,
-    records: Batcher<ObjectId, String, ()>,
+    records: Batcher<ObjectId, SendRecord, ()>,
+    relay: Relay,
+}
+
+/// One send to record: its `providerConfirmation`, and the message it
+/// produced (provider, message id), if any.
+struct SendRecord {
+    confirmation: String,
+    message: Option<(String, String)>,
 }
 
 impl Store {
-    /// `lease`: how long a claimed send is ours before another instance may take it.
-    pub fn start(pool: PgPool, lease: Duration) -> Self {
+    /// `lease`: how long a claimed send is ours before another instance may
+    /// take it. `relay` publishes the failovers early receipts queue.
+    pub fn start(pool: PgPool, lease: Duration, relay: Relay) -> Self {
         let holder = ObjectId::new().to_string();
         let load_pool = pool.clone();
         let loads = Batcher::start(Duplicates::Share, move |ids, _| load_many(load_pool.clone(), ids));
@@ -83,12 +95,20 @@ impl Store {
                 claimed.map(touched)
             }
         });
-        let (record_pool, recorder) = (pool.clone(), holder.clone());
-        let records = Batcher::start(Duplicates::FirstWins, move |ids, confirmations| {
-            let (pool, holder) = (record_pool.clone(), recorder.clone());
+        let (record_pool, recorder, record_relay) = (pool.clone(), holder.clone(), relay.clone());
+        let records = Batcher::start(Duplicates::FirstWins, move |ids, sends: Vec<SendRecord>| {
+            let (pool, holder, relay) = (record_pool.clone(), recorder.clone(), record_relay.clone());
             async move {
-                let recorded = phone_validation::record_sends(&pool, ids, confirmations, &holder).await;
-                recorded.map(touched)
+                let (confirmations, messages): (Vec<String>, Vec<_>) =
+                    sends.into_iter().map(|s| (s.confirmation, s.message)).unzip();
+                let recorded = phone_validation::record_sends(&pool, ids, confirmations, &holder).await?;
+                let messages: Vec<(&str, &str)> = messages
+                    .iter()
+                    .flatten()
+                    .map(|(provider, id)| (provider.as_str(), id.as_str()))
+                    .collect();
+                apply_early_receipts(&pool, &relay, &messages).await;
+                Ok(touched(recorded))
             }
         });
         Self {
@@ -98,6 +118,7 @@ impl Store {
             loads,
             claims,
             records,
+            relay,
         }
     }
 
@@ -142,11 +163,11 @@ impl Store {
             confirmation["messageId"] = json!(message_id);
             confirmation["deliveryStatus"] = json!("queued");
         }
-        Ok(self
-            .records
-            .submit(id.clone(), confirmation.to_string())
-            .await?
-            .is_some())
+        let send = SendRecord {
+            confirmation: confirmation.to_string(),
+            message: sent.message_id.map(|id| (sent.provider.to_owned(), id.to_owned())),
+        };
+        Ok(self.records.submit(id.clone(), send).await?.is_some())
     }
 
     /// Fails the validation (with the provider's error, if any) and queues its
@@ -265,6 +286,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        apply_early_receipts(&self.pool, &self.relay, &[(provider, message_id)]).await;
         Ok(())
     }
 
@@ -313,6 +335,16 @@ async fn load_many(pool: PgPool, ids: Vec<ObjectId>) -> Result<Vec<(ObjectId, Ta
             (target.validation.id.clone(), target)
         })
         .collect())
+}
+
+/// Applies the receipts that came for `messages` before they were recorded
+/// (just committed) and publishes the failovers they queue. A failure here
+/// loses nothing: the receipts stay kept, and the sweep applies them.
+async fn apply_early_receipts(pool: &PgPool, relay: &Relay, messages: &[(&str, &str)]) {
+    match receipts::apply_waiting(pool, messages).await {
+        Ok(applied) => relay.publish_soon(applied.into_iter().filter_map(|a| a.failover)),
+        Err(error) => tracing::warn!(%error, "could not apply early receipts now; the sweep will"),
+    }
 }
 
 /// A conditional update's answer: the ids it updated.

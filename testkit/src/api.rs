@@ -117,13 +117,20 @@ impl TestApp {
     /// Starts the API with queues named by `topology` and `amqp_url` as its
     /// broker (a proxy, in outage tests).
     pub async fn spawn_with(topology: Topology, amqp_url: &str) -> Self {
-        Self::spawn_configured(topology, amqp_url, fraud_guard_config(), None).await
+        Self::spawn_configured(topology, amqp_url, fraud_guard_config(), None, Self::callback_config()).await
     }
 
     /// Starts the API with its own fraud guard settings, on a fresh database
     /// or on `database` (a second instance beside another).
     pub async fn spawn_guarded(guard: api::fraud::GuardConfig, database: Option<(String, sqlx::PgPool)>) -> Self {
-        Self::spawn_configured(infra::topology(), &infra::amqp_url(), guard, database).await
+        let callbacks = Self::callback_config();
+        Self::spawn_configured(infra::topology(), &infra::amqp_url(), guard, database, callbacks).await
+    }
+
+    /// Starts the API with these callback secrets (`CallbackConfig::default()`: none).
+    pub async fn spawn_with_callbacks(callbacks: api::config::CallbackConfig) -> Self {
+        let (topology, amqp_url) = (infra::topology(), infra::amqp_url());
+        Self::spawn_configured(topology, &amqp_url, fraud_guard_config(), None, callbacks).await
     }
 
     async fn spawn_configured(
@@ -131,6 +138,7 @@ impl TestApp {
         amqp_url: &str,
         guard: api::fraud::GuardConfig,
         database: Option<(String, sqlx::PgPool)>,
+        callbacks: api::config::CallbackConfig,
     ) -> Self {
         shared::telemetry::init();
         let (database_url, pool) = match database {
@@ -146,7 +154,7 @@ impl TestApp {
             token_issuer: PUBLIC_BASE_URL.into(),
             otp_pepper: SecretString::from(PEPPER),
             relay: relay_config(),
-            callbacks: Self::callback_config(),
+            callbacks,
             fraud_guard: guard,
             http: api::serve::HttpConfig::default(),
         };

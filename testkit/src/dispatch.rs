@@ -75,6 +75,7 @@ impl Harness {
             inline_retries: 3,
             retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(3)],
             lease: Duration::from_secs(3),
+            receipt_sweep: Duration::from_millis(500),
             sms: SmsConfig::single(self.twilio_config()),
             whatsapp: WhatsappConfig::Meta {
                 base_url: self.whatsapp.uri(),
@@ -89,13 +90,7 @@ impl Harness {
 
     /// Twilio, pointed at its stand-in.
     pub fn twilio_config(&self) -> SmsProviderConfig {
-        SmsProviderConfig::Twilio {
-            base_url: self.twilio.uri(),
-            account_sid: ACCOUNT.into(),
-            auth_token: SecretString::from("twilio-token"),
-            sender: TwilioSender::From(FROM.into()),
-            status_callback: None,
-        }
+        twilio_config_at(self.twilio.uri())
     }
 
     /// Vonage, pointed at its stand-in.
@@ -196,6 +191,17 @@ impl Harness {
             .iter()
             .map(form)
             .collect()
+    }
+}
+
+/// Twilio, pointed at a stand-in at `base_url`.
+pub fn twilio_config_at(base_url: String) -> SmsProviderConfig {
+    SmsProviderConfig::Twilio {
+        base_url,
+        account_sid: ACCOUNT.into(),
+        auth_token: SecretString::from("twilio-token"),
+        sender: TwilioSender::From(FROM.into()),
+        status_callback: None,
     }
 }
 

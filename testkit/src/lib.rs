@@ -8,6 +8,8 @@
 //! - [`api`]: the API in-process, with a client, a token and arrange helpers
 //!   (or as a child process configured by its environment: `api_process::ApiProcess`);
 //! - [`dispatch`]: the API plus dispatchers and provider stand-ins;
+//! - [`callbacks`]: providers' signed status callbacks, and a Twilio stand-in
+//!   that reports before it answers;
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
 //! - [`stack`]: all three services as child processes, for failover tests;
 //! - [`cluster`]: a throwaway three-node RabbitMQ cluster;
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod api_process;
+pub mod callbacks;
 pub mod cluster;
 pub mod dispatch;
 pub mod infra;

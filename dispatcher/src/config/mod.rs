@@ -35,6 +35,9 @@ pub struct DispatcherConfig {
     /// `DISPATCH_LEASE_SECONDS`: how long one instance owns a send before
     /// another may take it over (default 10; renewed before each retry).
     pub lease: Duration,
+    /// `EARLY_RECEIPT_SWEEP_MS`: how often each instance applies the receipts
+    /// a crash left unapplied and purges old ones (default 5000; see `receipts`).
+    pub receipt_sweep: Duration,
     pub sms: SmsConfig,
     pub whatsapp: WhatsappConfig,
     pub relay: RelayConfig,
@@ -80,6 +83,7 @@ impl shared::process::Config for DispatcherConfig {
             inline_retries: config::parse_or("DISPATCH_INLINE_RETRIES", 3usize)?,
             retry_schedule,
             lease: Duration::from_secs(config::parse_or("DISPATCH_LEASE_SECONDS", 10u64)?.max(1)),
+            receipt_sweep: Duration::from_millis(config::parse_or("EARLY_RECEIPT_SWEEP_MS", 5000u64)?.max(100)),
             sms: SmsConfig::from_env()?,
             whatsapp: WhatsappConfig::from_env()?,
             relay: RelayConfig::default(),

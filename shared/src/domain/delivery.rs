@@ -1,9 +1,47 @@
 //! What providers report about a message after accepting it (docs/contract.md §11):
 //! one vocabulary for Twilio's, Meta's and Vonage's statuses, an order so a
 //! late report never moves a message back, and which failures another
-//! provider (or channel) may get past.
+//! provider (or channel) may get past. Recording a report is in
+//! [`super::receipts`].
 
+use super::Gateway;
 use std::fmt;
+
+/// A provider that reports on its messages through a signed callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportingProvider {
+    Twilio,
+    Vonage,
+    /// WhatsApp through Meta's Cloud API.
+    Meta,
+}
+
+impl ReportingProvider {
+    /// As in `providerConfirmation.provider` and `provider_messages.provider`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportingProvider::Twilio => "twilio",
+            ReportingProvider::Vonage => "vonage",
+            ReportingProvider::Meta => "meta",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Twilio, Self::Vonage, Self::Meta]
+            .into_iter()
+            .find(|p| p.as_str() == value)
+    }
+}
+
+/// One status report about one message, from the provider that sent it.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub provider: ReportingProvider,
+    pub message_id: String,
+    pub status: DeliveryStatus,
+    /// The provider's error code for a failure.
+    pub error_code: Option<String>,
+}
 
 /// `providerConfirmation.deliveryStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,9 +158,62 @@ pub fn sms_failure_is_transient(provider: &str, code: Option<&str>) -> bool {
     }
 }
 
+/// Which failover, if any, a failure calls for: WhatsApp reported failed
+/// with the flow's `smsFallback` → SMS; an SMS undelivered for a cause the
+/// next provider may get past → the next provider.
+pub fn failover_cause(report: &Report, gateway: Gateway, sms_fallback: bool) -> Option<&'static str> {
+    if !report.status.is_failure() {
+        return None;
+    }
+    match (gateway, report.provider) {
+        (Gateway::Whatsapp, ReportingProvider::Meta) if sms_fallback => Some("whatsapp_failed"),
+        (Gateway::Sms, provider) if sms_failure_is_transient(provider.as_str(), report.error_code.as_deref()) => {
+            Some("sms_undelivered")
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(provider: ReportingProvider, status: DeliveryStatus, code: Option<&str>) -> Report {
+        Report {
+            provider,
+            message_id: "m".into(),
+            status,
+            error_code: code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn failovers_follow_the_channel_the_cause_and_the_flow() {
+        use ReportingProvider::{Meta, Twilio};
+        let whatsapp_failed = report(Meta, DeliveryStatus::Failed, Some("131026"));
+        assert_eq!(
+            failover_cause(&whatsapp_failed, Gateway::Whatsapp, true),
+            Some("whatsapp_failed")
+        );
+        assert_eq!(
+            failover_cause(&whatsapp_failed, Gateway::Whatsapp, false),
+            None,
+            "no smsFallback"
+        );
+        let unreachable = report(Twilio, DeliveryStatus::Undelivered, Some("30003"));
+        assert_eq!(
+            failover_cause(&unreachable, Gateway::Sms, false),
+            Some("sms_undelivered")
+        );
+        let landline = report(Twilio, DeliveryStatus::Undelivered, Some("30006"));
+        assert_eq!(failover_cause(&landline, Gateway::Sms, true), None, "permanent cause");
+        let delivered = report(Twilio, DeliveryStatus::Delivered, None);
+        assert_eq!(failover_cause(&delivered, Gateway::Sms, true), None);
+        for provider in [Twilio, ReportingProvider::Vonage, Meta] {
+            assert_eq!(ReportingProvider::parse(provider.as_str()), Some(provider));
+        }
+        assert_eq!(ReportingProvider::parse("test"), None);
+    }
 
     #[test]
     fn statuses_only_move_forward_and_spellings_round_trip() {

@@ -1,8 +1,11 @@
 //! Status callbacks from the providers (docs/contract.md §11): Twilio, Meta's
-//! WhatsApp and Vonage report what became of a message. Each is checked
-//! with the provider's own signature scheme (a bad or missing signature
-//! answers 403 and changes nothing), recorded in one short transaction, and
-//! answered at once; an unknown message id answers 200 (nothing to do).
+//! WhatsApp and Vonage report what became of a message. Each fails closed:
+//! checked with the provider's own signature scheme (a bad or missing
+//! signature, or no secret configured for that provider, answers 403 and
+//! changes nothing), it changes only messages its own provider sent, is
+//! recorded in short transactions and answered at once. A message id not
+//! recorded (yet) answers 200: the receipt is kept and applied if its send
+//! is recorded later (`shared::domain::receipts`).
 
 mod delivery;
 pub mod signatures;
@@ -10,7 +13,7 @@ mod twilio;
 mod vonage;
 mod whatsapp;
 
-pub use delivery::{failover_cause, Report};
+pub use shared::domain::delivery::{failover_cause, Report};
 
 use crate::error::ApiError;
 use crate::AppState;

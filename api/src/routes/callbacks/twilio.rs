@@ -2,7 +2,7 @@
 //! signed with `X-Twilio-Signature` over the URL it called
 //! (`{PUBLIC_BASE_URL}/callbacks/twilio/status`) and the sorted parameters.
 
-use super::delivery::{record, Report};
+use super::delivery::record;
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiBytes;
@@ -10,7 +10,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
-use shared::domain::delivery::DeliveryStatus;
+use shared::domain::delivery::{DeliveryStatus, Report, ReportingProvider};
 
 pub async fn status(
     State(app): State<AppState>,
@@ -37,7 +37,7 @@ pub async fn status(
         return Ok(StatusCode::OK);
     };
     let report = Report {
-        provider: "twilio",
+        provider: ReportingProvider::Twilio,
         message_id,
         status,
         error_code: field("ErrorCode").filter(|c| !c.is_empty()),

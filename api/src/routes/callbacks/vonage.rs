@@ -1,8 +1,9 @@
 //! `/callbacks/vonage/status`: Vonage's delivery receipts, as a query string
-//! (`GET`), a form or JSON (`POST`). With `VONAGE_SIGNATURE_SECRET` set, the
-//! signed-callback `sig` parameter must verify.
+//! (`GET`), a form or JSON (`POST`). The signed-callback `sig` parameter
+//! must verify with `VONAGE_SIGNATURE_SECRET`; without that secret every
+//! receipt is refused (fail closed).
 
-use super::delivery::{record, Report};
+use super::delivery::record;
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiBytes;
@@ -10,7 +11,7 @@ use crate::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
-use shared::domain::delivery::DeliveryStatus;
+use shared::domain::delivery::{DeliveryStatus, Report, ReportingProvider};
 
 pub async fn receipt_query(State(app): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<StatusCode> {
     let params = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -46,10 +47,12 @@ pub async fn receipt_body(
 
 async fn receipt(app: &AppState, params: Vec<(String, String)>) -> ApiResult<StatusCode> {
     let callbacks = &app.callbacks;
-    if let Some(secret) = &callbacks.vonage_signature_secret {
-        if !signatures::vonage_valid(secret.expose_secret(), callbacks.vonage_signature_method, &params) {
-            return Err(refused());
-        }
+    let Some(secret) = &callbacks.vonage_signature_secret else {
+        tracing::warn!("a Vonage receipt came, but VONAGE_SIGNATURE_SECRET is not set: refused");
+        return Err(refused());
+    };
+    if !signatures::vonage_valid(secret.expose_secret(), callbacks.vonage_signature_method, &params) {
+        return Err(refused());
     }
     let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let message_id = field("messageId").ok_or(ApiError::Missing(vec!["messageId"]))?;
@@ -57,7 +60,7 @@ async fn receipt(app: &AppState, params: Vec<(String, String)>) -> ApiResult<Sta
         return Ok(StatusCode::OK);
     };
     let report = Report {
-        provider: "vonage",
+        provider: ReportingProvider::Vonage,
         message_id,
         status,
         error_code: field("err-code").filter(|c| !c.is_empty() && c != "0"),

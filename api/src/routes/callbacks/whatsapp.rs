@@ -3,7 +3,7 @@
 //! `POST` carries status notifications signed with `X-Hub-Signature-256`
 //! over the raw body.
 
-use super::delivery::{record, Report};
+use super::delivery::record;
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiBytes;
@@ -12,7 +12,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use shared::domain::delivery::DeliveryStatus;
+use shared::domain::delivery::{DeliveryStatus, Report, ReportingProvider};
 use subtle::ConstantTimeEq;
 
 pub async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> ApiResult<String> {
@@ -73,7 +73,10 @@ pub async fn statuses(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<StatusCode> {
-    let secret = app.callbacks.whatsapp_app_secret.as_ref().ok_or_else(refused)?;
+    let Some(secret) = app.callbacks.whatsapp_app_secret.as_ref() else {
+        tracing::warn!("a WhatsApp status callback came, but WHATSAPP_APP_SECRET is not set: refused");
+        return Err(refused());
+    };
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
@@ -93,7 +96,7 @@ pub async fn statuses(
             continue;
         };
         let report = Report {
-            provider: "meta",
+            provider: ReportingProvider::Meta,
             message_id: status.id,
             status: delivery,
             error_code: status.errors.first().and_then(|e| e.code).map(|c| c.to_string()),
