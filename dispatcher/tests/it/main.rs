@@ -3,6 +3,7 @@
 //! stays a binary of its own: it installs the process's global tracing
 //! subscriber to read what the dispatcher logs.
 
+mod callback_hardening;
 mod callbacks;
 mod crash;
 mod dispatch;
