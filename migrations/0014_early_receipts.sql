@@ -1,4 +1,4 @@
--- Receipts that arrive before their send is recorded (CONTRACT §11). The
+-- Receipts that arrive before their send is recorded (docs/contract.md §11). The
 -- dispatcher records sends in batches, after the provider answered; a fast
 -- provider may report `undelivered` before that, and the report must not be
 -- lost (its failover is the point of it). The API keeps such a receipt here,

@@ -1,4 +1,4 @@
-//! Providers' status callbacks (CONTRACT §11), signed the way each provider
+//! Providers' status callbacks (docs/contract.md §11), signed the way each provider
 //! signs them with the test API's secrets, and a Twilio stand-in that
 //! reports a message undelivered *before* it answers the send (so the
 //! receipt always lands before the dispatcher can record the send).

@@ -1,5 +1,5 @@
 //! Callbacks fail closed and keep to their own provider, and a receipt that
-//! comes before its send is recorded is not lost (CONTRACT §11; issue 18,
+//! comes before its send is recorded is not lost (docs/contract.md §11; issue 18,
 //! items 1 and 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Recording what a provider reported (CONTRACT §11), in short
+//! Recording what a provider reported (docs/contract.md §11), in short
 //! transactions: the status lands in `providerConfirmation` (never moving
 //! back), and a failure that another provider or channel may get past
 //! queues one failover, through the outbox, while the code is still valid.
