@@ -117,6 +117,8 @@ fn links(operation_id: &str) -> Option<Value> {
             "UpdateProjectFlow": {"operationId": "updateProjectFlow", "parameters": {"id": id}, "description": "Change the flow"},
             "CreatePhoneValidation": {
                 "operationId": "createPhoneValidation",
+                // One key per flow: a retry of this create replays its answer.
+                "parameters": {"header.Idempotency-Key": id},
                 "requestBody": {
                     "project": "$response.body#/data/project",
                     "projectFlow": id,
