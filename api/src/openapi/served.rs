@@ -137,7 +137,9 @@ fn links(operation_id: &str) -> Option<Value> {
                 "requestBody": {
                     "phone": "$response.body#/data/phone",
                     "countryCode": "$response.body#/data/countryCode",
+                    "project": "$response.body#/data/project",
                     "projectFlow": "$response.body#/data/projectFlow",
+                    "phoneGateway": "$response.body#/data/phoneGateway",
                     "otp": "123456",
                 },
                 "description": "Check the code sent to the phone (the test number's)",
