@@ -202,23 +202,32 @@ impl Paging {
     }
 }
 
-/// The decoded query string of a list request.
-pub struct ListQuery(pub Vec<(String, String)>);
+/// The decoded query string of a list request: each parameter at most once.
+pub struct ListQuery(Vec<(String, String)>);
 
 impl ListQuery {
-    pub fn parse(raw: Option<&str>) -> Self {
-        Self(
-            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
+    /// A parameter given twice (`?page=1&page=2`) is `400:invalid_<name>`:
+    /// which one the client meant is a guess, and the OpenAPI document
+    /// declares every parameter as one value.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned() {
+            if pairs.iter().any(|(k, _)| *k == key) {
+                return Err(match field_of([key.as_str()]) {
+                    Some(field) => ApiError::invalid(field),
+                    None => ApiError::bad_request("invalid_query"),
+                });
+            }
+            pairs.push((key, value));
+        }
+        Ok(Self(pairs))
     }
 
-    /// The value of `name`, `None` when absent or empty.
+    /// The value of `name`, `None` when absent or empty (the contract's
+    /// lists spell "no filter" as `?project=&status=`).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
-            .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
@@ -349,10 +358,27 @@ mod tests {
 
     #[test]
     fn paging_is_bounded() {
-        assert!(ListQuery::parse(Some("limit=100000")).paging().is_err());
-        assert!(ListQuery::parse(Some("page=0")).paging().is_err());
-        assert!(ListQuery::parse(Some("page=10001")).paging().is_err());
-        let paging = ListQuery::parse(Some("page=3&limit=20")).paging().unwrap();
+        let paging = |raw| ListQuery::parse(Some(raw)).and_then(|query| query.paging());
+        assert!(paging("limit=100000").is_err());
+        assert!(paging("page=0").is_err());
+        assert!(paging("page=10001").is_err());
+        let paging = paging("page=3&limit=20").unwrap();
         assert_eq!((paging.page, paging.limit, paging.offset()), (3, 20, 40));
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused_and_an_empty_one_is_absent() {
+        let refused = |raw| match ListQuery::parse(Some(raw)) {
+            Err(ApiError::Client { token, .. }) => token.into_owned(),
+            Err(other) => panic!("{raw}: {other:?}"),
+            Ok(_) => panic!("{raw}: accepted"),
+        };
+        assert_eq!(refused("page=1&page=2"), "invalid_page");
+        assert_eq!(refused("page=1&limit=5&page=1"), "invalid_page");
+        assert_eq!(refused("project=&project="), "invalid_project");
+        assert_eq!(refused("%00=1&%00=2"), "invalid_query");
+        let query = ListQuery::parse(Some("project=&limit=5")).unwrap();
+        assert_eq!(query.get("project"), None);
+        assert_eq!(query.get("limit"), Some("5"));
     }
 }

@@ -3,11 +3,12 @@
 //! tenant's rows are simply not there.
 //!
 //! Lists are bounded: `total` counts at most `MAX_COUNTED` rows (a count of
-//! millions would cost more than the page itself), and a page must start
-//! within them; narrower filters reach the rest.
+//! millions would cost more than the page itself), and a page reaches only
+//! those: one that starts past them is empty (without scanning the rows an
+//! `OFFSET` that deep would skip); narrower filters reach the rest.
 
 use crate::envelope::Page;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Paging;
 use shared::ObjectId;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -72,27 +73,28 @@ pub async fn page<T>(pool: &PgPool, table: &str, columns: &str, filter: Filter, 
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
-    if paging.offset() >= MAX_COUNTED {
-        return Err(ApiError::invalid("page"));
-    }
     let Filter {
         conditions,
         args,
         count,
     } = filter;
-    let mut page_args = args.clone();
-    page_args.add(paging.limit).map_err(|e| anyhow::anyhow!(e))?;
-    page_args.add(paging.offset()).map_err(|e| anyhow::anyhow!(e))?;
-    let data: Vec<T> = sqlx::query_as_with(
-        &format!(
-            "SELECT {columns} FROM {table} WHERE {conditions} ORDER BY id DESC LIMIT ${} OFFSET ${}",
-            count + 1,
-            count + 2
-        ),
-        page_args,
-    )
-    .fetch_all(pool)
-    .await?;
+    let data: Vec<T> = if paging.offset() >= MAX_COUNTED {
+        Vec::new()
+    } else {
+        let mut page_args = args.clone();
+        page_args.add(paging.limit).map_err(|e| anyhow::anyhow!(e))?;
+        page_args.add(paging.offset()).map_err(|e| anyhow::anyhow!(e))?;
+        sqlx::query_as_with(
+            &format!(
+                "SELECT {columns} FROM {table} WHERE {conditions} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+                count + 1,
+                count + 2
+            ),
+            page_args,
+        )
+        .fetch_all(pool)
+        .await?
+    };
     let total: i64 = sqlx::query_scalar_with(
         &format!("SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {conditions} LIMIT {MAX_COUNTED}) AS matching"),
         args,

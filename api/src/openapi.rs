@@ -2,8 +2,8 @@
 //! then completed with what every operation shares: the error envelope on
 //! every error status, the statuses any `/v2` request may get (401 without a
 //! valid token, 500, 503; and 400, 408, 413 on those with a body), the
-//! `x-request-id` header; and, as served, the links from a created
-//! resource to what follows it.
+//! `x-request-id` header; and, as served (`served`), what utoipa cannot
+//! say: links, empty query values, the calling codes a `countryCode` holds.
 
 use crate::envelope::{Pagination, Signature};
 use crate::error::ErrorBody;
@@ -12,6 +12,9 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Header, HttpMethod, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
+
+mod served;
+pub use served::served;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -82,7 +85,7 @@ const EVERY_OPERATION: &[(&str, &str)] = &[
 const WITH_A_BODY: &[(&str, &str)] = &[
     (
         "400",
-        "`invalid_json` (malformed body) or `invalid_<field>` (a field of the wrong type, out of range or not one of its values)",
+        "`invalid_json` (malformed body) or `invalid_<field>` (a field of the wrong type, out of range or not one of its values, or a string anywhere in the body holding a NUL character, which PostgreSQL cannot store)",
     ),
     ("408", "`request_timeout`: the body did not arrive in time (the connection is closed)"),
     ("413", "`payload_too_large`: a body over 64 KiB (the connection is closed)"),
@@ -124,82 +127,6 @@ fn error_body(response: &mut Response) {
     if response.description.is_empty() {
         response.description = "An error, in the error envelope".into();
     }
-}
-
-/// The document as served (built once): the generated one, with the links
-/// from a created resource to what a client does next with it. (They are
-/// added to the JSON because utoipa 5.5 writes a link's `operationId` and
-/// `requestBody` in snake case.)
-pub fn served() -> &'static serde_json::Value {
-    static SERVED: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    SERVED.get_or_init(|| {
-        let mut doc = serde_json::to_value(document()).unwrap_or_default();
-        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-            for operation in paths
-                .values_mut()
-                .filter_map(|item| item.as_object_mut())
-                .flat_map(|item| item.values_mut())
-            {
-                let links = operation.get("operationId").and_then(|id| id.as_str()).and_then(links);
-                if let (Some(links), Some(ok)) = (links, operation.pointer_mut("/responses/200")) {
-                    ok["links"] = links;
-                }
-            }
-        }
-        doc
-    })
-}
-
-/// The links of an operation's 200 answer.
-fn links(operation_id: &str) -> Option<serde_json::Value> {
-    use serde_json::json;
-    let id = "$response.body#/data/_id";
-    let links = match operation_id {
-        "createProject" => json!({
-            "GetProject": {"operationId": "getProject", "parameters": {"id": id}, "description": "Read the project"},
-            "CreateProjectFlow": {
-                "operationId": "createProjectFlow",
-                "requestBody": {"project": id, "type": "login"},
-                "description": "Create a flow in the project",
-            },
-            "ListProjectFlows": {"operationId": "listProjectFlows", "parameters": {"project": id}, "description": "The project's flows"},
-        }),
-        "createProjectFlow" => json!({
-            "GetProjectFlow": {"operationId": "getProjectFlow", "parameters": {"id": id}, "description": "Read the flow"},
-            "UpdateProjectFlow": {"operationId": "updateProjectFlow", "parameters": {"id": id}, "description": "Change the flow"},
-            "CreatePhoneValidation": {
-                "operationId": "createPhoneValidation",
-                "requestBody": {
-                    "project": "$response.body#/data/project",
-                    "projectFlow": id,
-                    "countryCode": "+507",
-                    "phone": "62617737",
-                    "validationMethod": "verificationCode",
-                    "type": "login",
-                },
-                "description": "Send a code with the flow (the seed's request)",
-            },
-        }),
-        "createPhoneValidation" => json!({
-            "GetPhoneValidation": {"operationId": "getPhoneValidation", "parameters": {"id": id}, "description": "Read the validation"},
-            "ValidatePhoneValidation": {
-                "operationId": "validatePhoneValidation",
-                "requestBody": {
-                    "phone": "$response.body#/data/phone",
-                    "countryCode": "$response.body#/data/countryCode",
-                    "projectFlow": "$response.body#/data/projectFlow",
-                },
-                "description": "Check the code sent to the phone",
-            },
-            "ListWebhookDeliveries": {
-                "operationId": "listWebhookDeliveries",
-                "parameters": {"validation": id},
-                "description": "The webhook deliveries of the validation",
-            },
-        }),
-        _ => return None,
-    };
-    Some(links)
 }
 
 #[cfg(test)]
@@ -324,6 +251,24 @@ mod tests {
         assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
         let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
         assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
+        // The entry's `data._id`, not the envelope's request `id`.
+        let links = &doc["paths"]["/v2/safe-list"]["post"]["responses"]["200"]["links"];
+        assert_eq!(
+            links["RemoveSafeListEntry"]["parameters"]["id"],
+            "$response.body#/data/_id"
+        );
+    }
+
+    #[test]
+    fn country_codes_are_the_calling_codes_the_server_knows() {
+        let doc = doc();
+        for name in ["CreatePhoneValidation", "ValidatePhoneValidation", "NewSafeListEntry"] {
+            let pattern = doc["components"]["schemas"][name]["properties"]["countryCode"]["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no pattern"));
+            assert!(pattern.starts_with(r"^\+(?:1|7|20|"), "{name}: {pattern}");
+            assert!(pattern.contains("|507|") && !pattern.contains("|999|"), "{name}");
+        }
     }
 
     /// `cargo test -p api --lib print_the_document -- --ignored --nocapture`

@@ -29,7 +29,8 @@ pub async fn list_blocks(
 /// Lifts a block: creates to the prefix are accepted again, and the guard
 /// judges it afresh from now on.
 #[utoipa::path(delete, path = "/v2/fraud-guard/blocks/{prefix}", tag = "fraud guard", operation_id = "liftFraudGuardBlock",
-    params(("prefix" = String, Path, description = "URL-encoded, e.g. `%2B507626`")),
+    params(("prefix" = String, Path, pattern = r"^\+[1-9][0-9]{0,6}$",
+        description = "A prefix (calling code and 3 national digits) or a whole calling code; URL-encoded, e.g. `%2B507626`")),
     responses((status = 200, body = Success<Lifted>, description = "Lifted"),
         (status = 400, description = "`invalid_prefix`"),
         (status = 404, description = "`fraud_guard_block_not_found`")),
@@ -39,14 +40,7 @@ pub async fn lift_block(
     AuthClient(client): AuthClient,
     Path(prefix): Path<String>,
 ) -> ApiResult<Envelope<Lifted>> {
-    let prefix = prefix.trim();
-    let well_formed = prefix.len() <= 20
-        && prefix
-            .strip_prefix('+')
-            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
-    if !well_formed {
-        return Err(ApiError::invalid("prefix"));
-    }
+    let prefix = block_key(&prefix).ok_or_else(|| ApiError::invalid("prefix"))?;
     if !blocks::lift(&app.pool, &client, prefix).await? {
         return Err(ApiError::not_found("fraud_guard_block"));
     }
@@ -55,6 +49,16 @@ pub async fn lift_block(
         prefix: prefix.to_owned(),
         lifted: true,
     }))
+}
+
+/// What a block is keyed by (`blocks::Block::prefix`): `+`, a calling code
+/// (1-4 digits, never starting with 0) and up to 3 national digits, as the
+/// document's pattern says.
+fn block_key(raw: &str) -> Option<&str> {
+    let digits = raw.strip_prefix('+')?;
+    let well_formed =
+        (1..=7).contains(&digits.len()) && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit());
+    well_formed.then_some(raw)
 }
 
 /// A block lifted.

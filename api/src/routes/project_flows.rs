@@ -166,7 +166,7 @@ pub async fn read(
 /// List the client's project flows, newest first (optionally of one project).
 #[utoipa::path(get, path = "/v2/project-flows", tag = "project flows", operation_id = "listProjectFlows",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
         ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
         ("project" = Option<String>, Query, description = "Only this project's flows", pattern = "^[0-9a-f]{24}$")),
     responses(
@@ -178,7 +178,7 @@ pub async fn list(
     AuthClient(client): AuthClient,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<ProjectFlow>> {
-    let query = ListQuery::parse(query.as_deref());
+    let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
     let filter = Filter::client(&client)?.eq("project_id", query.id("project")?)?;
     listing::page(&app.pool, "project_flows", COLUMNS, filter, paging).await

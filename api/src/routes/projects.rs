@@ -102,7 +102,7 @@ pub async fn read(
 /// List the client's projects, newest first.
 #[utoipa::path(get, path = "/v2/projects", tag = "projects", operation_id = "listProjects",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
         ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
     responses(
         (status = 200, body = List<Project>, description = "A page of projects"),
@@ -113,6 +113,6 @@ pub async fn list(
     AuthClient(client): AuthClient,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<Project>> {
-    let paging = ListQuery::parse(query.as_deref()).paging()?;
+    let paging = ListQuery::parse(query.as_deref())?.paging()?;
     listing::page(&app.pool, "projects", COLUMNS, Filter::client(&client)?, paging).await
 }

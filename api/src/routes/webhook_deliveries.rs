@@ -48,7 +48,7 @@ const COLUMNS: &str = "event_id, event_type, validation_id, url, round, attempt,
 /// List a validation's webhook delivery attempts, newest first.
 #[utoipa::path(get, path = "/v2/webhook-deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
     params(("validation" = String, Query, description = "Phone validation id", pattern = "^[0-9a-f]{24}$"),
-        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
         ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
     responses(
         (status = 200, body = List<WebhookDelivery>, description = "A page of delivery attempts"),
@@ -61,7 +61,7 @@ pub async fn list(
     AuthClient(client): AuthClient,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<WebhookDelivery>> {
-    let query = ListQuery::parse(query.as_deref());
+    let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
     let validation = query.id("validation")?.ok_or(ApiError::Missing(vec!["validation"]))?;
     let owned: bool =

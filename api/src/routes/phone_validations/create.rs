@@ -162,7 +162,8 @@ impl NewValidation {
 /// Create a phone validation: a code is generated and sent by the dispatcher.
 #[utoipa::path(post, path = "/v2/phone-validations", tag = "phone validations",
     operation_id = "createPhoneValidation", request_body = CreatePhoneValidation,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h (1 to 255 characters)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~](?:[ -~]{0,253}[!-~])?$",
+        description = "Replays the first answer for 24 h (1 to 255 printable ASCII characters)")),
     responses(
         (status = 200, body = Success<PhoneValidation>, description = "Created, status `new`"),
         (status = 400, description = "`invalid_json`, `invalid_<field>` or `invalid_idempotencyKey`"),

@@ -32,13 +32,14 @@ pub async fn read(
 /// List phone validations, newest first.
 #[utoipa::path(get, path = "/v2/phone-validations", tag = "phone validations", operation_id = "listPhoneValidations",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a page must start within the first 10,000 rows", minimum = 1, maximum = 10000),
+        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
         ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
         ("project" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("projectFlow" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("status" = Option<ValidationStatus>, Query), ("type" = Option<ValidationType>, Query),
-        ("countryCode" = Option<String>, Query, description = "e.g. `+507` (the `+` may be left out)"),
-        ("phone" = Option<String>, Query, description = "National number (digits; spaces, dashes, dots and parentheses are ignored)")),
+        ("countryCode" = Option<String>, Query, description = "A calling code, e.g. `+507` (the `+` may be left out)"),
+        ("phone" = Option<String>, Query, pattern = r"^[ .()-]*(?:[0-9][ .()-]*){1,17}$",
+            description = "National number: 1 to 17 digits; spaces, dashes, dots and parentheses are ignored")),
     responses(
         (status = 200, body = List<PhoneValidation>, description = "A page of validations"),
         (status = 400, description = "`invalid_<parameter>`")),
@@ -48,7 +49,7 @@ pub async fn list(
     AuthClient(client): AuthClient,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<PhoneValidation>> {
-    let query = ListQuery::parse(query.as_deref());
+    let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
     let (country, phone) = phone_filter(&query)?;
     let filter = Filter::client(&client)?
@@ -62,19 +63,15 @@ pub async fn list(
 }
 
 /// The `countryCode` and `phone` filters. A `+` left unencoded in a query
-/// string arrives as a space; with both given, the number is compared in its
+/// string arrives as a space, and it may be left out (exactly what the
+/// document's pattern says: `^[+ ]?(?:1|7|20|…)$`); with both given, the number is compared in its
 /// canonical form, as it is stored.
 fn phone_filter(query: &ListQuery) -> ApiResult<(Option<String>, Option<String>)> {
     let country = query
         .get("countryCode")
         .map(|raw| {
-            let raw = raw.trim();
-            let raw = if raw.starts_with('+') {
-                raw.to_owned()
-            } else {
-                format!("+{raw}")
-            };
-            CountryCode::parse(&raw).map_err(|_| ApiError::invalid("countryCode"))
+            let code = raw.strip_prefix(['+', ' ']).unwrap_or(raw);
+            CountryCode::parse(&format!("+{code}")).map_err(|_| ApiError::invalid("countryCode"))
         })
         .transpose()?;
     let phone = query

@@ -18,10 +18,11 @@ const MAX_RANGE_DAYS: i64 = 92;
 /// counted by the hour of creation (`from` rounds down to its hour, `to` up).
 #[utoipa::path(get, path = "/v2/phone-validations/stats", tag = "phone validations", operation_id = "phoneValidationStats",
     params(
-        ("from" = Option<String>, Query, description = "RFC 3339; default 24 h before `to`"),
-        ("to" = Option<String>, Query, description = "RFC 3339; default now; at most 92 days after `from`"),
+        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339; default 24 h before `to`; before `to` (else `invalid_from`)"),
+        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339; default now; at most 92 days after `from` (else `invalid_to`)"),
         ("groupBy" = Option<GroupBy>, Query, description = "country (default), prefix, channel, provider or day"),
-        ("project" = Option<String>, Query), ("projectFlow" = Option<String>, Query)),
+        ("project" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
+        ("projectFlow" = Option<String>, Query, pattern = "^[0-9a-f]{24}$")),
     responses((status = 200, body = Success<Vec<StatsRow>>),
         (status = 400, description = "`invalid_from`, `invalid_to`, `invalid_groupBy`, `invalid_project`, `invalid_projectFlow`")),
     security(("bearer" = [])))]
@@ -30,7 +31,7 @@ pub async fn stats(
     AuthClient(client): AuthClient,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Envelope<Vec<StatsRow>>> {
-    let query = ListQuery::parse(query.as_deref());
+    let query = ListQuery::parse(query.as_deref())?;
     let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
         query
             .get(name)
