@@ -7,6 +7,7 @@ mod fraud_guard;
 mod http_server;
 mod login_keys;
 mod numbers_and_codes;
+mod openapi_conformance;
 mod operations;
 mod phone_validations;
 mod security;
