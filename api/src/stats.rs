@@ -1,7 +1,7 @@
 //! Conversion counts (CONTRACT §10) and the fraud guard's window, kept by
 //! the write path: a trigger on `phone_validations` appends each statement's
 //! changes to `validation_stats_deltas` (migration 0013), and [`fold`] moves
-//! them into the hourly rollup and the guard's counters (per 5 s). A read
+//! them into the hourly rollup and the guard's counters (per second). A read
 //! adds the deltas not folded yet, so it never lags the records.
 
 use chrono::{DateTime, Utc};
@@ -50,7 +50,7 @@ pub async fn fold(conn: &mut PgConnection, window: Duration) -> Result<i64, sqlx
          ), f AS (
             INSERT INTO fraud_counters AS f (client_id, project_flow_id, country_code, prefix, bucket, sent, validated)
             SELECT client_id, project_flow_id, country_code, prefix,
-                   to_timestamp(floor(extract(epoch FROM at) / 5) * 5), sum(sent), sum(validated)
+                   at, sum(sent), sum(validated)
               FROM d
              WHERE provider NOT IN ('', 'test', 'none') AND at > now() - make_interval(secs => $2)
              GROUP BY 1, 2, 3, 4, 5 HAVING sum(sent) <> 0 OR sum(validated) <> 0 ORDER BY 1, 5, 2, 4
