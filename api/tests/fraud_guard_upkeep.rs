@@ -55,3 +55,24 @@ async fn sends_are_judged_one_second_after_the_grace_period_not_five() {
         "blocked once the second was past the grace period"
     );
 }
+
+#[tokio::test]
+async fn the_upkeep_vacuums_the_deltas_it_folded_away() {
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
+    for phone in ["62610001", "62610002", "62610003"] {
+        app.create_validation(&project, &flow, phone).await;
+    }
+    // Autovacuum is off here (and may be, or lag, anywhere): only the
+    // upkeep's own VACUUM counts in `vacuum_count`.
+    testkit::infra::eventually(Duration::from_secs(10), "the deltas folded and vacuumed", || async {
+        let (left, vacuums): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM validation_stats_deltas), vacuum_count
+               FROM pg_stat_user_tables WHERE relname = 'validation_stats_deltas'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (left == 0 && vacuums > 0).then_some(())
+    })
+    .await;
+}

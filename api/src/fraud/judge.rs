@@ -3,7 +3,8 @@
 //! tick): fold the appended counts (`stats::fold`), prune what fell out of
 //! the window, judge each prefix and calling code of each flow on its sends
 //! older than the grace period (`shared::domain::fraud`), and record new
-//! blocks with their `fraud_guard_blocked` events in the same transaction.
+//! blocks with their `fraud_guard_blocked` events in the same transaction;
+//! then vacuum what the fold left dead (`stats::vacuum`).
 
 use super::GuardConfig;
 use shared::domain::fraud::{self, Counts, GuardMode, Verdict};
@@ -70,7 +71,7 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
     if !leader {
         return Ok(Vec::new());
     }
-    crate::stats::fold(&mut tx, config.window).await?;
+    let folded = crate::stats::fold(&mut tx, config.window).await?;
     prune(&mut tx, config.window).await?;
     let blocks = judge(&mut tx, config).await?;
     let mut events = Vec::with_capacity(blocks.len());
@@ -78,6 +79,9 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
         events.push(outbox::enqueue(&mut tx, &FraudGuardBlocked::new(block.id.clone())).await?);
     }
     tx.commit().await?;
+    if folded > 0 {
+        crate::stats::vacuum(pool).await?;
+    }
     for block in &blocks {
         metrics::counter!("fraud_guard_blocked_total", "reason" => block.reason).increment(1);
         tracing::warn!(

@@ -214,6 +214,8 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
+    // As the API's upkeep does after each fold (here once, after the backlog).
+    stats::vacuum(&pool).await?;
     let rollup: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats")
         .fetch_one(&pool)
         .await?;
