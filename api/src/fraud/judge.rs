@@ -3,7 +3,8 @@
 //! tick): fold the appended counts (`stats::fold`), prune what fell out of
 //! the window, judge each prefix and calling code of each flow on its sends
 //! older than the grace period (`shared::domain::fraud`), and record new
-//! blocks with their `fraud_guard_blocked` events in the same transaction.
+//! blocks with their `fraud_guard_blocked` events in the same transaction;
+//! then vacuum what the fold left dead (`stats::vacuum`).
 
 use super::GuardConfig;
 use shared::domain::fraud::{self, Counts, GuardMode, Verdict};
@@ -26,12 +27,10 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(config.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
-                _ = ticks.tick() => {}
+                () = tokio::time::sleep(until_next_tick(config.interval, std::time::SystemTime::now())) => {}
             }
             match tick(&pool, &config).await {
                 Ok(events) => relay.publish_soon(events),
@@ -44,6 +43,24 @@ pub fn spawn(
     })
 }
 
+/// How long until the next tick: just after the wall clock crosses a
+/// multiple of `interval` (every instance's clock, and PostgreSQL's, agree
+/// to well under `TICK_LAG`). Sends are judged by whole seconds of creation
+/// (`JUDGED`), so a tick just after a second turns judges them as soon as
+/// the grace period lets it, instead of up to an interval later.
+fn until_next_tick(interval: Duration, now: std::time::SystemTime) -> Duration {
+    let interval_ms = interval.as_millis().max(1);
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let wait = interval_ms - since_epoch % interval_ms;
+    Duration::from_millis(u64::try_from(wait).unwrap_or(1000)) + TICK_LAG
+}
+
+/// After a second turns, time for the last sends' changes to be committed.
+const TICK_LAG: Duration = Duration::from_millis(100);
+
 /// One tick; the events of the blocks it made (already in the outbox).
 pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessage>, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -54,7 +71,7 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
     if !leader {
         return Ok(Vec::new());
     }
-    crate::stats::fold(&mut tx, config.window).await?;
+    let folded = crate::stats::fold(&mut tx, config.window).await?;
     prune(&mut tx, config.window).await?;
     let blocks = judge(&mut tx, config).await?;
     let mut events = Vec::with_capacity(blocks.len());
@@ -62,6 +79,9 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
         events.push(outbox::enqueue(&mut tx, &FraudGuardBlocked::new(block.id.clone())).await?);
     }
     tx.commit().await?;
+    if folded > 0 {
+        crate::stats::vacuum(pool).await?;
+    }
     for block in &blocks {
         metrics::counter!("fraud_guard_blocked_total", "reason" => block.reason).increment(1);
         tracing::warn!(
@@ -74,7 +94,7 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
 }
 
 async fn prune(conn: &mut PgConnection, window: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM fraud_counters WHERE bucket < now() - make_interval(secs => $1) - interval '5 seconds'")
+    sqlx::query("DELETE FROM fraud_counters WHERE bucket < now() - make_interval(secs => $1) - interval '1 second'")
         .bind(window.as_secs_f64())
         .execute(&mut *conn)
         .await?;
@@ -111,9 +131,9 @@ fn counts(sent: i64, validated: i64) -> Counts {
     }
 }
 
-/// The judged window: 5-second buckets whose every send is older than the grace period.
+/// The judged window: 1-second buckets whose every send is older than the grace period.
 const JUDGED: &str = "c.bucket >= now() - make_interval(secs => $1)
-      AND c.bucket + interval '5 seconds' <= now() - make_interval(secs => $2)";
+      AND c.bucket + interval '1 second' <= now() - make_interval(secs => $2)";
 
 async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewBlock>, sqlx::Error> {
     let (window, grace) = (config.window.as_secs_f64(), config.grace.as_secs_f64());
@@ -229,4 +249,28 @@ async fn record(
         reason,
         counts: own,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn ticks_land_just_after_the_interval_turns() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            until_next_tick(second, at(1_000_250)),
+            Duration::from_millis(750) + TICK_LAG
+        );
+        assert_eq!(until_next_tick(second, at(1_000_000)), second + TICK_LAG);
+        assert_eq!(
+            until_next_tick(Duration::from_millis(500), at(1_000_900)),
+            Duration::from_millis(100) + TICK_LAG
+        );
+        let before_epoch = UNIX_EPOCH - second;
+        assert!(until_next_tick(second, before_epoch) <= second + TICK_LAG);
+        assert!(until_next_tick(second, SystemTime::now()) <= second + TICK_LAG);
+    }
 }

@@ -30,7 +30,7 @@ impl Default for GuardConfig {
             grace: Duration::from_secs(120),
             block: Duration::from_secs(3600),
             window: Duration::from_secs(3600),
-            interval: Duration::from_secs(5),
+            interval: Duration::from_secs(1),
         }
     }
 }
@@ -47,7 +47,7 @@ impl GuardConfig {
             )?),
             interval: Duration::from_millis(config::parse_or(
                 "FRAUD_GUARD_INTERVAL_MS",
-                u64::try_from(defaults.interval.as_millis()).unwrap_or(5000),
+                u64::try_from(defaults.interval.as_millis()).unwrap_or(1000),
             )?),
         };
         if config.window <= config.grace {

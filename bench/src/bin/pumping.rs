@@ -40,6 +40,9 @@ struct Args {
     /// `standard` or `max`.
     #[arg(long, default_value = "standard")]
     mode: String,
+    /// `FRAUD_GUARD_INTERVAL_MS` (its default unless given).
+    #[arg(long)]
+    interval_ms: Option<u64>,
 }
 
 /// When each number's code reached the stand-in: E.164 → (code, when).
@@ -67,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
         grace: Duration::from_secs(args.grace),
         block: Duration::from_secs(3600),
         window: Duration::from_secs(3600),
-        interval: Duration::from_millis(500),
+        interval: args
+            .interval_ms
+            .map_or(GuardConfig::default().interval, Duration::from_millis),
     };
     let app = TestApp::spawn_guarded(guard, None).await;
     app.wait_for_broker().await;
@@ -191,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
     let first_refusal = *first_refusal.lock().unwrap_or_else(|e| e.into_inner());
     println!(
         "run {elapsed:.1?} ({}: grace {} s): attack {} creates over {} prefix(es), {} refused, {} codes sent ({:.1} %); \
-         first refusal {:?} after the attack began",
+         first refusal {:?} after the attack began ({:?} after the grace ended)",
         args.mode,
         args.grace,
         args.attack,
@@ -200,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
         attack_sent,
         100.0 * attack_sent as f64 / args.attack.max(1) as f64,
         first_refusal,
+        first_refusal.map(|t| t.saturating_sub(guard.grace)),
     );
     println!(
         "legitimate: {} creates, {} refused (false blocks), {} not validated",

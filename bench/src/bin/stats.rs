@@ -7,6 +7,13 @@
 //! a backlog of unfolded deltas.
 //!
 //! `cargo run --release -p bench --bin stats -- --validations 1000000`
+//!
+//! With `--prefixes N`, instead: a client with N prefixes, each with rollup
+//! rows in 3 hours and 3 buckets of time to validate, asked
+//! `groupBy=prefix` through the real API while `/health` is timed beside it
+//! (the answer must not pin the API's threads).
+//!
+//! `cargo run --release -p bench --bin stats -- --prefixes 50000`
 
 use anyhow::Context;
 use api::stats::{self, GroupBy, StatsQuery};
@@ -22,11 +29,77 @@ struct Args {
     /// Timed runs of each query.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Time `groupBy=prefix` over this many prefixes through the API instead.
+    #[arg(long)]
+    prefixes: Option<u64>,
+}
+
+/// `--prefixes`: N prefixes × 3 hours in the rollup, 3 buckets each, then
+/// `groupBy=prefix` through the API with `/health` polled meanwhile.
+async fn many_prefixes(prefixes: u64, runs: usize) -> anyhow::Result<()> {
+    let app = testkit::TestApp::spawn().await;
+    let n = i64::try_from(prefixes).context("prefixes")?;
+    let key = "$1, date_trunc('hour', now()) - make_interval(hours => h), 'p', 'f', 'PA',
+               '+' || (1000000 + g)::text, 'sms', 'twilio'";
+    sqlx::query(&format!(
+        "INSERT INTO validation_stats (client_id, hour, project_id, project_flow_id, region, prefix, channel,
+                provider, created, sent, delivered, validated, failed)
+         SELECT {key}, 10, 10, 9, 7, 1 FROM generate_series(1, $2::bigint) AS g, generate_series(0, 2) AS h"
+    ))
+    .bind(&app.client)
+    .bind(n)
+    .execute(&app.pool)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO validation_stats_ttv (client_id, hour, project_id, project_flow_id, region, prefix, channel,
+                provider, bucket, validated)
+         SELECT {key}, b, 2 + b FROM generate_series(1, $2::bigint) AS g, generate_series(0, 2) AS h,
+                generate_series(1, 3) AS b"
+    ))
+    .bind(&app.client)
+    .bind(n)
+    .execute(&app.pool)
+    .await?;
+    println!("{prefixes} prefixes × 3 hours in the rollup, 3 buckets each");
+    let http = reqwest::Client::new();
+    for run in 0..runs {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let health = {
+            let (http, url, stop) = (http.clone(), format!("{}/health", app.base), stop.clone());
+            tokio::spawn(async move {
+                let mut worst = Duration::ZERO;
+                let mut polls = 0;
+                while !stop.is_cancelled() {
+                    let started = Instant::now();
+                    let _ = http.get(&url).send().await;
+                    worst = worst.max(started.elapsed());
+                    polls += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (polls, worst)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let answer = app.get("/v2/phone-validations/stats?groupBy=prefix").await;
+        let took = started.elapsed();
+        stop.cancel();
+        let (polls, worst) = health.await?;
+        let rows = answer.data().as_array().map_or(0, Vec::len);
+        println!(
+            "run {run}: groupBy=prefix {} with {rows} rows in {took:.1?}; /health worst {worst:.1?} over {polls} polls",
+            answer.status
+        );
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(prefixes) = args.prefixes {
+        return many_prefixes(prefixes, args.runs).await;
+    }
     let (url, pool) = testkit::infra::database().await;
     println!("database {url}");
     let client = testkit::api::create_client(&pool, "Stats").await;
@@ -141,6 +214,8 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
+    // As the API's upkeep does after each fold (here once, after the backlog).
+    stats::vacuum(&pool).await?;
     let rollup: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_stats")
         .fetch_one(&pool)
         .await?;

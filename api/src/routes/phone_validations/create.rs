@@ -191,19 +191,24 @@ pub async fn create(
     }
     let new = request.check()?;
     let flow = flow_cache::cached(&app, &client, &new).await?;
-    let settings = &flow.flow.settings.0;
-    new.check_against(settings)?;
-    let taken = rate_limits::take(
-        &app.pool,
-        &new.flow,
-        &settings.rate_limits,
-        new.body.ip_address.as_deref(),
-    )
-    .await?;
-    let written = write(&app, &client, &new, &flow, idempotency.as_ref()).await;
-    if let (Err(_), Some(taken)) = (&written, taken) {
-        rate_limits::give_back(&app.pool, taken).await;
-    }
+    new.check_against(&flow.flow.settings.0)?;
+    // From taking rate-limit units to giving them back if the create is
+    // refused, in a task of its own: a client that hangs up meanwhile must
+    // not leave units taken for a create that never happened.
+    let settle = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let ip = new.body.ip_address.as_deref().and_then(|ip| ip.parse().ok());
+            let limits = &flow.flow.settings.0.rate_limits;
+            let taken = rate_limits::take(&app.pool, &new.flow, limits, ip).await?;
+            let written = write(&app, &client, &new, &flow, idempotency.as_ref()).await;
+            if let (Err(_), Some(taken)) = (&written, taken) {
+                rate_limits::give_back(&app.pool, taken).await;
+            }
+            written
+        })
+    };
+    let written = settle.await.map_err(anyhow::Error::from)?;
     let (Created { validation, events }, data) = match written? {
         Written::Created(created, data) => (*created, data),
         Written::Replayed(stored) => return Ok(Envelope(stored)),
