@@ -4,12 +4,14 @@
 mod bad_input;
 mod broker_outage;
 mod fraud_guard;
+mod fraud_guard_upkeep;
 mod http_server;
 mod login_keys;
 mod numbers_and_codes;
 mod openapi_conformance;
 mod operations;
 mod phone_validations;
+mod rate_limits;
 mod security;
 mod shutdown;
 mod slow_clients;

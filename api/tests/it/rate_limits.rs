@@ -1,4 +1,4 @@
-//! The flow's `rateLimits` (CONTRACT §9) key on what an address is and
+//! The flow's `rateLimits` (docs/contract.md §9) key on what an address is and
 //! give back exactly what a refused create took, against the real API and
 //! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
