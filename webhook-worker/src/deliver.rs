@@ -8,10 +8,10 @@
 //! (with confirm) before the original is acked, and a delivery to a saturated
 //! host is deferred the same way.
 
+use crate::event::Message;
 use crate::followup::Deferral;
 use crate::hosts::HostLimiter;
 use crate::load::Loaded;
-use crate::message::Message;
 use crate::policy::{random_jitter, Attempted, RetryPolicy};
 use crate::records::{AttemptKey, Claim};
 use crate::sender::{Call, Sender, Signed};

@@ -3,8 +3,8 @@
 //! deferrals, which put a message off without an attempt.
 
 use crate::deliver::{back_off, millis, stage, Deliverer};
+use crate::event::Message;
 use crate::hosts::Busy;
-use crate::message::Message;
 use crate::policy::{random_jitter, DeadLetterReason, Decision};
 use crate::records::{Finished, Outcome};
 use crate::sender::Call;

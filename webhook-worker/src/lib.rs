@@ -6,11 +6,11 @@
 
 pub mod config;
 pub mod deliver;
+pub mod event;
 pub mod followup;
 pub use shared::amqp::dlq;
 pub mod hosts;
 mod load;
-pub mod message;
 pub mod policy;
 pub mod records;
 pub mod sender;

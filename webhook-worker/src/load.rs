@@ -2,7 +2,7 @@
 //! the event's id (never taken from the message), and its client's keys.
 
 use crate::deliver::{back_off, matches_status, stage, Deliverer, WebhookObject};
-use crate::message::{EventKind, Message};
+use crate::event::{EventKind, Message};
 use crate::records::{LoadError, Target};
 use shared::amqp::Handled;
 use shared::domain::PhoneValidation;
