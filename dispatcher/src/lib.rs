@@ -6,11 +6,11 @@
 
 pub mod config;
 pub mod hashing;
-pub mod message;
 pub mod pipeline;
 pub mod plan;
 pub mod providers;
 pub mod store;
+pub mod text;
 
 use anyhow::Context;
 use config::DispatcherConfig;
