@@ -1,6 +1,6 @@
 //! The delivery pipeline, one stage per function: receive → decode → load →
 //! claim → act (the signed POST) → decide → record → ack. The decision is
-//! [`RetryPolicy::decide`](crate::policy::RetryPolicy::decide), pure; what
+//! [`RetryPolicy::decide`](crate::plan::RetryPolicy::decide), pure; what
 //! follows it (a retry, a dead letter, the record) is in `followup.rs`, the
 //! load stage in `load.rs`.
 //!
@@ -12,7 +12,7 @@ use crate::event::Message;
 use crate::followup::Deferral;
 use crate::hosts::HostLimiter;
 use crate::load::Loaded;
-use crate::policy::{random_jitter, Attempted, RetryPolicy};
+use crate::plan::{random_jitter, Attempted, RetryPolicy};
 use crate::records::{AttemptKey, Claim};
 use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;

@@ -5,7 +5,7 @@
 use crate::deliver::{back_off, millis, stage, Deliverer};
 use crate::event::Message;
 use crate::hosts::Busy;
-use crate::policy::{random_jitter, DeadLetterReason, Decision};
+use crate::plan::{random_jitter, DeadLetterReason, Decision};
 use crate::records::{Finished, Outcome};
 use crate::sender::Call;
 use chrono::{DateTime, Utc};
