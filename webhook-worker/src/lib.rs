@@ -7,10 +7,8 @@
 pub mod config;
 pub mod deliver;
 pub mod event;
-pub mod followup;
 pub use shared::amqp::dlq;
 pub mod hosts;
-mod load;
 pub mod plan;
 pub mod records;
 pub mod sender;

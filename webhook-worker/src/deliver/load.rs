@@ -1,7 +1,7 @@
 //! The load stage: what a delivery is about, re-read from the database by
 //! the event's id (never taken from the message), and its client's keys.
 
-use crate::deliver::{back_off, matches_status, stage, Deliverer, WebhookObject};
+use super::{back_off, matches_status, stage, Deliverer, WebhookObject};
 use crate::event::{EventKind, Message};
 use crate::records::{LoadError, Target};
 use shared::amqp::Handled;

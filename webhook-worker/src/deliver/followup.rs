@@ -2,7 +2,7 @@
 //! letter parked), the attempt's row completed, the message settled; and
 //! deferrals, which put a message off without an attempt.
 
-use crate::deliver::{back_off, millis, stage, Deliverer};
+use super::{back_off, millis, stage, Deliverer};
 use crate::event::Message;
 use crate::hosts::Busy;
 use crate::plan::{random_jitter, DeadLetterReason, Decision};

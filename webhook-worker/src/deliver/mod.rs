@@ -8,10 +8,11 @@
 //! (with confirm) before the original is acked, and a delivery to a saturated
 //! host is deferred the same way.
 
+mod followup;
+mod load;
+
 use crate::event::Message;
-use crate::followup::Deferral;
 use crate::hosts::HostLimiter;
-use crate::load::Loaded;
 use crate::plan::{random_jitter, Attempted, RetryPolicy};
 use crate::records::{AttemptKey, Claim};
 use crate::sender::{Call, Sender, Signed};
@@ -19,6 +20,8 @@ use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
+use followup::Deferral;
+use load::Loaded;
 use serde::Serialize;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
