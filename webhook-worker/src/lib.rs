@@ -4,6 +4,7 @@
 //! delivered, refused or dead-lettered. `build` returns the worker unstarted,
 //! so tests run it in-process with their own database and queue names.
 
+pub mod body;
 pub mod config;
 pub mod deliver;
 pub mod event;

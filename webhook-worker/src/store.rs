@@ -5,7 +5,7 @@
 //! that arrive together share one statement, and each caller still waits
 //! for its own row, so no attempt counts before it is durable.
 
-use crate::deliver::BlockObject;
+use crate::body::BlockObject;
 use crate::records::{self, AttemptKey, Claim, Finished, LoadError, Target, TargetCache};
 use shared::batch::{BatchError, Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};

@@ -2,7 +2,8 @@
 //! letter parked), the attempt's row completed, the message settled; and
 //! deferrals, which put a message off without an attempt.
 
-use super::{back_off, millis, stage, Deliverer};
+use super::stage::{back_off, millis, stage};
+use super::Deliverer;
 use crate::event::Message;
 use crate::hosts::Busy;
 use crate::plan::{random_jitter, DeadLetterReason, Decision};

@@ -1,11 +1,13 @@
 //! The load stage: what a delivery is about, re-read from the database by
 //! the event's id (never taken from the message), and its client's keys.
 
-use super::{back_off, matches_status, stage, Deliverer, WebhookObject};
+use super::stage::{back_off, stage};
+use super::Deliverer;
+use crate::body::WebhookObject;
 use crate::event::{EventKind, Message};
 use crate::records::{LoadError, Target};
 use shared::amqp::Handled;
-use shared::domain::PhoneValidation;
+use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;
 use shared::ObjectId;
 use std::sync::Arc;
@@ -21,6 +23,16 @@ pub(crate) struct Loaded {
     /// The validation's own `webhookUrl` (a block has none: its flow's).
     pub(crate) own_url: Option<String>,
     pub(crate) target: Arc<Target>,
+}
+
+/// Whether an event of `kind` can be about a validation in `status` (a
+/// `validated` event for a failed validation is forged or corrupt).
+pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bool {
+    matches!(
+        (kind, status),
+        (ValidationEventType::Validated, ValidationStatus::Validated)
+            | (ValidationEventType::Failed, ValidationStatus::Failed)
+    )
 }
 
 impl Deliverer {
@@ -109,5 +121,20 @@ impl Deliverer {
             return Err(Handled::Reject);
         }
         Ok(validation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_must_match_its_validations_status() {
+        use ValidationEventType::{Failed, Validated};
+        assert!(matches_status(Validated, ValidationStatus::Validated));
+        assert!(matches_status(Failed, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Sent));
+        assert!(!matches_status(Failed, ValidationStatus::New));
     }
 }

@@ -10,7 +10,9 @@
 
 mod followup;
 mod load;
+mod stage;
 
+use crate::body::WebhookBody;
 use crate::event::Message;
 use crate::hosts::HostLimiter;
 use crate::plan::{random_jitter, Attempted, RetryPolicy};
@@ -19,52 +21,14 @@ use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
 use crate::store::Store;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use followup::Deferral;
 use load::Loaded;
-use serde::Serialize;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
-use shared::domain::{PhoneValidation, ValidationStatus};
-use shared::events::ValidationEventType;
-use shared::ObjectId;
+use stage::{back_off, stage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
-
-/// Pause before giving a message back when the database or broker failed,
-/// so an outage does not spin the queue.
-const BACK_OFF: Duration = Duration::from_secs(1);
-
-/// The body POSTed to the client (CONTRACT §8, §9).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookBody<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub object: &'a WebhookObject,
-    pub event_id: &'a ObjectId,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub occurred_at: DateTime<Utc>,
-}
-
-/// What an event is about, as the receiver gets it in `object`.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum WebhookObject {
-    Validation(Box<PhoneValidation>),
-    Block(BlockObject),
-}
-
-/// A fraud-guard block in a `fraud_guard_blocked` webhook (CONTRACT §9).
-#[derive(Debug, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockObject {
-    pub prefix: String,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub until: DateTime<Utc>,
-    pub sent: i64,
-    pub validated: i64,
-}
 
 /// The validation's own URL wins over its flow's.
 pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>) -> Option<&'a str> {
@@ -72,21 +36,6 @@ pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .or_else(|| flow_url.map(str::trim).filter(|u| !u.is_empty()))
-}
-
-/// Whether an event of `kind` can be about a validation in `status` (a
-/// `validated` event for a failed validation is forged or corrupt).
-pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bool {
-    matches!(
-        (kind, status),
-        (ValidationEventType::Validated, ValidationStatus::Validated)
-            | (ValidationEventType::Failed, ValidationStatus::Failed)
-    )
-}
-
-/// Records how long a stage took.
-pub(crate) fn stage(name: &'static str, started: Instant) {
-    metrics::histogram!("webhook_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
 }
 
 /// Everything a delivery needs; shared by all in-flight handlers.
@@ -253,16 +202,6 @@ fn host_key(url: &url::Url) -> String {
     )
 }
 
-pub(crate) fn millis(duration: Duration) -> String {
-    duration.as_millis().max(1).to_string()
-}
-
-pub(crate) async fn back_off<E: std::fmt::Display + Sync>(what: &'static str, error: &E) -> Handled {
-    tracing::warn!(%error, "{what} failed; the message goes back to the queue");
-    tokio::time::sleep(BACK_OFF).await;
-    Handled::Requeue
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,16 +215,6 @@ mod tests {
         assert_eq!(choose_url(None, Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(Some("  "), Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(None, None), None);
-    }
-
-    #[test]
-    fn an_event_must_match_its_validations_status() {
-        use ValidationEventType::{Failed, Validated};
-        assert!(matches_status(Validated, ValidationStatus::Validated));
-        assert!(matches_status(Failed, ValidationStatus::Failed));
-        assert!(!matches_status(Validated, ValidationStatus::Failed));
-        assert!(!matches_status(Validated, ValidationStatus::Sent));
-        assert!(!matches_status(Failed, ValidationStatus::New));
     }
 
     #[test]
