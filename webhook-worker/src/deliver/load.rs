@@ -2,10 +2,10 @@
 //! the event's id (never taken from the message), and its client's keys.
 
 use super::stage::{back_off, stage};
-use super::Deliverer;
 use crate::body::WebhookObject;
 use crate::event::{EventKind, Message};
 use crate::records::{LoadError, Target};
+use crate::store::Store;
 use shared::amqp::Handled;
 use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;
@@ -35,7 +35,12 @@ pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bo
     )
 }
 
-impl Deliverer {
+/// The load stage: reads through the store alone.
+pub(super) struct Loader<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl Loader<'_> {
     /// Load: the event's object by its id, as stored now, and its client's
     /// signing keys. `Err` settles the message.
     #[tracing::instrument(skip_all)]

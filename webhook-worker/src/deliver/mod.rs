@@ -22,8 +22,8 @@ use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
 use crate::store::Store;
 use chrono::Utc;
-use followup::Deferral;
-use load::Loaded;
+use followup::{Deferral, FollowUps};
+use load::{Loaded, Loader};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
 use stage::{back_off, stage};
@@ -75,9 +75,9 @@ impl Deliverer {
         // A dead or backed-up host's deliveries are put off before any
         // database work: where the event says it goes is enough to know that.
         if let Some(busy) = self.hinted_host(message).and_then(|host| self.hosts.busy(&host)) {
-            return self.defer(message, busy.into()).await;
+            return self.follow_up().defer(message, busy.into()).await;
         }
-        let loaded = match self.load(message).await {
+        let loaded = match self.loader().load(message).await {
             Ok(loaded) => loaded,
             Err(settled) => return settled,
         };
@@ -96,7 +96,7 @@ impl Deliverer {
         // the attempt is claimed (the slot is held for the POST alone).
         let host = checked.as_ref().ok().map(host_key);
         if let Some(busy) = host.as_deref().and_then(|host| self.hosts.busy(host)) {
-            return self.defer(message, busy.into()).await;
+            return self.follow_up().defer(message, busy.into()).await;
         }
         let row = match self.claim(message, &loaded, raw_url).await {
             Ok(row) => row,
@@ -105,7 +105,7 @@ impl Deliverer {
         let permit = match &host {
             Some(host) => match self.hosts.acquire(host).await {
                 Ok(permit) => Some(permit),
-                Err(busy) => return self.give_back(message, row, busy.into()).await,
+                Err(busy) => return self.follow_up().give_back(message, row, busy.into()).await,
             },
             None => None,
         };
@@ -122,7 +122,20 @@ impl Deliverer {
         metrics::histogram!("webhook_request_duration_seconds").record(call.latency.as_secs_f64());
 
         let decision = self.policy.decide(message.attempt, &call.result, random_jitter());
-        self.conclude(message, row, &call, decision).await
+        self.follow_up().conclude(message, row, &call, decision).await
+    }
+
+    fn loader(&self) -> Loader<'_> {
+        Loader { store: &self.store }
+    }
+
+    fn follow_up(&self) -> FollowUps<'_> {
+        FollowUps {
+            store: &self.store,
+            broker: &self.broker,
+            delays: &self.delays,
+            policy: &self.policy,
+        }
     }
 
     /// The host the event says it goes to: its own URL, or its flow's as
@@ -164,7 +177,7 @@ impl Deliverer {
                 metrics::counter!("webhook_duplicates_total").increment(1);
                 Err(Handled::Ack)
             }
-            Ok(Claim::Busy) => Err(self.defer(message, Deferral::AttemptInFlight).await),
+            Ok(Claim::Busy) => Err(self.follow_up().defer(message, Deferral::AttemptInFlight).await),
             Err(error) => Err(back_off("claiming the attempt", &error).await),
         }
     }
