@@ -4,8 +4,7 @@
 use super::stage::{back_off, stage};
 use crate::body::WebhookObject;
 use crate::event::{EventKind, Message};
-use crate::records::{LoadError, Target};
-use crate::store::Store;
+use crate::store::{LoadError, Store, Target};
 use shared::amqp::Handled;
 use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;

@@ -5,8 +5,11 @@
 //! that arrive together share one statement, and each caller still waits
 //! for its own row, so no attempt counts before it is durable.
 
+mod attempts;
+
+pub use attempts::{AttemptKey, Claim, Finished, LoadError, Outcome, Target, TargetCache};
+
 use crate::body::BlockObject;
-use crate::records::{self, AttemptKey, Claim, Finished, LoadError, Target, TargetCache};
 use shared::batch::{BatchError, Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::ObjectId;
@@ -131,7 +134,7 @@ impl Store {
         match self.claims.submit(id, attempt).await? {
             Some(Claimed::Row(row)) => Ok(Claim::Claimed(row)),
             Some(Claimed::Delivered) => Ok(Claim::AlreadyDelivered),
-            None => Ok(records::claim(&self.pool, key, self.stale_after).await?),
+            None => Ok(attempts::claim(&self.pool, key, self.stale_after).await?),
         }
     }
 
