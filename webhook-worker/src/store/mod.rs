@@ -6,8 +6,10 @@
 //! for its own row, so no attempt counts before it is durable.
 
 mod attempts;
+mod targets;
 
-pub use attempts::{AttemptKey, Claim, Finished, LoadError, Outcome, Target, TargetCache};
+pub use attempts::{AttemptKey, Claim, Finished, Outcome};
+pub use targets::{LoadError, Target, TargetCache};
 
 use crate::body::BlockObject;
 use shared::batch::{BatchError, Batcher, Duplicates};
