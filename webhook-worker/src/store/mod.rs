@@ -9,10 +9,11 @@ mod attempts;
 mod targets;
 
 pub use attempts::{AttemptKey, Claim, Finished, Outcome};
+pub use shared::batch::StoreError;
 pub use targets::{LoadError, Target, TargetCache};
 
 use crate::body::BlockObject;
-use shared::batch::{BatchError, Batcher, Duplicates};
+use shared::batch::{Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::ObjectId;
 use sqlx::PgPool;
@@ -40,14 +41,6 @@ enum Claimed {
     Row(i64),
     /// The event was delivered already.
     Delivered,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
 }
 
 pub struct Store {
