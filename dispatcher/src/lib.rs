@@ -17,26 +17,17 @@ use config::DispatcherConfig;
 use pipeline::Pipeline;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::ops::Readiness;
 use shared::otp::{CodeDeriver, OtpHasher};
-use shared::process::{Messaging, Service};
+use shared::process::{Consumer, Messaging, Service};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// How often the queue depths are sampled for `/metrics`.
-const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     pipeline: Arc<Pipeline>,
-    health: TcpListener,
-    readiness: Readiness,
-    prefetch: u16,
-    cancel: CancellationToken,
-    messaging: Messaging,
+    consumer: Consumer,
 }
 
 impl Service for Dispatcher {
@@ -45,9 +36,7 @@ impl Service for Dispatcher {
 
     async fn build(config: DispatcherConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
         shared::ops::prometheus();
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
-            .await
-            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let pool = shared::process::connect_database(&config.common).await?;
         let messaging = Messaging::start(
             &config.common,
             topology,
@@ -57,11 +46,17 @@ impl Service for Dispatcher {
         let broker = messaging.broker.clone();
         let relay = messaging.relay.clone().context("the dispatcher's relay")?;
         let (sms, whatsapp) = providers::configured::build(&config)?;
-        let health = TcpListener::bind(config.health_addr)
-            .await
-            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
+        let consumer = Consumer::bind(
+            "dispatcher",
+            config.health_addr,
+            pool.clone(),
+            messaging,
+            config.prefetch,
+            cancel,
+        )
+        .await?;
         let pipeline = Arc::new(Pipeline {
-            store: Store::start(pool.clone(), config.lease),
+            store: Store::start(pool, config.lease),
             broker: broker.clone(),
             relay,
             hashing: hashing::Hashing::start(
@@ -86,48 +81,22 @@ impl Service for Dispatcher {
                 .min()
                 .unwrap_or(Duration::from_secs(5)),
         });
-        Ok(Self {
-            pipeline,
-            health,
-            readiness: Readiness {
-                process: "dispatcher",
-                pool,
-                broker,
-            },
-            prefetch: config.prefetch,
-            cancel,
-            messaging,
-        })
+        Ok(Self { pipeline, consumer })
     }
 
     /// Consumes until cancelled, then finishes in-flight sends and returns.
     async fn run(self) -> anyhow::Result<()> {
-        let broker = self.pipeline.broker.clone();
-        let health = axum::serve(self.health, shared::ops::router(self.readiness.clone()))
-            .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
-        let health = tokio::spawn(async move { health.await });
-
-        let queue = self.pipeline.delays.queue().to_owned();
-        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
-        shared::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, self.cancel.clone());
-        if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
-            let pipeline = self.pipeline.clone();
-            let queue = self.pipeline.delays.queue().to_owned();
-            shared::amqp::consume(broker, queue, self.prefetch, self.cancel.clone(), move |delivery| {
-                let pipeline = pipeline.clone();
-                async move { pipeline.handle(delivery).await }
-            })
-            .await;
-        }
-        tracing::info!("dispatcher stopped consuming; publishing what is left");
-        self.messaging.shutdown().await;
-        let _ = health.await;
-        Ok(())
+        let pipeline = self.pipeline.clone();
+        let handler = move |delivery| {
+            let pipeline = pipeline.clone();
+            async move { pipeline.handle(delivery).await }
+        };
+        self.consumer.run(&self.pipeline.delays, handler).await
     }
 }
 
 impl Dispatcher {
     pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
+        self.consumer.health_addr()
     }
 }

@@ -24,15 +24,12 @@ use plan::RetryPolicy;
 use sender::Sender;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::ops::Readiness;
-use shared::process::{Messaging, Service};
+use shared::process::{Consumer, Messaging, Service};
 use sqlx::PgPool;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Store, TargetCache};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client's keys and a flow's URL are reused before reloading.
@@ -41,11 +38,7 @@ const TARGET_CACHE_TTL: Duration = Duration::from_secs(2);
 /// A built, bound, not yet running worker.
 pub struct WebhookWorker {
     deliverer: Arc<Deliverer>,
-    health: TcpListener,
-    readiness: Readiness,
-    prefetch: u16,
-    cancel: CancellationToken,
-    messaging: Messaging,
+    consumer: Consumer,
 }
 
 impl Service for WebhookWorker {
@@ -55,9 +48,7 @@ impl Service for WebhookWorker {
     /// Connects to the database, starts the broker supervisor and binds the
     /// health listener. `topology` names the queues.
     async fn build(config: WebhookConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
-            .await
-            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let pool = shared::process::connect_database(&config.common).await?;
         // Secrets stored before encryption (or under the previous key) are
         // sealed with the current key before the first delivery.
         let resealed = shared::webhook_secrets::reseal_all(&pool, &config.secret_keys)
@@ -76,20 +67,26 @@ impl Service for WebhookWorker {
         // publish retries and ack): `run` closes it last.
         let messaging = Messaging::start(&config.common, topology, "webhook-worker", None);
         let broker = messaging.broker.clone();
-        let health = TcpListener::bind(config.health_addr)
-            .await
-            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
+        let consumer = Consumer::bind(
+            "webhook-worker",
+            config.health_addr,
+            pool.clone(),
+            messaging,
+            config.prefetch,
+            cancel,
+        )
+        .await?;
         shared::ops::prometheus();
         if config.allow_private {
             tracing::warn!("WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses");
         }
         let deliverer = Deliverer {
             store: Store::start(
-                pool.clone(),
+                pool,
                 TargetCache::new(TARGET_CACHE_TTL, config.secret_keys.clone()),
                 config.timeout + Duration::from_secs(60),
             ),
-            broker: broker.clone(),
+            broker,
             delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
             sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
@@ -99,15 +96,7 @@ impl Service for WebhookWorker {
         };
         Ok(Self {
             deliverer: Arc::new(deliverer),
-            health,
-            readiness: Readiness {
-                process: "webhook-worker",
-                pool,
-                broker,
-            },
-            prefetch: config.prefetch,
-            cancel,
-            messaging,
+            consumer,
         })
     }
 
@@ -115,44 +104,18 @@ impl Service for WebhookWorker {
     /// consumes the webhook queue, and on shutdown lets in-flight deliveries
     /// finish (or return to the queue) before returning.
     async fn run(self) -> anyhow::Result<()> {
-        let cancel = self.cancel.clone();
-        let router = shared::ops::router(self.readiness.clone());
-        let health_cancel = cancel.clone();
-        let health = tokio::spawn(
-            axum::serve(self.health, router)
-                .with_graceful_shutdown(async move { health_cancel.cancelled().await })
-                .into_future(),
-        );
-        let deliverer = self.deliverer;
-        let queue = deliverer.delays.queue().to_owned();
-        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
-        shared::ops::sample_queues(
-            deliverer.broker.clone(),
-            sampled,
-            Duration::from_secs(5),
-            cancel.clone(),
-        );
-        if deliverer.delays.declare_until_ready(&deliverer.broker, &cancel).await {
-            let handler = {
-                let deliverer = deliverer.clone();
-                move |delivery| {
-                    let deliverer = deliverer.clone();
-                    async move { deliverer.handle(delivery).await }
-                }
-            };
-            let queue = deliverer.delays.queue().to_owned();
-            shared::amqp::consume(deliverer.broker.clone(), queue, self.prefetch, cancel.clone(), handler).await;
-        }
-        self.messaging.shutdown().await;
-        tracing::info!("webhook worker stopped");
-        health.await.context("the health server panicked")??;
-        Ok(())
+        let deliverer = self.deliverer.clone();
+        let handler = move |delivery| {
+            let deliverer = deliverer.clone();
+            async move { deliverer.handle(delivery).await }
+        };
+        self.consumer.run(&self.deliverer.delays, handler).await
     }
 }
 
 impl WebhookWorker {
     pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
+        self.consumer.health_addr()
     }
     pub fn pool(&self) -> &PgPool {
         self.deliverer.store.pool()
