@@ -17,8 +17,10 @@ use config::DispatcherConfig;
 use pipeline::Pipeline;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
+use shared::amqp::{Delivery, Handled};
 use shared::otp::{CodeDeriver, OtpHasher};
-use shared::process::{Consumer, Messaging, Service};
+use shared::process::{Consumer, Handler, Messaging, Service};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,12 +88,16 @@ impl Service for Dispatcher {
 
     /// Consumes until cancelled, then finishes in-flight sends and returns.
     async fn run(self) -> anyhow::Result<()> {
-        let pipeline = self.pipeline.clone();
-        let handler = move |delivery| {
-            let pipeline = pipeline.clone();
-            async move { pipeline.handle(delivery).await }
-        };
-        self.consumer.run(&self.pipeline.delays, handler).await
+        self.consumer.run(self.pipeline).await
+    }
+}
+
+impl Handler for Pipeline {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
+        Pipeline::handle(self, delivery)
+    }
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
     }
 }
 

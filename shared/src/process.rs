@@ -13,6 +13,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -111,6 +112,14 @@ pub async fn connect_database(common: &CommonConfig) -> anyhow::Result<PgPool> {
         .context("while connecting to PostgreSQL (DATABASE_URL)")
 }
 
+/// What a consuming worker does with one delivery of its queue.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one delivery; what it returns settles it.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send;
+    /// The work queue's delay tiers (the queue consumed is theirs).
+    fn delays(&self) -> &DelayQueues;
+}
+
 /// How often a worker's queue depths are sampled for `/metrics`.
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
@@ -158,14 +167,11 @@ impl Consumer {
     }
 
     /// Serves the health routes, samples the queue and its dead-letter
-    /// queue, consumes the work queue of `delays` with `handler` until the
-    /// cancellation token fires, lets in-flight deliveries finish (or return
-    /// to the queue), and only then closes the relay and the broker.
-    pub async fn run<F, Fut>(self, delays: &DelayQueues, handler: F) -> anyhow::Result<()>
-    where
-        F: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Handled> + Send + 'static,
-    {
+    /// queue, consumes the handler's work queue until the cancellation token
+    /// fires, lets in-flight deliveries finish (or return to the queue), and
+    /// only then closes the relay and the broker.
+    pub async fn run<H: Handler>(self, handler: Arc<H>) -> anyhow::Result<()> {
+        let delays = handler.delays();
         let cancel = self.cancel;
         let router = crate::ops::router(self.readiness.clone());
         let health = axum::serve(self.health, router).with_graceful_shutdown(cancel.clone().cancelled_owned());
@@ -175,7 +181,12 @@ impl Consumer {
         let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
         crate::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, cancel.clone());
         if delays.declare_until_ready(&broker, &cancel).await {
-            crate::amqp::consume(broker, queue, self.prefetch, cancel.clone(), handler).await;
+            let consuming = handler.clone();
+            crate::amqp::consume(broker, queue, self.prefetch, cancel.clone(), move |delivery| {
+                let handler = consuming.clone();
+                async move { handler.handle(delivery).await }
+            })
+            .await;
         }
         let process = self.readiness.process;
         tracing::info!("{process} stopped consuming; publishing what is left");

@@ -24,8 +24,10 @@ use plan::RetryPolicy;
 use sender::Sender;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::process::{Consumer, Messaging, Service};
+use shared::amqp::{Delivery, Handled};
+use shared::process::{Consumer, Handler, Messaging, Service};
 use sqlx::PgPool;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,12 +106,16 @@ impl Service for WebhookWorker {
     /// consumes the webhook queue, and on shutdown lets in-flight deliveries
     /// finish (or return to the queue) before returning.
     async fn run(self) -> anyhow::Result<()> {
-        let deliverer = self.deliverer.clone();
-        let handler = move |delivery| {
-            let deliverer = deliverer.clone();
-            async move { deliverer.handle(delivery).await }
-        };
-        self.consumer.run(&self.deliverer.delays, handler).await
+        self.consumer.run(self.deliverer).await
+    }
+}
+
+impl Handler for Deliverer {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
+        Deliverer::handle(self, delivery)
+    }
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
     }
 }
 
