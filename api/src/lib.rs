@@ -74,9 +74,7 @@ impl Service for Application {
     /// Connects to the database, starts the broker supervisor and the outbox
     /// relay, and binds the listener. `topology` names the queues.
     async fn build(config: ApiConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
-            .await
-            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let pool = shared::process::connect_database(&config.common).await?;
         let messaging = Messaging::start(&config.common, topology, "api", Some((pool.clone(), config.relay)));
         let (broker, relay) = (messaging.broker.clone(), messaging.relay.clone());
         let relay = relay.context("the API's relay")?;

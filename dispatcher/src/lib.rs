@@ -6,39 +6,33 @@
 
 pub mod config;
 pub mod hashing;
-pub mod message;
 pub mod pipeline;
 pub mod plan;
 pub mod providers;
 pub mod receipts;
 pub mod store;
+pub mod text;
 
 use anyhow::Context;
 use config::DispatcherConfig;
 use pipeline::Pipeline;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::ops::Readiness;
+use shared::amqp::{Delivery, Handled};
 use shared::otp::{CodeDeriver, OtpHasher};
-use shared::process::{Messaging, Service};
+use shared::process::{Consumer, Handler, Messaging, Service};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// How often the queue depths are sampled for `/metrics`.
-const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     pipeline: Arc<Pipeline>,
-    health: TcpListener,
-    readiness: Readiness,
-    prefetch: u16,
-    receipt_sweep: Duration,
-    cancel: CancellationToken,
-    messaging: Messaging,
+    consumer: Consumer,
+    /// The sweep of delivery receipts kept before their send was recorded.
+    receipts: receipts::Sweep,
 }
 
 impl Service for Dispatcher {
@@ -47,9 +41,7 @@ impl Service for Dispatcher {
 
     async fn build(config: DispatcherConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
         shared::ops::prometheus();
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
-            .await
-            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let pool = shared::process::connect_database(&config.common).await?;
         let messaging = Messaging::start(
             &config.common,
             topology,
@@ -59,9 +51,15 @@ impl Service for Dispatcher {
         let broker = messaging.broker.clone();
         let relay = messaging.relay.clone().context("the dispatcher's relay")?;
         let (sms, whatsapp) = providers::configured::build(&config)?;
-        let health = TcpListener::bind(config.health_addr)
-            .await
-            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
+        let consumer = Consumer::bind(
+            "dispatcher",
+            config.health_addr,
+            pool.clone(),
+            messaging,
+            config.prefetch,
+            cancel.clone(),
+        )
+        .await?;
         let pipeline = Arc::new(Pipeline {
             store: Store::start(pool.clone(), config.lease, relay.clone()),
             broker: broker.clone(),
@@ -88,55 +86,37 @@ impl Service for Dispatcher {
                 .min()
                 .unwrap_or(Duration::from_secs(5)),
         });
+        let receipts = receipts::Sweep {
+            pool,
+            relay: pipeline.relay.clone(),
+            every: config.receipt_sweep,
+            cancel: cancel.clone(),
+        };
         Ok(Self {
             pipeline,
-            health,
-            readiness: Readiness {
-                process: "dispatcher",
-                pool,
-                broker,
-            },
-            prefetch: config.prefetch,
-            receipt_sweep: config.receipt_sweep,
-            cancel,
-            messaging,
+            consumer,
+            receipts,
         })
     }
 
     /// Consumes until cancelled, then finishes in-flight sends and returns.
     async fn run(self) -> anyhow::Result<()> {
-        let broker = self.pipeline.broker.clone();
-        let health = axum::serve(self.health, shared::ops::router(self.readiness.clone()))
-            .with_graceful_shutdown(self.cancel.clone().cancelled_owned());
-        let health = tokio::spawn(async move { health.await });
+        self.receipts.spawn();
+        self.consumer.run(self.pipeline).await
+    }
+}
 
-        let queue = self.pipeline.delays.queue().to_owned();
-        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
-        shared::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, self.cancel.clone());
-        receipts::spawn(
-            self.readiness.pool.clone(),
-            self.pipeline.relay.clone(),
-            self.receipt_sweep,
-            self.cancel.clone(),
-        );
-        if self.pipeline.delays.declare_until_ready(&broker, &self.cancel).await {
-            let pipeline = self.pipeline.clone();
-            let queue = self.pipeline.delays.queue().to_owned();
-            shared::amqp::consume(broker, queue, self.prefetch, self.cancel.clone(), move |delivery| {
-                let pipeline = pipeline.clone();
-                async move { pipeline.handle(delivery).await }
-            })
-            .await;
-        }
-        tracing::info!("dispatcher stopped consuming; publishing what is left");
-        self.messaging.shutdown().await;
-        let _ = health.await;
-        Ok(())
+impl Handler for Pipeline {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
+        Pipeline::handle(self, delivery)
+    }
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
     }
 }
 
 impl Dispatcher {
     pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
+        self.consumer.health_addr()
     }
 }

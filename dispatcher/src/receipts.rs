@@ -11,8 +11,23 @@ use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What the sweep needs; [`Sweep::spawn`] starts it.
+pub struct Sweep {
+    pub pool: PgPool,
+    pub relay: Relay,
+    pub every: Duration,
+    pub cancel: CancellationToken,
+}
+
+impl Sweep {
+    /// Sweeps every `every` until `cancel` fires.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        spawn(self.pool, self.relay, self.every, self.cancel)
+    }
+}
+
 /// Sweeps every `every` until `cancel` fires.
-pub fn spawn(pool: PgPool, relay: Relay, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn(pool: PgPool, relay: Relay, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

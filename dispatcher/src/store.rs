@@ -7,7 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::batch::{BatchError, Batcher, Duplicates};
+pub use shared::batch::StoreError;
+
+use shared::batch::{Batcher, Duplicates};
 use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
 use shared::domain::receipts;
 use shared::domain::{FailedReason, PhoneSettings};
@@ -36,14 +38,6 @@ impl Target {
     pub fn sms_fallback(&self) -> bool {
         self.settings.as_ref().is_some_and(|s| s.sms_fallback)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
 }
 
 /// What the provider said, for `providerConfirmation`.

@@ -32,6 +32,16 @@ pub enum BatchError {
     Stopped,
 }
 
+/// A batched store's error: its statement failed, or its batcher did (the
+/// workers' stores both answer with it).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
 type Reply<R> = oneshot::Sender<Result<Option<R>, BatchError>>;
 
 /// What the callers after the first get when one key is submitted twice in

@@ -4,12 +4,18 @@
 //! finish what is in flight (including its parks and publishes), publish
 //! what the outbox relay holds, and only then close the broker connection.
 
-use crate::amqp::{Broker, Topology};
+use crate::amqp::retry::DelayQueues;
+use crate::amqp::{Broker, Delivery, Handled, Topology};
 use crate::config::{CommonConfig, ConfigError};
+use crate::ops::Readiness;
 use crate::outbox::{Relay, RelayConfig};
 use anyhow::Context;
 use sqlx::PgPool;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -96,5 +102,97 @@ impl Messaging {
         self.broker_stop.cancel();
         self.broker.wait_closed().await;
         tracing::info!("broker connection closed");
+    }
+}
+
+/// Opens the database pool every process starts from.
+pub async fn connect_database(common: &CommonConfig) -> anyhow::Result<PgPool> {
+    crate::db::connect(&common.database_url, common.database_max_connections)
+        .await
+        .context("while connecting to PostgreSQL (DATABASE_URL)")
+}
+
+/// What a consuming worker does with one delivery of its queue.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one delivery; what it returns settles it.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send;
+    /// The work queue's delay tiers (the queue consumed is theirs).
+    fn delays(&self) -> &DelayQueues;
+}
+
+/// How often a worker's queue depths are sampled for `/metrics`.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// What a worker that consumes one queue runs besides its handler: the
+/// health listener (`/health`, `/ready`, `/metrics`), the queue's delay
+/// tiers declared until the broker takes them, the consumer, and the drain
+/// in order. The dispatcher and the webhook worker both run this way.
+pub struct Consumer {
+    health: TcpListener,
+    readiness: Readiness,
+    prefetch: u16,
+    cancel: CancellationToken,
+    messaging: Messaging,
+}
+
+impl Consumer {
+    /// Binds the health listener; `process` is the `process` label of `otp_ready`.
+    pub async fn bind(
+        process: &'static str,
+        health_addr: SocketAddr,
+        pool: PgPool,
+        messaging: Messaging,
+        prefetch: u16,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let health = TcpListener::bind(health_addr)
+            .await
+            .with_context(|| format!("while binding HEALTH_ADDR {health_addr}"))?;
+        let readiness = Readiness {
+            process,
+            pool,
+            broker: messaging.broker.clone(),
+        };
+        Ok(Self {
+            health,
+            readiness,
+            prefetch,
+            cancel,
+            messaging,
+        })
+    }
+
+    pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
+        self.health.local_addr()
+    }
+
+    /// Serves the health routes, samples the queue and its dead-letter
+    /// queue, consumes the handler's work queue until the cancellation token
+    /// fires, lets in-flight deliveries finish (or return to the queue), and
+    /// only then closes the relay and the broker.
+    pub async fn run<H: Handler>(self, handler: Arc<H>) -> anyhow::Result<()> {
+        let delays = handler.delays();
+        let cancel = self.cancel;
+        let router = crate::ops::router(self.readiness.clone());
+        let health = axum::serve(self.health, router).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let health = tokio::spawn(health.into_future());
+        let broker = self.messaging.broker.clone();
+        let queue = delays.queue().to_owned();
+        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
+        crate::ops::sample_queues(broker.clone(), sampled, QUEUE_SAMPLE_EVERY, cancel.clone());
+        if delays.declare_until_ready(&broker, &cancel).await {
+            let consuming = handler.clone();
+            crate::amqp::consume(broker, queue, self.prefetch, cancel.clone(), move |delivery| {
+                let handler = consuming.clone();
+                async move { handler.handle(delivery).await }
+            })
+            .await;
+        }
+        let process = self.readiness.process;
+        tracing::info!("{process} stopped consuming; publishing what is left");
+        self.messaging.shutdown().await;
+        tracing::info!("{process} stopped");
+        health.await.context("the health server panicked")??;
+        Ok(())
     }
 }

@@ -4,15 +4,13 @@
 //! delivered, refused or dead-lettered. `build` returns the worker unstarted,
 //! so tests run it in-process with their own database and queue names.
 
+pub mod body;
 pub mod config;
 pub mod deliver;
-pub mod followup;
+pub mod event;
 pub use shared::amqp::dlq;
 pub mod hosts;
-mod load;
-pub mod message;
-pub mod policy;
-pub mod records;
+pub mod plan;
 pub mod sender;
 pub mod signing;
 pub mod ssrf;
@@ -22,20 +20,18 @@ use anyhow::Context;
 use config::WebhookConfig;
 use deliver::Deliverer;
 use hosts::HostLimiter;
-use policy::RetryPolicy;
-use records::TargetCache;
+use plan::RetryPolicy;
 use sender::Sender;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::ops::Readiness;
-use shared::process::{Messaging, Service};
+use shared::amqp::{Delivery, Handled};
+use shared::process::{Consumer, Handler, Messaging, Service};
 use sqlx::PgPool;
-use std::future::IntoFuture;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::Store;
-use tokio::net::TcpListener;
+use store::{Store, TargetCache};
 use tokio_util::sync::CancellationToken;
 
 /// How long a client's keys and a flow's URL are reused before reloading.
@@ -44,11 +40,7 @@ const TARGET_CACHE_TTL: Duration = Duration::from_secs(2);
 /// A built, bound, not yet running worker.
 pub struct WebhookWorker {
     deliverer: Arc<Deliverer>,
-    health: TcpListener,
-    readiness: Readiness,
-    prefetch: u16,
-    cancel: CancellationToken,
-    messaging: Messaging,
+    consumer: Consumer,
 }
 
 impl Service for WebhookWorker {
@@ -58,9 +50,7 @@ impl Service for WebhookWorker {
     /// Connects to the database, starts the broker supervisor and binds the
     /// health listener. `topology` names the queues.
     async fn build(config: WebhookConfig, topology: Topology, cancel: CancellationToken) -> anyhow::Result<Self> {
-        let pool = shared::db::connect(&config.common.database_url, config.common.database_max_connections)
-            .await
-            .context("while connecting to PostgreSQL (DATABASE_URL)")?;
+        let pool = shared::process::connect_database(&config.common).await?;
         // Secrets under the previous key (and, in the upgrade window,
         // plaintext ones) are sealed with the current key before the first
         // delivery.
@@ -86,20 +76,26 @@ impl Service for WebhookWorker {
         // publish retries and ack): `run` closes it last.
         let messaging = Messaging::start(&config.common, topology, "webhook-worker", None);
         let broker = messaging.broker.clone();
-        let health = TcpListener::bind(config.health_addr)
-            .await
-            .with_context(|| format!("while binding HEALTH_ADDR {}", config.health_addr))?;
+        let consumer = Consumer::bind(
+            "webhook-worker",
+            config.health_addr,
+            pool.clone(),
+            messaging,
+            config.prefetch,
+            cancel,
+        )
+        .await?;
         shared::ops::prometheus();
         if config.allow_private {
             tracing::warn!("WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses");
         }
         let deliverer = Deliverer {
             store: Store::start(
-                pool.clone(),
+                pool,
                 TargetCache::new(TARGET_CACHE_TTL, config.secret_keys.clone()),
                 config.timeout + Duration::from_secs(60),
             ),
-            broker: broker.clone(),
+            broker,
             delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
             sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
@@ -109,15 +105,7 @@ impl Service for WebhookWorker {
         };
         Ok(Self {
             deliverer: Arc::new(deliverer),
-            health,
-            readiness: Readiness {
-                process: "webhook-worker",
-                pool,
-                broker,
-            },
-            prefetch: config.prefetch,
-            cancel,
-            messaging,
+            consumer,
         })
     }
 
@@ -125,44 +113,22 @@ impl Service for WebhookWorker {
     /// consumes the webhook queue, and on shutdown lets in-flight deliveries
     /// finish (or return to the queue) before returning.
     async fn run(self) -> anyhow::Result<()> {
-        let cancel = self.cancel.clone();
-        let router = shared::ops::router(self.readiness.clone());
-        let health_cancel = cancel.clone();
-        let health = tokio::spawn(
-            axum::serve(self.health, router)
-                .with_graceful_shutdown(async move { health_cancel.cancelled().await })
-                .into_future(),
-        );
-        let deliverer = self.deliverer;
-        let queue = deliverer.delays.queue().to_owned();
-        let sampled = vec![queue.clone(), Topology::dead_letter_queue(&queue)];
-        shared::ops::sample_queues(
-            deliverer.broker.clone(),
-            sampled,
-            Duration::from_secs(5),
-            cancel.clone(),
-        );
-        if deliverer.delays.declare_until_ready(&deliverer.broker, &cancel).await {
-            let handler = {
-                let deliverer = deliverer.clone();
-                move |delivery| {
-                    let deliverer = deliverer.clone();
-                    async move { deliverer.handle(delivery).await }
-                }
-            };
-            let queue = deliverer.delays.queue().to_owned();
-            shared::amqp::consume(deliverer.broker.clone(), queue, self.prefetch, cancel.clone(), handler).await;
-        }
-        self.messaging.shutdown().await;
-        tracing::info!("webhook worker stopped");
-        health.await.context("the health server panicked")??;
-        Ok(())
+        self.consumer.run(self.deliverer).await
+    }
+}
+
+impl Handler for Deliverer {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
+        Deliverer::handle(self, delivery)
+    }
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
     }
 }
 
 impl WebhookWorker {
     pub fn health_addr(&self) -> std::io::Result<SocketAddr> {
-        self.health.local_addr()
+        self.consumer.health_addr()
     }
     pub fn pool(&self) -> &PgPool {
         self.deliverer.store.pool()

@@ -3,7 +3,7 @@
 //! hostnames resolve through [`GuardedResolver`], so only checked addresses
 //! are connected to.
 
-use crate::policy::Attempted;
+use crate::plan::Attempted;
 use crate::ssrf::{self, GuardedResolver};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use std::sync::Arc;

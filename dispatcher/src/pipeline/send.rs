@@ -3,12 +3,12 @@
 //! and what is recorded when it went out or when it is given up.
 
 use super::{stage, Pipeline, PipelineError};
-use crate::message::sms_text;
 use crate::plan::{self, AfterFailure};
 use crate::providers::redact::Redacted;
 use crate::providers::router::Breaker;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
 use crate::store::{Confirmation, ProviderFailure, Target};
+use crate::text::sms_text;
 use backon::BackoffBuilder;
 use chrono::Utc;
 use shared::amqp::Handled;

@@ -1,6 +1,7 @@
-//! Message providers behind one trait: Twilio (SMS), Meta's WhatsApp Cloud
-//! API, and `log` for development; `AnyProvider` is whichever is configured. Each classifies its failures as transient
-//! (retry while the code is valid) or permanent (give up now).
+//! Message providers behind one trait: Twilio and Vonage (SMS), Meta's
+//! WhatsApp Cloud API, and `log` for development; `AnyProvider` is whichever
+//! is configured. Each classifies its failures as transient (retry while the
+//! code is valid) or permanent (give up now).
 
 pub mod configured;
 mod log;

@@ -1,11 +1,17 @@
 //! One host's state: its slots, when it last showed life, its usual
 //! request time, and the waits and silences judged from them.
 
-use super::{MAX_STALL, STALL_FACTOR};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// A saturated host is stalled after this many of its usual request times without a finished request...
+pub(super) const STALL_FACTOR: u64 = 8;
+/// ...but never sooner than this (a host with no history is judged by it)...
+pub(super) const MIN_STALL: Duration = Duration::from_millis(500);
+/// ...nor later than this.
+pub(super) const MAX_STALL: Duration = Duration::from_secs(2);
 
 pub(super) struct Host {
     pub(super) slots: Arc<Semaphore>,

@@ -22,7 +22,7 @@
 //! times `wait`, at least [`MAX_STALL`], a bound on a bad prediction).
 //!
 //! A saturated host is *stalled* when none of its requests has finished for
-//! [`STALL_FACTOR`] times its usual request time, within
+//! [`STALL_FACTOR`](host::STALL_FACTOR) times its usual request time, within
 //! [`MIN_STALL`]..[`MAX_STALL`]. A receiver that answers in 2 ms and then
 //! finishes nothing for 500 ms has stopped; one that takes 400 ms per
 //! request is given 2 s. The floor is not lower because a worker on a
@@ -34,19 +34,13 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-use host::{millis_since, Host, Waiting};
+use host::{millis_since, Host, Waiting, MAX_STALL, MIN_STALL};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// A saturated host is stalled after this many of its usual request times without a finished request...
-const STALL_FACTOR: u64 = 8;
-/// ...but never sooner than this (a host with no history is judged by it)...
-const MIN_STALL: Duration = Duration::from_millis(500);
-/// ...nor later than this.
-const MAX_STALL: Duration = Duration::from_secs(2);
 /// A delivery that was let wait gives up after this many times the wait it was allowed.
 const MAX_WAIT_FACTOR: u32 = 4;
 /// Past this many hosts, idle ones are forgotten.

@@ -1,11 +1,12 @@
 //! The load stage: what a delivery is about, re-read from the database by
 //! the event's id (never taken from the message), and its client's keys.
 
-use crate::deliver::{back_off, matches_status, stage, Deliverer, WebhookObject};
-use crate::message::{EventKind, Message};
-use crate::records::{LoadError, Target};
+use super::stage::{back_off, stage};
+use crate::body::WebhookObject;
+use crate::event::{EventKind, Message};
+use crate::store::{LoadError, Store, Target};
 use shared::amqp::Handled;
-use shared::domain::PhoneValidation;
+use shared::domain::{PhoneValidation, ValidationStatus};
 use shared::events::ValidationEventType;
 use shared::ObjectId;
 use std::sync::Arc;
@@ -23,7 +24,22 @@ pub(crate) struct Loaded {
     pub(crate) target: Arc<Target>,
 }
 
-impl Deliverer {
+/// Whether an event of `kind` can be about a validation in `status` (a
+/// `validated` event for a failed validation is forged or corrupt).
+pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bool {
+    matches!(
+        (kind, status),
+        (ValidationEventType::Validated, ValidationStatus::Validated)
+            | (ValidationEventType::Failed, ValidationStatus::Failed)
+    )
+}
+
+/// The load stage: reads through the store alone.
+pub(super) struct Loader<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl Loader<'_> {
     /// Load: the event's object by its id, as stored now, and its client's
     /// signing keys. `Err` settles the message.
     #[tracing::instrument(skip_all)]
@@ -110,5 +126,20 @@ impl Deliverer {
             return Err(Handled::Reject);
         }
         Ok(validation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_must_match_its_validations_status() {
+        use ValidationEventType::{Failed, Validated};
+        assert!(matches_status(Validated, ValidationStatus::Validated));
+        assert!(matches_status(Failed, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Failed));
+        assert!(!matches_status(Validated, ValidationStatus::Sent));
+        assert!(!matches_status(Failed, ValidationStatus::New));
     }
 }

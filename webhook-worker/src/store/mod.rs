@@ -5,9 +5,15 @@
 //! that arrive together share one statement, and each caller still waits
 //! for its own row, so no attempt counts before it is durable.
 
-use crate::deliver::BlockObject;
-use crate::records::{self, AttemptKey, Claim, Finished, LoadError, Target, TargetCache};
-use shared::batch::{BatchError, Batcher, Duplicates};
+mod attempts;
+mod targets;
+
+pub use attempts::{AttemptKey, Claim, Finished, Outcome};
+pub use shared::batch::StoreError;
+pub use targets::{LoadError, Target, TargetCache};
+
+use crate::body::BlockObject;
+use shared::batch::{Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::ObjectId;
 use sqlx::PgPool;
@@ -35,14 +41,6 @@ enum Claimed {
     Row(i64),
     /// The event was delivered already.
     Delivered,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
 }
 
 pub struct Store {
@@ -131,7 +129,7 @@ impl Store {
         match self.claims.submit(id, attempt).await? {
             Some(Claimed::Row(row)) => Ok(Claim::Claimed(row)),
             Some(Claimed::Delivered) => Ok(Claim::AlreadyDelivered),
-            None => Ok(records::claim(&self.pool, key, self.stale_after).await?),
+            None => Ok(attempts::claim(&self.pool, key, self.stale_after).await?),
         }
     }
 

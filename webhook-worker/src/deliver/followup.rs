@@ -2,14 +2,15 @@
 //! letter parked), the attempt's row completed, the message settled; and
 //! deferrals, which put a message off without an attempt.
 
-use crate::deliver::{back_off, millis, stage, Deliverer};
+use super::stage::{back_off, millis, stage};
+use crate::event::Message;
 use crate::hosts::Busy;
-use crate::message::Message;
-use crate::policy::{random_jitter, DeadLetterReason, Decision};
-use crate::records::{Finished, Outcome};
+use crate::plan::{random_jitter, DeadLetterReason, Decision, RetryPolicy};
 use crate::sender::Call;
+use crate::store::{Finished, Outcome, Store};
 use chrono::{DateTime, Utc};
-use shared::amqp::{Handled, PublishError, Topology};
+use shared::amqp::retry::DelayQueues;
+use shared::amqp::{Broker, Handled, PublishError, Topology};
 use std::time::{Duration, Instant};
 
 type FollowUp = Result<(Outcome, Option<DateTime<Utc>>), PublishError>;
@@ -46,7 +47,16 @@ impl Deferral {
     }
 }
 
-impl Deliverer {
+/// What follows an attempt works with: the parts of the worker it needs,
+/// borrowed for one message.
+pub(super) struct FollowUps<'a> {
+    pub(super) store: &'a Store,
+    pub(super) broker: &'a Broker,
+    pub(super) delays: &'a DelayQueues,
+    pub(super) policy: &'a RetryPolicy,
+}
+
+impl FollowUps<'_> {
     /// Record: acts on the decision (queues the retry, dead-letters) and
     /// completes the attempt's row.
     #[tracing::instrument(skip_all)]
@@ -90,7 +100,7 @@ impl Deliverer {
         let properties = message.properties(message.attempt, 0, &[]);
         let wait = self
             .delays
-            .park(&self.broker, &message.payload, properties, delay)
+            .park(self.broker, &message.payload, properties, delay)
             .await?;
         let error = call.error.as_deref();
         tracing::info!(
@@ -168,11 +178,7 @@ impl Deliverer {
     pub(crate) async fn defer(&self, message: &Message, why: Deferral) -> Handled {
         let delay = self.policy.deferral(message.deferrals, random_jitter());
         let properties = message.properties(message.attempt - 1, message.deferrals.saturating_add(1), &[]);
-        match self
-            .delays
-            .park(&self.broker, &message.payload, properties, delay)
-            .await
-        {
+        match self.delays.park(self.broker, &message.payload, properties, delay).await {
             Ok(wait) => {
                 tracing::debug!(why = why.as_str(), delay_ms = millis(wait), "deferred");
                 metrics::counter!("webhook_deferred_total", "reason" => why.as_str()).increment(1);

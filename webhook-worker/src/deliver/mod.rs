@@ -1,6 +1,6 @@
 //! The delivery pipeline, one stage per function: receive → decode → load →
 //! claim → act (the signed POST) → decide → record → ack. The decision is
-//! [`RetryPolicy::decide`](crate::policy::RetryPolicy::decide), pure; what
+//! [`RetryPolicy::decide`](crate::plan::RetryPolicy::decide), pure; what
 //! follows it (a retry, a dead letter, the record) is in `followup.rs`, the
 //! load stage in `load.rs`.
 //!
@@ -8,60 +8,26 @@
 //! (with confirm) before the original is acked, and a delivery to a saturated
 //! host is deferred the same way.
 
-use crate::followup::Deferral;
+mod followup;
+mod load;
+mod stage;
+
+use crate::body::WebhookBody;
+use crate::event::Message;
 use crate::hosts::HostLimiter;
-use crate::load::Loaded;
-use crate::message::Message;
-use crate::policy::{random_jitter, Attempted, RetryPolicy};
-use crate::records::{AttemptKey, Claim};
+use crate::plan::{random_jitter, Attempted, RetryPolicy};
 use crate::sender::{Call, Sender, Signed};
 use crate::signing::signature_header;
 use crate::ssrf::{self, Refused};
-use crate::store::Store;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use crate::store::{AttemptKey, Claim, Store};
+use chrono::Utc;
+use followup::{Deferral, FollowUps};
+use load::{Loaded, Loader};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
-use shared::domain::{PhoneValidation, ValidationStatus};
-use shared::events::ValidationEventType;
-use shared::ObjectId;
+use stage::{back_off, stage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
-
-/// Pause before giving a message back when the database or broker failed,
-/// so an outage does not spin the queue.
-const BACK_OFF: Duration = Duration::from_secs(1);
-
-/// The body POSTed to the client (docs/contract.md §8, §9).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookBody<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub object: &'a WebhookObject,
-    pub event_id: &'a ObjectId,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub occurred_at: DateTime<Utc>,
-}
-
-/// What an event is about, as the receiver gets it in `object`.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum WebhookObject {
-    Validation(Box<PhoneValidation>),
-    Block(BlockObject),
-}
-
-/// A fraud-guard block in a `fraud_guard_blocked` webhook (docs/contract.md §9).
-#[derive(Debug, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockObject {
-    pub prefix: String,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub until: DateTime<Utc>,
-    pub sent: i64,
-    pub validated: i64,
-}
 
 /// The validation's own URL wins over its flow's.
 pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>) -> Option<&'a str> {
@@ -69,21 +35,6 @@ pub fn choose_url<'a>(validation_url: Option<&'a str>, flow_url: Option<&'a str>
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .or_else(|| flow_url.map(str::trim).filter(|u| !u.is_empty()))
-}
-
-/// Whether an event of `kind` can be about a validation in `status` (a
-/// `validated` event for a failed validation is forged or corrupt).
-pub fn matches_status(kind: ValidationEventType, status: ValidationStatus) -> bool {
-    matches!(
-        (kind, status),
-        (ValidationEventType::Validated, ValidationStatus::Validated)
-            | (ValidationEventType::Failed, ValidationStatus::Failed)
-    )
-}
-
-/// Records how long a stage took.
-pub(crate) fn stage(name: &'static str, started: Instant) {
-    metrics::histogram!("webhook_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
 }
 
 /// Everything a delivery needs; shared by all in-flight handlers.
@@ -123,9 +74,9 @@ impl Deliverer {
         // A dead or backed-up host's deliveries are put off before any
         // database work: where the event says it goes is enough to know that.
         if let Some(busy) = self.hinted_host(message).and_then(|host| self.hosts.busy(&host)) {
-            return self.defer(message, busy.into()).await;
+            return self.follow_up().defer(message, busy.into()).await;
         }
-        let loaded = match self.load(message).await {
+        let loaded = match self.loader().load(message).await {
             Ok(loaded) => loaded,
             Err(settled) => return settled,
         };
@@ -144,7 +95,7 @@ impl Deliverer {
         // the attempt is claimed (the slot is held for the POST alone).
         let host = checked.as_ref().ok().map(host_key);
         if let Some(busy) = host.as_deref().and_then(|host| self.hosts.busy(host)) {
-            return self.defer(message, busy.into()).await;
+            return self.follow_up().defer(message, busy.into()).await;
         }
         let row = match self.claim(message, &loaded, raw_url).await {
             Ok(row) => row,
@@ -153,7 +104,7 @@ impl Deliverer {
         let permit = match &host {
             Some(host) => match self.hosts.acquire(host).await {
                 Ok(permit) => Some(permit),
-                Err(busy) => return self.give_back(message, row, busy.into()).await,
+                Err(busy) => return self.follow_up().give_back(message, row, busy.into()).await,
             },
             None => None,
         };
@@ -170,7 +121,20 @@ impl Deliverer {
         metrics::histogram!("webhook_request_duration_seconds").record(call.latency.as_secs_f64());
 
         let decision = self.policy.decide(message.attempt, &call.result, random_jitter());
-        self.conclude(message, row, &call, decision).await
+        self.follow_up().conclude(message, row, &call, decision).await
+    }
+
+    fn loader(&self) -> Loader<'_> {
+        Loader { store: &self.store }
+    }
+
+    fn follow_up(&self) -> FollowUps<'_> {
+        FollowUps {
+            store: &self.store,
+            broker: &self.broker,
+            delays: &self.delays,
+            policy: &self.policy,
+        }
     }
 
     /// The host the event says it goes to: its own URL, or its flow's as
@@ -212,7 +176,7 @@ impl Deliverer {
                 metrics::counter!("webhook_duplicates_total").increment(1);
                 Err(Handled::Ack)
             }
-            Ok(Claim::Busy) => Err(self.defer(message, Deferral::AttemptInFlight).await),
+            Ok(Claim::Busy) => Err(self.follow_up().defer(message, Deferral::AttemptInFlight).await),
             Err(error) => Err(back_off("claiming the attempt", &error).await),
         }
     }
@@ -250,16 +214,6 @@ fn host_key(url: &url::Url) -> String {
     )
 }
 
-pub(crate) fn millis(duration: Duration) -> String {
-    duration.as_millis().max(1).to_string()
-}
-
-pub(crate) async fn back_off<E: std::fmt::Display + Sync>(what: &'static str, error: &E) -> Handled {
-    tracing::warn!(%error, "{what} failed; the message goes back to the queue");
-    tokio::time::sleep(BACK_OFF).await;
-    Handled::Requeue
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,16 +227,6 @@ mod tests {
         assert_eq!(choose_url(None, Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(Some("  "), Some("https://b/y")), Some("https://b/y"));
         assert_eq!(choose_url(None, None), None);
-    }
-
-    #[test]
-    fn an_event_must_match_its_validations_status() {
-        use ValidationEventType::{Failed, Validated};
-        assert!(matches_status(Validated, ValidationStatus::Validated));
-        assert!(matches_status(Failed, ValidationStatus::Failed));
-        assert!(!matches_status(Validated, ValidationStatus::Failed));
-        assert!(!matches_status(Validated, ValidationStatus::Sent));
-        assert!(!matches_status(Failed, ValidationStatus::New));
     }
 
     #[test]
