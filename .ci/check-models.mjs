@@ -1,14 +1,15 @@
-// Checks KEDA's custom resources (ScaledObject, TriggerAuthentication) that
-// deploy/kubernetes renders, against the schema of the npm package
-// @kubernetes-models/keda (generated from KEDA's API types), in two ways:
-//   - its JSON-schema validator (`.validate()`): types, formats, enums and
-//     required fields;
+// Checks the custom resources that deploy/kubernetes renders against npm
+// packages of @kubernetes-models generated from their operators' API types:
+// KEDA's (ScaledObject, TriggerAuthentication: @kubernetes-models/keda) and
+// CloudNativePG's (Cluster: @kubernetes-models/cloudnative-pg). Two ways:
+//   - the package's JSON-schema validator (`.validate()`): types, formats,
+//     enums and required fields;
 //   - its TypeScript interfaces, with `tsc --strict`: each resource becomes a
 //     typed object literal, so a field the API does not have fails
 //     ("Object literal may only specify known properties"). The validator
 //     alone lets unknown fields through, and the API server would silently
 //     drop them: a misspelt field must fail here.
-// Usage: node .ci/check-keda.mjs NPM_DIR RESOURCES_JSON
+// Usage: node .ci/check-models.mjs NPM_DIR RESOURCES_JSON
 //   NPM_DIR: where .ci/k8s-npm was installed (npm ci);
 //   RESOURCES_JSON: [{"name": "where it comes from", "doc": {...}}, ...].
 import { execFileSync } from "node:child_process";
@@ -16,30 +17,41 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
+// apiVersion -> the package that models it and the kinds the manifests use.
+// A package lays a kind out as <package>/<apiVersion>/<Kind>.
+const packages = {
+  "keda.sh/v1alpha1": { pkg: "@kubernetes-models/keda", kinds: ["ScaledObject", "TriggerAuthentication"] },
+  "postgresql.cnpg.io/v1": { pkg: "@kubernetes-models/cloudnative-pg", kinds: ["Cluster"] },
+};
+
 const [npmDir, input] = process.argv.slice(2).map((p) => resolve(p));
 const resources = JSON.parse(readFileSync(input, "utf8"));
-const kinds = ["ScaledObject", "TriggerAuthentication"];
-const pkg = join(npmDir, "node_modules/@kubernetes-models/keda");
 const failures = [];
 
 const models = {};
-for (const kind of kinds) {
-  const url = pathToFileURL(join(pkg, `keda.sh/v1alpha1/${kind}.js`)).href;
-  models[kind] = (await import(url))[kind];
+for (const [apiVersion, { pkg, kinds }] of Object.entries(packages)) {
+  for (const kind of kinds) {
+    const url = pathToFileURL(join(npmDir, "node_modules", pkg, apiVersion, `${kind}.js`)).href;
+    models[`${apiVersion} ${kind}`] = (await import(url))[kind];
+  }
 }
 
-// One .mts file per resource, inside NPM_DIR so that the package resolves.
+// One .mts file per resource, inside NPM_DIR so that the packages resolve.
 const work = join(npmDir, "check");
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work);
 const files = new Map();
+const used = new Set();
 resources.forEach(({ name, doc }, index) => {
-  if (doc.apiVersion !== "keda.sh/v1alpha1" || !kinds.includes(doc.kind)) {
-    failures.push(`${name}: ${doc.apiVersion} ${doc.kind} is not a KEDA kind this check knows`);
+  const model = models[`${doc.apiVersion} ${doc.kind}`];
+  if (!model) {
+    failures.push(`${name}: ${doc.apiVersion} ${doc.kind} is not a kind this check knows (.ci/check-models.mjs)`);
     return;
   }
+  const { pkg } = packages[doc.apiVersion];
+  used.add(pkg);
   try {
-    new models[doc.kind](doc).validate();
+    new model(doc).validate();
   } catch (error) {
     const details = (error.details || []).map((d) => `${d.instancePath || "/"} ${d.message}`);
     failures.push(`${name}: ${details.length ? details.join("; ") : error.message}`);
@@ -47,7 +59,7 @@ resources.forEach(({ name, doc }, index) => {
   const file = join(work, `resource${index}.mts`);
   writeFileSync(
     file,
-    `import type { I${doc.kind} } from "@kubernetes-models/keda/keda.sh/v1alpha1/${doc.kind}";\n` +
+    `import type { I${doc.kind} } from "${pkg}/${doc.apiVersion}/${doc.kind}";\n` +
       `export const resource: I${doc.kind} = ${JSON.stringify(doc, null, 2)};\n`,
   );
   files.set(`resource${index}.mts`, name);
@@ -74,5 +86,8 @@ if (failures.length) {
   console.error(failures.join("\n"));
   process.exit(1);
 }
-const version = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")).version;
-console.log(`${resources.length} KEDA resources valid (@kubernetes-models/keda ${version}: validator and types)`);
+const versions = [...used].sort().map((pkg) => {
+  const version = JSON.parse(readFileSync(join(npmDir, "node_modules", pkg, "package.json"), "utf8")).version;
+  return `${pkg} ${version}`;
+});
+console.log(`${resources.length} custom resources valid (${versions.join(", ")}: validators and types)`);
