@@ -5,6 +5,7 @@
 use super::{Answer, Outbound, Provider, Receipt, SendError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use shared::locale::is_gsm7;
 
 /// Vonage statuses no retry can fix: missing or invalid parameters (2, 3),
 /// invalid credentials (4), invalid message (6), number barred (7), quota
@@ -35,15 +36,6 @@ struct Message {
     message_id: Option<String>,
     #[serde(rename = "error-text")]
     error_text: Option<String>,
-}
-
-/// Whether every character of `text` is in the GSM 03.38 alphabet (its
-/// basic set or its extension table); if not, the SMS must go as `unicode`.
-pub fn is_gsm7(text: &str) -> bool {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-                         ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const EXTENSION: &str = "^{}\\[~]|€\u{0C}";
-    text.chars().all(|c| BASIC.contains(c) || EXTENSION.contains(c))
 }
 
 /// The form Vonage takes.
@@ -100,22 +92,5 @@ impl Provider for Vonage {
                 })
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spanish_codes_are_not_gsm7_and_english_ones_are() {
-        assert!(is_gsm7(
-            "Your Acme verification code is 123456. It expires in 10 minutes."
-        ));
-        assert!(!is_gsm7(
-            "Tu código de verificación de Acme es 123456. Vence en 10 minutos."
-        ));
-        assert!(is_gsm7("Ñoño: 1234 [€]"));
-        assert!(!is_gsm7("验证码 1234"));
     }
 }

@@ -11,3 +11,11 @@ mod node_loss;
 mod providers;
 mod shutdown;
 mod twilio_contract;
+
+/// Not a test: the API and the webhook worker of a `Stack` (`node_loss`) run
+/// as this test binary, told by `testkit::process::start_service` to run
+/// this test by its exact name, which is why it stands at the binary's root.
+#[test]
+fn service_process() {
+    testkit::process::serve_if_asked();
+}

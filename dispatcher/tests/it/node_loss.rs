@@ -26,13 +26,6 @@ use testkit::stack::{Sms, SmsSink, Stack, DELAY_TIERS};
 use testkit::webhooks::{Receiver, SECRET};
 use testkit::TestApp;
 
-/// Not a test: the API and the webhook worker of a `Stack` run as this
-/// test binary (see `testkit::process::start_service`).
-#[test]
-fn service_process() {
-    testkit::process::serve_if_asked();
-}
-
 const DISPATCHER: &str = env!("CARGO_BIN_EXE_dispatcher");
 /// A provider's latency.
 const SMS_LATENCY: Duration = Duration::from_millis(20);
