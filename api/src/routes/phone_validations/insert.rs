@@ -9,9 +9,10 @@ use super::flow_cache::Flow;
 use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
 use shared::domain::fraud::GuardMode;
-use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
+use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::PhoneSettings;
 use shared::events::OtpRequested;
+use shared::store::phone_validations;
 use shared::{outbox, ObjectId};
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection};
@@ -239,7 +240,7 @@ pub async fn supersede_older(
         .collect();
     let keep: Vec<ObjectId> = repeated.iter().map(|w| w.validation.id.clone()).collect();
     let mut tx = conn.begin().await?;
-    let superseded = phone_validation::supersede(&mut tx, client, &phones, &keep).await?;
+    let superseded = phone_validations::supersede(&mut tx, client, &phones, &keep).await?;
     tx.commit().await?;
     Ok(superseded)
 }

@@ -14,9 +14,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::phone_validation::{self, CountedAttempt, PhoneValidation, COLUMNS};
+use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{FailedReason, Gateway, ValidationStatus, ValidationType};
 use shared::otp::OtpCode;
+use shared::store::phone_validations::{self, CountedAttempt};
 use shared::ObjectId;
 use utoipa::ToSchema;
 
@@ -180,7 +181,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         }
         other => return Err(refusal(&other)),
     }
-    let counted = phone_validation::count_attempt(&app.pool, &current.id).await?;
+    let counted = phone_validations::count_attempt(&app.pool, &current.id).await?;
     let Some(CountedAttempt {
         attempts,
         max_attempts,
@@ -206,7 +207,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
 /// user's token.
 async fn right_code(app: &AppState, id: &ObjectId, client: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
     let mut tx = app.pool.begin().await?;
-    let Some((validated, message)) = phone_validation::validate(&mut tx, id).await? else {
+    let Some((validated, message)) = phone_validations::validate(&mut tx, id).await? else {
         drop(tx);
         return Err(reread_refusal(app, id).await?);
     };
@@ -246,7 +247,7 @@ async fn verify(app: &AppState, id: &ObjectId, code: &OtpCode, stored: String) -
 
 async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<()> {
     let mut tx = app.pool.begin().await?;
-    if let Some((_, message)) = phone_validation::fail(&mut tx, id, reason, None).await? {
+    if let Some((_, message)) = phone_validations::fail(&mut tx, id, reason, None).await? {
         tx.commit().await?;
         app.relay.publish_soon([message]);
     }
@@ -255,7 +256,7 @@ async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<
 
 async fn reread_refusal(app: &AppState, id: &ObjectId) -> ApiResult<ApiError> {
     let now = Utc::now();
-    let current = phone_validation::fetch(&app.pool, id)
+    let current = phone_validations::fetch(&app.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("phone_validation"))?;
     let decision = decide(&current, now);
