@@ -6,7 +6,7 @@
 //! key and algorithm altogether (`crate::login_token`).
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::Utc;
@@ -123,10 +123,7 @@ impl TokenVersions {
         let id = client.clone();
         self.cache
             .try_get_with(client.clone(), async move {
-                sqlx::query_scalar::<_, i32>("SELECT token_version FROM clients WHERE id = $1")
-                    .bind(&id)
-                    .fetch_optional(&pool)
-                    .await
+                crate::store::clients::token_version(&pool, &id).await
             })
             .await
     }

@@ -3,7 +3,7 @@
 //! failover it queued is published right after the commit.
 
 use crate::error::ApiResult;
-use crate::AppState;
+use crate::state::AppState;
 use shared::domain::delivery::Report;
 use shared::store::receipts::{self, Recorded};
 

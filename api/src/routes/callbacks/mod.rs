@@ -16,7 +16,7 @@ mod whatsapp;
 pub use shared::domain::delivery::{failover_cause, Report};
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;

@@ -3,19 +3,18 @@
 //! *before* the (slow) bcrypt check, so N concurrent guesses consume N attempts
 //! and no lock is held while hashing.
 
-use super::{parse_phone, StringOrNumber};
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson};
-use crate::AppState;
+use crate::extract::{parse_phone, path_id, ApiJson, StringOrNumber};
+use crate::state::AppState;
+use crate::store::validations;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
-use shared::domain::{FailedReason, Gateway, ValidationStatus, ValidationType};
+use shared::domain::{FailedReason, Gateway, PhoneValidation, ValidationStatus, ValidationType};
 use shared::otp::OtpCode;
 use shared::store::phone_validations::{self, CountedAttempt};
 use shared::ObjectId;
@@ -147,22 +146,7 @@ pub async fn validate(
         .map(|f| path_id(f, "phone_validation"))
         .transpose()?;
 
-    let current: Option<PhoneValidation> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM phone_validations
-          WHERE client_id = $1 AND country_code = $2 AND phone = $3
-            AND ($4::text IS NULL OR project_id = $4)
-            AND ($5::text IS NULL OR project_flow_id = $5)
-            AND ($6::text IS NULL OR phone_gateway = $6)
-          ORDER BY created_at DESC LIMIT 1"
-    ))
-    .bind(&client)
-    .bind(phone.country().to_string())
-    .bind(phone.national())
-    .bind(&project)
-    .bind(&flow)
-    .bind(body.phone_gateway)
-    .fetch_optional(&app.pool)
-    .await?;
+    let current = validations::newest(&app.pool, &client, &phone, &project, &flow, body.phone_gateway).await?;
     let current = current.ok_or_else(|| ApiError::not_found("phone_validation"))?;
     if code.expose().len() != usize::try_from(current.otp_length).unwrap_or(0) {
         return Err(ApiError::invalid("otp"));

@@ -4,8 +4,8 @@
 //! creates (`group_commit.rs`) and a single create use the same statement,
 //! so the limits are enforced in exactly one place.
 
-use super::create::NewValidation;
 use super::flow_cache::Flow;
+use super::request::NewValidation;
 use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
 use shared::domain::fraud::GuardMode;
@@ -264,4 +264,9 @@ pub async fn insert_one(
         validation: written.validation,
         events,
     }))
+}
+
+/// The create statement, for the schema check.
+pub fn statements() -> crate::store::Statements {
+    vec![("create.insert_many".to_owned(), INSERT_SQL.clone())]
 }
