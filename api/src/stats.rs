@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ObjectId;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -130,6 +131,15 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// Every grouping.
+    pub const ALL: [GroupBy; 5] = [
+        GroupBy::Country,
+        GroupBy::Prefix,
+        GroupBy::Channel,
+        GroupBy::Provider,
+        GroupBy::Day,
+    ];
+
     /// The key's SQL over a rollup row (`hour`) or a delta (`at`).
     fn key_sql(self, time: &str) -> String {
         match self {
@@ -212,20 +222,17 @@ fn buckets_sql(group_by: GroupBy) -> String {
 }
 
 pub async fn query(pool: &PgPool, q: &StatsQuery) -> Result<Vec<StatsRow>, sqlx::Error> {
-    let counts: Vec<KeyCounts> = sqlx::query_as(&counts_sql(q.group_by))
-        .bind(&q.client)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(q.project.as_ref())
-        .bind(q.flow.as_ref())
+    // Both statements take the same parameters ($1 to $5).
+    let mut args = PgArguments::default();
+    args.add(&q.client).map_err(sqlx::Error::Encode)?;
+    args.add(q.from).map_err(sqlx::Error::Encode)?;
+    args.add(q.to).map_err(sqlx::Error::Encode)?;
+    args.add(q.project.as_ref()).map_err(sqlx::Error::Encode)?;
+    args.add(q.flow.as_ref()).map_err(sqlx::Error::Encode)?;
+    let counts: Vec<KeyCounts> = sqlx::query_as_with(&counts_sql(q.group_by), args.clone())
         .fetch_all(pool)
         .await?;
-    let buckets: Vec<(String, i16, i64)> = sqlx::query_as(&buckets_sql(q.group_by))
-        .bind(&q.client)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(q.project.as_ref())
-        .bind(q.flow.as_ref())
+    let buckets: Vec<(String, i16, i64)> = sqlx::query_as_with(&buckets_sql(q.group_by), args)
         .fetch_all(pool)
         .await?;
     // Thousands of keys (a prefix each) are thousands of rows of each kind:
@@ -300,13 +307,7 @@ pub fn statements() -> crate::store::Statements {
         ("stats.fold".to_owned(), FOLD.clone()),
         ("stats.record_blocked".to_owned(), RECORD_BLOCKED.to_owned()),
     ];
-    for group_by in [
-        GroupBy::Country,
-        GroupBy::Prefix,
-        GroupBy::Channel,
-        GroupBy::Provider,
-        GroupBy::Day,
-    ] {
+    for group_by in GroupBy::ALL {
         statements.push((format!("stats.counts.{group_by:?}"), counts_sql(group_by)));
         statements.push((format!("stats.buckets.{group_by:?}"), buckets_sql(group_by)));
     }

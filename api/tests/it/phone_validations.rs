@@ -495,29 +495,21 @@ async fn lists_page_and_filter() {
     assert_eq!(flows.data()[0]["phone"]["resendCooldownSeconds"], 0);
 }
 
+async fn put_flow(app: &TestApp, flow: &str, body: Value) -> testkit::Response {
+    let path = format!("/v2/project-flows/{flow}");
+    app.request(reqwest::Method::PUT, &path, Some(&app.token.clone()), Some(body))
+        .await
+}
+
 #[tokio::test]
 async fn flows_update_only_the_settings_given() {
     let (app, _project, flow) =
         TestApp::with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
-    let updated = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/v2/project-flows/{flow}"),
-            Some(&app.token.clone()),
-            Some(json!({"phone": {"maxAttempts": 5}})),
-        )
-        .await;
+    let updated = put_flow(&app, &flow, json!({"phone": {"maxAttempts": 5}})).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.data()["phone"]["otpLength"], 8);
     assert_eq!(updated.data()["phone"]["maxAttempts"], 5);
     assert_eq!(updated.data()["phone"]["testNumbers"]["+5073001234"], "12345678");
-    let bad = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/v2/project-flows/{flow}"),
-            Some(&app.token.clone()),
-            Some(json!({"phone": {"otpLength": 3}})),
-        )
-        .await;
+    let bad = put_flow(&app, &flow, json!({"phone": {"otpLength": 3}})).await;
     assert_eq!(bad.message(), "400:invalid_otpLength");
 }
