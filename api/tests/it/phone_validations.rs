@@ -283,12 +283,7 @@ async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_an
         .map(|n| format!("6{n:07}"))
         .chain((0..3).map(|n| format!("6{n:07}")))
         .collect();
-    let answers = futures_util::future::join_all(
-        phones
-            .iter()
-            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
-    )
-    .await;
+    let answers = create_all(&app, &project, &flow, &phones).await;
     let accepted: Vec<&Value> = answers
         .iter()
         .filter(|r| r.status == StatusCode::OK)
@@ -354,12 +349,7 @@ async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
         .map(|n| format!("6{n:07}"))
         .chain(std::iter::once("69999999".to_owned()))
         .collect();
-    let answers = futures_util::future::join_all(
-        phones
-            .iter()
-            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
-    )
-    .await;
+    let answers = create_all(&app, &project, &flow, &phones).await;
     let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses[..30].iter().filter(|s| **s == StatusCode::OK).count(),
@@ -493,6 +483,16 @@ async fn lists_page_and_filter() {
     );
     let flows = app.get(&format!("/v2/project-flows?project={project}")).await;
     assert_eq!(flows.data()[0]["phone"]["resendCooldownSeconds"], 0);
+}
+
+/// Creates a validation for each phone, all at once.
+async fn create_all(app: &TestApp, project: &str, flow: &str, phones: &[String]) -> Vec<testkit::Response> {
+    futures_util::future::join_all(
+        phones
+            .iter()
+            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(project, flow, phone))),
+    )
+    .await
 }
 
 async fn put_flow(app: &TestApp, flow: &str, body: Value) -> testkit::Response {
