@@ -54,3 +54,54 @@ async fn a_renamed_column_fails_the_statements_that_use_it() {
         "statements that do not use it still prepare"
     );
 }
+
+/// The `.rs` files under `dir`, recursively.
+fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sources(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn no_statement_is_written_inline_where_the_lists_cannot_see_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for krate in ["api", "shared", "dispatcher", "webhook-worker"] {
+        sources(&root.join(krate).join("src"), &mut files).expect("read the sources");
+    }
+    assert!(files.len() > 50, "the sources are found: {}", files.len());
+    let mut inline = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        for call in [
+            "sqlx::query(",
+            "sqlx::query_as(",
+            "sqlx::query_scalar(",
+            "sqlx::query_scalar::<",
+        ] {
+            for (at, _) in text.match_indices(call) {
+                let argument = text[at + call.len()..].trim_start();
+                let argument = argument.split_once('(').map_or(argument, |(turbofish, rest)| {
+                    if call.ends_with('<') && turbofish.ends_with('>') {
+                        rest.trim_start()
+                    } else {
+                        argument
+                    }
+                });
+                if argument.starts_with('"') || argument.starts_with("r#") || argument.starts_with("&format!") {
+                    inline.push(format!("{}: {}", file.display(), &text[at..(at + 60).min(text.len())]));
+                }
+            }
+        }
+    }
+    assert!(
+        inline.is_empty(),
+        "statements outside a store's const or static (so outside its statements()): {inline:#?}"
+    );
+}
