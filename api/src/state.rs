@@ -1,7 +1,7 @@
 //! What every handler can reach: the pools, the broker and relay, the keys,
 //! and the create machinery's caches (`AppState`, built by `lib.rs`).
 
-use crate::auth::{Jwt, TokenVersions};
+use crate::auth::{Authenticates, Jwt, TokenVersions};
 use crate::{config, create, login_token};
 use shared::amqp::Broker;
 use shared::otp::OtpHasher;
@@ -32,4 +32,14 @@ pub struct AppState {
     pub callbacks: Arc<config::CallbackConfig>,
     /// Writes concurrent creates together.
     pub creates: Arc<create::group_commit::GroupCommit>,
+}
+
+impl Authenticates for AppState {
+    fn jwt(&self) -> &Jwt {
+        &self.jwt
+    }
+
+    fn token_versions(&self) -> &TokenVersions {
+        &self.token_versions
+    }
 }

@@ -302,7 +302,7 @@ pub fn median(histogram: &[i64]) -> Option<f64> {
 
 /// The stats' statements (every `groupBy`), for the schema check. The
 /// `VACUUM` of [`vacuum`] is not one: it cannot be prepared.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     let mut statements = vec![
         ("stats.fold".to_owned(), FOLD.clone()),
         ("stats.record_blocked".to_owned(), RECORD_BLOCKED.to_owned()),

@@ -76,7 +76,7 @@ async fn load_flow(pool: &sqlx::PgPool, client: &ObjectId, new: &NewValidation) 
 }
 
 /// The flow's read, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [("flow_cache.load", LOAD_FLOW)]
         .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
         .into()

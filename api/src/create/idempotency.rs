@@ -75,7 +75,7 @@ pub async fn remember(
 }
 
 /// The idempotency keys' statements, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [("idempotency.replay", REPLAY), ("idempotency.remember", REMEMBER)]
         .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
         .into()

@@ -267,6 +267,6 @@ pub async fn insert_one(
 }
 
 /// The create statement, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     vec![("create.insert_many".to_owned(), INSERT_SQL.clone())]
 }

@@ -14,7 +14,7 @@ pub mod request;
 pub mod send_limits;
 
 /// Every statement of the create machinery, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [
         flow_cache::statements(),
         idempotency::statements(),

@@ -67,7 +67,7 @@ fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
 }
 
 /// The send ledger's read, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [("send_limits.window", SEND_WINDOW)]
         .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
         .into()

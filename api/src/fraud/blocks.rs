@@ -98,7 +98,7 @@ pub async fn count_active(pool: &PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// The blocks' statements, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [
         ("blocks.blocking", &BLOCKING),
         ("blocks.active", &ACTIVE_BLOCKS),

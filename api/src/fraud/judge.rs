@@ -272,7 +272,7 @@ async fn record(
 }
 
 /// The judge's statements, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [
         ("judge.leader", LEADER.to_owned()),
         ("judge.prune_counters", PRUNE_COUNTERS.to_owned()),

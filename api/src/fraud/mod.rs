@@ -74,7 +74,7 @@ pub fn prefix_of(country_code: &str, national: &str) -> String {
 }
 
 /// Every statement of the fraud guard, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [blocks::statements(), judge::statements(), rate_limits::statements()].concat()
 }
 

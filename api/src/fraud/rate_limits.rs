@@ -155,7 +155,7 @@ pub async fn give_back(pool: &PgPool, taken: Taken) {
 }
 
 /// The rate limits' statements, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [
         ("rate_limits.take", TAKE),
         ("rate_limits.wait", WAIT),

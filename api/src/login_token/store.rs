@@ -150,7 +150,7 @@ pub async fn rotate(pool: &PgPool, sealing: &WebhookSecretKeys) -> Result<Rotate
 }
 
 /// The login-token keys' statements, for the schema check.
-pub fn statements() -> crate::store::Statements {
+pub fn statements() -> shared::db::Statements {
     [
         ("login_token_keys.load", KEYS),
         ("login_token_keys.insert_first", INSERT_KEY),

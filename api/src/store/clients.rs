@@ -1,7 +1,7 @@
 //! The `clients` table: what the API reads of a client (its token version)
 //! and what the operator CLI (`otpctl`) writes.
 
-use super::Statements;
+use shared::db::Statements;
 use shared::ObjectId;
 use sqlx::PgPool;
 

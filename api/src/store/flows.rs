@@ -2,12 +2,12 @@
 //! update (read for update, then written), read, list.
 
 use super::list::{self, Filter, Listed};
-use super::Statements;
 use crate::envelope::Page;
 use crate::error::ApiResult;
 use crate::listing::Paging;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::db::Statements;
 use shared::domain::{FlowType, PhoneSettings};
 use shared::ObjectId;
 use sqlx::types::Json;

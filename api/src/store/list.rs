@@ -5,10 +5,10 @@
 //! `statements` builds them with every filter a store uses, for the schema
 //! check.
 
-use super::Statements;
 use crate::envelope::Page;
 use crate::error::ApiResult;
 use crate::listing::{Paging, MAX_COUNTED};
+use shared::db::Statements;
 use shared::ObjectId;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments, FromRow, PgPool};

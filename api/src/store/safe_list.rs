@@ -1,9 +1,9 @@
 //! The fraud guard's safe list (`safe_list`): numbers of a client the
 //! guard never blocks. The blocks themselves are `crate::fraud::blocks`.
 
-use super::Statements;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::db::Statements;
 use shared::domain::PhoneNumber;
 use shared::ObjectId;
 use sqlx::PgPool;

@@ -4,10 +4,10 @@
 //! what creates one is `crate::create`.
 
 use super::list::{self, Filter, Listed};
-use super::Statements;
 use crate::envelope::Page;
 use crate::error::ApiResult;
 use crate::listing::Paging;
+use shared::db::Statements;
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{Gateway, PhoneNumber, ValidationStatus, ValidationType};
 use shared::ObjectId;

@@ -2,12 +2,12 @@
 //! written by the webhook worker).
 
 use super::list::{self, Filter, Listed};
-use super::Statements;
 use crate::envelope::Page;
 use crate::error::ApiResult;
 use crate::listing::Paging;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::db::Statements;
 use shared::ObjectId;
 use sqlx::PgPool;
 use utoipa::ToSchema;
