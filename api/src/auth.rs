@@ -6,7 +6,6 @@
 //! key and algorithm altogether (`crate::login_token`).
 
 use crate::error::ApiError;
-use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::Utc;
@@ -123,10 +122,7 @@ impl TokenVersions {
         let id = client.clone();
         self.cache
             .try_get_with(client.clone(), async move {
-                sqlx::query_scalar::<_, i32>("SELECT token_version FROM clients WHERE id = $1")
-                    .bind(&id)
-                    .fetch_optional(&pool)
-                    .await
+                crate::store::clients::token_version(&pool, &id).await
             })
             .await
     }
@@ -135,10 +131,17 @@ impl TokenVersions {
 /// The authenticated client of a `/v2` request.
 pub struct AuthClient(pub ObjectId);
 
-impl FromRequestParts<AppState> for AuthClient {
+/// What a state needs to authenticate clients (`AppState` has both), so
+/// this module does not import the state that holds them.
+pub trait Authenticates {
+    fn jwt(&self) -> &Jwt;
+    fn token_versions(&self) -> &TokenVersions;
+}
+
+impl<S: Authenticates + Send + Sync> FromRequestParts<S> for AuthClient {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -149,10 +152,10 @@ impl FromRequestParts<AppState> for AuthClient {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(ApiError::unauthorized)?;
         let token = state
-            .jwt
+            .jwt()
             .verify_client(token.trim())
             .ok_or_else(ApiError::unauthorized)?;
-        let current = state.token_versions.current(&token.client).await.map_err(|error| {
+        let current = state.token_versions().current(&token.client).await.map_err(|error| {
             ApiError::Internal(anyhow::anyhow!("while reading the client's token version: {error}"))
         })?;
         match current {

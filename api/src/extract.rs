@@ -1,6 +1,6 @@
 //! Request extractors that answer bad input in the contract's envelope:
 //! the body (within its limit and deadline), a JSON body whose failures name
-//! the field, list queries, and path ids.
+//! the field, path ids, and the phone fields clients send.
 
 use crate::error::ApiError;
 use crate::serve::BodyTimedOut;
@@ -11,6 +11,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use shared::domain::{CountryCode, PhoneNumber};
 use shared::ObjectId;
 use std::convert::Infallible;
 use std::error::Error;
@@ -89,7 +91,7 @@ const FREE_FORM: &[&str] = &["extraParams", "testNumbers"];
 
 /// The field an error at `path` (object keys, outermost first) is about:
 /// the deepest key that is a field name, not descending into free-form objects.
-fn field_of<'a>(path: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn field_of<'a>(path: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut field = None;
     for key in path {
         let is_name = key.len() <= 64
@@ -189,81 +191,27 @@ pub fn path_id(raw: &str, resource: &str) -> Result<ObjectId, ApiError> {
     ObjectId::parse(raw).map_err(|_| ApiError::not_found(resource))
 }
 
-/// `page` (1-based) and `limit` (1..=100) of a list request.
-#[derive(Clone, Copy, Debug)]
-pub struct Paging {
-    pub page: i64,
-    pub limit: i64,
+/// A field clients send as a JSON string or number (`phone`, `otp`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum StringOrNumber {
+    String(String),
+    Number(u64),
 }
 
-impl Paging {
-    pub fn offset(self) -> i64 {
-        (self.page - 1) * self.limit
-    }
-}
-
-/// The decoded query string of a list request: each parameter at most once.
-pub struct ListQuery(Vec<(String, String)>);
-
-impl ListQuery {
-    /// A parameter given twice (`?page=1&page=2`) is `400:invalid_<name>`:
-    /// which one the client meant is a guess, and the OpenAPI document
-    /// declares every parameter as one value.
-    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned() {
-            if pairs.iter().any(|(k, _)| *k == key) {
-                return Err(match field_of([key.as_str()]) {
-                    Some(field) => ApiError::invalid(field),
-                    None => ApiError::bad_request("invalid_query"),
-                });
-            }
-            pairs.push((key, value));
+impl StringOrNumber {
+    pub fn into_string(self) -> String {
+        match self {
+            StringOrNumber::String(s) => s,
+            StringOrNumber::Number(n) => n.to_string(),
         }
-        Ok(Self(pairs))
     }
+}
 
-    /// The value of `name`, `None` when absent or empty (the contract's
-    /// lists spell "no filter" as `?project=&status=`).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn paging(&self) -> Result<Paging, ApiError> {
-        let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
-            match self.get(name) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| ApiError::invalid(name)),
-            }
-        };
-        Ok(Paging {
-            // No page starts past the rows a list counts (`listing::MAX_COUNTED`).
-            page: number("page", 1, crate::listing::MAX_COUNTED)?,
-            limit: number("limit", 10, 100)?,
-        })
-    }
-
-    /// An optional id filter; a malformed id is `400:invalid_<name>`.
-    pub fn id(&self, name: &str) -> Result<Option<ObjectId>, ApiError> {
-        self.get(name)
-            .map(|raw| ObjectId::parse(raw).map_err(|_| ApiError::invalid(name)))
-            .transpose()
-    }
-
-    /// An optional enum filter; an unknown value is `400:invalid_<name>`.
-    pub fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.get(name)
-            .map(|raw| raw.parse().map_err(|_| ApiError::invalid(name)))
-            .transpose()
-    }
+/// Parses `countryCode` and `phone` into a number possible for its country.
+pub fn parse_phone(country_code: &str, phone: &str) -> Result<PhoneNumber, ApiError> {
+    let country = CountryCode::parse(country_code).map_err(|_| ApiError::invalid("countryCode"))?;
+    PhoneNumber::parse(country, phone).map_err(|_| ApiError::invalid("phone"))
 }
 
 /// Checks an optional string's length (in characters).
@@ -354,31 +302,5 @@ mod tests {
         );
         assert_eq!(nested(r#"{"unknown": "\u0000"}"#), "invalid_unknown");
         assert!(parse_json::<Nested>(br#"{"extraParams": {"path": "C:\\u0000"}}"#).is_ok());
-    }
-
-    #[test]
-    fn paging_is_bounded() {
-        let paging = |raw| ListQuery::parse(Some(raw)).and_then(|query| query.paging());
-        assert!(paging("limit=100000").is_err());
-        assert!(paging("page=0").is_err());
-        assert!(paging("page=10001").is_err());
-        let paging = paging("page=3&limit=20").unwrap();
-        assert_eq!((paging.page, paging.limit, paging.offset()), (3, 20, 40));
-    }
-
-    #[test]
-    fn a_parameter_given_twice_is_refused_and_an_empty_one_is_absent() {
-        let refused = |raw| match ListQuery::parse(Some(raw)) {
-            Err(ApiError::Client { token, .. }) => token.into_owned(),
-            Err(other) => panic!("{raw}: {other:?}"),
-            Ok(_) => panic!("{raw}: accepted"),
-        };
-        assert_eq!(refused("page=1&page=2"), "invalid_page");
-        assert_eq!(refused("page=1&limit=5&page=1"), "invalid_page");
-        assert_eq!(refused("project=&project="), "invalid_project");
-        assert_eq!(refused("%00=1&%00=2"), "invalid_query");
-        let query = ListQuery::parse(Some("project=&limit=5")).unwrap();
-        assert_eq!(query.get("project"), None);
-        assert_eq!(query.get("limit"), Some("5"));
     }
 }

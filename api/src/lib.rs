@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod create;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -14,45 +15,23 @@ pub mod login_token;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
+pub mod state;
 pub mod stats;
+pub mod store;
 
 use anyhow::Context;
 use auth::{Jwt, TokenVersions};
 use config::ApiConfig;
-use shared::amqp::{Broker, Topology};
+use shared::amqp::Topology;
 use shared::otp::OtpHasher;
-use shared::outbox::Relay;
 use shared::process::{Messaging, Service};
-use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub broker: Broker,
-    pub relay: Relay,
-    pub jwt: Jwt,
-    /// Each client's current token version (revocation), briefly cached.
-    pub token_versions: TokenVersions,
-    /// Signs end users' login tokens with the shared stored keys (or
-    /// `LOGIN_TOKEN_KEY`); their public keys are the JWKS.
-    pub login_tokens: login_token::LoginTokens,
-    pub hasher: OtpHasher,
-    /// Bounds concurrent bcrypt checks to the cores, so a guessing burst
-    /// cannot starve the runtime's blocking pool.
-    pub bcrypt_slots: Arc<Semaphore>,
-    /// Flow settings recently read by creates.
-    pub flows: routes::phone_validations::flow_cache::FlowCache,
-    /// What status callbacks are checked with.
-    pub callbacks: Arc<config::CallbackConfig>,
-    /// Writes concurrent creates together.
-    pub creates: Arc<routes::phone_validations::group_commit::GroupCommit>,
-}
+pub use state::AppState;
 
 /// A built, bound, not yet running API.
 pub struct Application {
@@ -97,12 +76,9 @@ impl Service for Application {
             // The API only verifies; the cost travels inside each stored hash.
             hasher: OtpHasher::new(config.otp_pepper.clone(), 4),
             bcrypt_slots: Arc::new(Semaphore::new(cores)),
-            flows: routes::phone_validations::flow_cache::new_cache(),
+            flows: create::flow_cache::new_cache(),
             callbacks: Arc::new(config.callbacks.clone()),
-            creates: Arc::new(routes::phone_validations::group_commit::GroupCommit::start(
-                pool.clone(),
-                relay.clone(),
-            )),
+            creates: Arc::new(create::group_commit::GroupCommit::start(pool.clone(), relay.clone())),
             pool,
         };
         let listener = TcpListener::bind(config.addr)
@@ -112,7 +88,7 @@ impl Service for Application {
             .await
             .with_context(|| format!("while binding OPS_ADDR {}", config.ops_addr))?;
         fraud::judge::spawn(state.pool.clone(), relay.clone(), config.fraud_guard, cancel.clone());
-        let router = routes::router(state.clone());
+        let router = routes::router(state.clone(), openapi::router());
         let ops_router = routes::ops_router(&state);
         Ok(Self {
             listener,

@@ -14,7 +14,7 @@ use utoipa::openapi::{Content, Header, HttpMethod, Ref, RefOr, Response, Respons
 use utoipa::{Modify, OpenApi, PartialSchema};
 
 mod served;
-pub use served::served;
+pub use served::{router, served};
 
 #[derive(OpenApi)]
 #[openapi(

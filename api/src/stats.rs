@@ -7,8 +7,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ObjectId;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection, PgPool};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -23,13 +25,10 @@ pub const BOUNDS: [f64; 19] = [
     7200.0, 86400.0,
 ];
 
-/// Moves the appended deltas into `validation_stats`, `validation_stats_ttv`
-/// and (sends by a real provider within `window`) `fraud_counters`, in the
-/// caller's transaction. Returns how many deltas it folded.
-pub async fn fold(conn: &mut PgConnection, window: Duration) -> Result<i64, sqlx::Error> {
+static FOLD: LazyLock<String> = LazyLock::new(|| {
     let key = "client_id, date_trunc('hour', at), project_id, project_flow_id, region, prefix, channel, provider";
     let columns = "client_id, hour, project_id, project_flow_id, region, prefix, channel, provider";
-    sqlx::query_scalar(&format!(
+    format!(
         "WITH d AS (
             DELETE FROM validation_stats_deltas
              WHERE id IN (SELECT id FROM validation_stats_deltas ORDER BY id LIMIT $1)
@@ -58,11 +57,18 @@ pub async fn fold(conn: &mut PgConnection, window: Duration) -> Result<i64, sqlx
                SET sent = f.sent + excluded.sent, validated = f.validated + excluded.validated
          )
          SELECT count(*) FROM d"
-    ))
-    .bind(FOLD_BATCH)
-    .bind(window.as_secs_f64())
-    .fetch_one(conn)
-    .await
+    )
+});
+
+/// Moves the appended deltas into `validation_stats`, `validation_stats_ttv`
+/// and (sends by a real provider within `window`) `fraud_counters`, in the
+/// caller's transaction. Returns how many deltas it folded.
+pub async fn fold(conn: &mut PgConnection, window: Duration) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&FOLD)
+        .bind(FOLD_BATCH)
+        .bind(window.as_secs_f64())
+        .fetch_one(conn)
+        .await
 }
 
 /// Vacuums what folding deleted and updated, so readers never wade through
@@ -81,23 +87,24 @@ pub async fn vacuum(pool: &PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+const RECORD_BLOCKED: &str =
+    "INSERT INTO validation_stats_deltas (client_id, project_id, project_flow_id, at, region, country_code,
+                prefix, channel, provider, blocked)
+         VALUES ($1, $2, $3, date_trunc('second', now()), $4, $5, $6, $7, '', 1)";
+
 /// Records creates the guard refused (nothing else would: they write no
 /// validation).
 pub async fn record_blocked(pool: &PgPool, refused: &Refused<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO validation_stats_deltas (client_id, project_id, project_flow_id, at, region, country_code,
-                prefix, channel, provider, blocked)
-         VALUES ($1, $2, $3, date_trunc('second', now()), $4, $5, $6, $7, '', 1)",
-    )
-    .bind(refused.client)
-    .bind(refused.project)
-    .bind(refused.flow)
-    .bind(refused.region)
-    .bind(refused.country_code)
-    .bind(refused.prefix)
-    .bind(refused.channel)
-    .execute(pool)
-    .await?;
+    sqlx::query(RECORD_BLOCKED)
+        .bind(refused.client)
+        .bind(refused.project)
+        .bind(refused.flow)
+        .bind(refused.region)
+        .bind(refused.country_code)
+        .bind(refused.prefix)
+        .bind(refused.channel)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -124,6 +131,15 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// Every grouping.
+    pub const ALL: [GroupBy; 5] = [
+        GroupBy::Country,
+        GroupBy::Prefix,
+        GroupBy::Channel,
+        GroupBy::Provider,
+        GroupBy::Day,
+    ];
+
     /// The key's SQL over a rollup row (`hour`) or a delta (`at`).
     fn key_sql(self, time: &str) -> String {
         match self {
@@ -167,46 +183,58 @@ pub struct StatsQuery {
     pub flow: Option<ObjectId>,
 }
 
-pub async fn query(pool: &PgPool, q: &StatsQuery) -> Result<Vec<StatsRow>, sqlx::Error> {
-    let rollup_key = q.group_by.key_sql("hour");
-    let delta_key = q.group_by.key_sql("at");
-    let filter =
-        "client_id = $1 AND ($4::text IS NULL OR project_id = $4) AND ($5::text IS NULL OR project_flow_id = $5)";
-    let rollup_range = "hour >= date_trunc('hour', $2::timestamptz) AND hour < $3";
-    let delta_range = "at >= date_trunc('hour', $2::timestamptz) AND date_trunc('hour', at) < $3";
-    let counts: Vec<KeyCounts> = sqlx::query_as(&format!(
+/// What the stats read filters on: the client, optionally one project or
+/// flow (`$1`, `$4`, `$5`), and the hours of `[from, to)` (`$2`, `$3`).
+const FILTER: &str =
+    "client_id = $1 AND ($4::text IS NULL OR project_id = $4) AND ($5::text IS NULL OR project_flow_id = $5)";
+const ROLLUP_RANGE: &str = "hour >= date_trunc('hour', $2::timestamptz) AND hour < $3";
+const DELTA_RANGE: &str = "at >= date_trunc('hour', $2::timestamptz) AND date_trunc('hour', at) < $3";
+
+/// The counts by key, from the rollup and the deltas not folded yet.
+fn counts_sql(group_by: GroupBy) -> String {
+    let (rollup_key, delta_key) = (group_by.key_sql("hour"), group_by.key_sql("at"));
+    let (filter, rollup_range, delta_range) = (FILTER, ROLLUP_RANGE, DELTA_RANGE);
+    format!(
         "SELECT key, sum(created)::bigint, sum(sent)::bigint, sum(delivered)::bigint, sum(validated)::bigint,
-                sum(failed)::bigint, sum(blocked)::bigint
-           FROM (SELECT {rollup_key} AS key, created, sent, delivered, validated, failed, blocked
-                   FROM validation_stats WHERE {filter} AND {rollup_range}
-                 UNION ALL
-                 SELECT {delta_key}, created, sent, delivered, validated, failed, blocked
-                   FROM validation_stats_deltas WHERE {filter} AND {delta_range}) AS rows
-          GROUP BY key ORDER BY key"
-    ))
-    .bind(&q.client)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(q.project.as_ref())
-    .bind(q.flow.as_ref())
-    .fetch_all(pool)
-    .await?;
-    let buckets: Vec<(String, i16, i64)> = sqlx::query_as(&format!(
+            sum(failed)::bigint, sum(blocked)::bigint
+       FROM (SELECT {rollup_key} AS key, created, sent, delivered, validated, failed, blocked
+               FROM validation_stats WHERE {filter} AND {rollup_range}
+             UNION ALL
+             SELECT {delta_key}, created, sent, delivered, validated, failed, blocked
+               FROM validation_stats_deltas WHERE {filter} AND {delta_range}) AS rows
+      GROUP BY key ORDER BY key"
+    )
+}
+
+/// The buckets of time to validate by key, likewise.
+fn buckets_sql(group_by: GroupBy) -> String {
+    let (rollup_key, delta_key) = (group_by.key_sql("hour"), group_by.key_sql("at"));
+    let (filter, rollup_range, delta_range) = (FILTER, ROLLUP_RANGE, DELTA_RANGE);
+    format!(
         "SELECT key, bucket, sum(validated)::bigint
-           FROM (SELECT {rollup_key} AS key, bucket, validated
-                   FROM validation_stats_ttv WHERE {filter} AND {rollup_range}
-                 UNION ALL
-                 SELECT {delta_key}, ttv_bucket, validated
-                   FROM validation_stats_deltas WHERE {filter} AND {delta_range} AND ttv_bucket IS NOT NULL) AS rows
-          GROUP BY key, bucket"
-    ))
-    .bind(&q.client)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(q.project.as_ref())
-    .bind(q.flow.as_ref())
-    .fetch_all(pool)
-    .await?;
+       FROM (SELECT {rollup_key} AS key, bucket, validated
+               FROM validation_stats_ttv WHERE {filter} AND {rollup_range}
+             UNION ALL
+             SELECT {delta_key}, ttv_bucket, validated
+               FROM validation_stats_deltas WHERE {filter} AND {delta_range} AND ttv_bucket IS NOT NULL) AS rows
+      GROUP BY key, bucket"
+    )
+}
+
+pub async fn query(pool: &PgPool, q: &StatsQuery) -> Result<Vec<StatsRow>, sqlx::Error> {
+    // Both statements take the same parameters ($1 to $5).
+    let mut args = PgArguments::default();
+    args.add(&q.client).map_err(sqlx::Error::Encode)?;
+    args.add(q.from).map_err(sqlx::Error::Encode)?;
+    args.add(q.to).map_err(sqlx::Error::Encode)?;
+    args.add(q.project.as_ref()).map_err(sqlx::Error::Encode)?;
+    args.add(q.flow.as_ref()).map_err(sqlx::Error::Encode)?;
+    let counts: Vec<KeyCounts> = sqlx::query_as_with(&counts_sql(q.group_by), args.clone())
+        .fetch_all(pool)
+        .await?;
+    let buckets: Vec<(String, i16, i64)> = sqlx::query_as_with(&buckets_sql(q.group_by), args)
+        .fetch_all(pool)
+        .await?;
     // Thousands of keys (a prefix each) are thousands of rows of each kind:
     // grouped once by key, off the async runtime.
     tokio::task::spawn_blocking(move || assemble(counts, buckets))
@@ -270,6 +298,20 @@ pub fn median(histogram: &[i64]) -> Option<f64> {
         below += n;
     }
     None
+}
+
+/// The stats' statements (every `groupBy`), for the schema check. The
+/// `VACUUM` of [`vacuum`] is not one: it cannot be prepared.
+pub fn statements() -> shared::db::Statements {
+    let mut statements = vec![
+        ("stats.fold".to_owned(), FOLD.clone()),
+        ("stats.record_blocked".to_owned(), RECORD_BLOCKED.to_owned()),
+    ];
+    for group_by in GroupBy::ALL {
+        statements.push((format!("stats.counts.{group_by:?}"), counts_sql(group_by)));
+        statements.push((format!("stats.buckets.{group_by:?}"), buckets_sql(group_by)));
+    }
+    statements
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! The upkeep of early receipts (`shared::domain::receipts`), every
+//! The upkeep of early receipts (`shared::store::receipts`), every
 //! `EARLY_RECEIPT_SWEEP_MS` on every dispatcher instance (no leader: applying a kept receipt
 //! takes its row, and the purge skips rows another instance holds). It
 //! applies receipts whose send was recorded while a process died between
 //! its commit and its look for the other side, and purges, in small
 //! batches, receipts kept longer than `EARLY_RECEIPT_TTL`.
 
-use shared::domain::receipts::{self, EARLY_RECEIPT_TTL};
 use shared::outbox::Relay;
+use shared::store::receipts::{self, EARLY_RECEIPT_TTL};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

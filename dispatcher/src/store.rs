@@ -1,24 +1,56 @@
 //! The dispatcher's database: every read and write of a send. Under a burst
 //! the per-message statements (load, claim, record) are group-committed
 //! through `shared::batch`; the status changes themselves are the status
-//! machine's (`shared::domain::phone_validation`). Once sends are recorded,
+//! machine's (`shared::store::phone_validations`). Once sends are recorded,
 //! a receipt their provider reported before that is applied
-//! (`shared::domain::receipts`): one indexed probe per batch.
+//! (`shared::store::receipts`): one indexed probe per batch.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 pub use shared::batch::StoreError;
 
 use shared::batch::{Batcher, Duplicates};
-use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
-use shared::domain::receipts;
+use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{FailedReason, PhoneSettings};
 use shared::outbox::{OutboxMessage, Relay};
+use shared::store::{phone_validations, receipts};
 use shared::ObjectId;
 use sqlx::types::Json;
 use sqlx::PgPool;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+static LOAD_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT v.*, f.phone AS settings
+           FROM (SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)) v
+           LEFT JOIN project_flows f ON f.id = v.project_flow_id"
+    )
+});
+const CLAIM_FAILOVER: &str =
+    "UPDATE send_failovers SET lease_holder = $3, lease_until = now() + make_interval(secs => $4)
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL
+                AND (lease_until IS NULL OR lease_until < now())
+          RETURNING failed_provider";
+const FAILOVER_LEFT: &str = "SELECT EXTRACT(EPOCH FROM (lease_until - now()))::float8 FROM send_failovers
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL";
+const RECORD_FAILOVER: &str =
+    "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
+              WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3";
+const FAILOVER_CONFIRMATION: &str = "UPDATE phone_validations
+                SET provider_confirmation = (coalesce(provider_confirmation, '{}'::jsonb)
+                        - 'deliveredAt' - 'deliveryErrorCode')
+                        || jsonb_build_object('sent', true, 'status', 'ok', 'provider', $2::text,
+                               'messageId', $3::text, 'sentAt', $4::text, 'deliveryStatus', 'queued',
+                               'failover', $5::text,
+                               'attempts', coalesce((provider_confirmation->>'attempts')::int, 0) + 1),
+                    updated_at = now()
+              WHERE id = $1";
+const REMEMBER_MESSAGE: &str = "INSERT INTO provider_messages (message_id, validation_id, provider) VALUES ($1, $2, $3)
+             ON CONFLICT (message_id) DO NOTHING";
+const END_FAILOVER: &str = "UPDATE send_failovers
+                SET sent_at = CASE WHEN $4 THEN now() END, lease_until = NULL, lease_holder = NULL
+              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL AND lease_holder = $3";
 
 /// A validation with the settings of its flow.
 #[derive(Clone)]
@@ -85,7 +117,7 @@ impl Store {
         let claims = Batcher::start(Duplicates::FirstWins, move |ids, hashes| {
             let (pool, holder) = (claim_pool.clone(), claimer.clone());
             async move {
-                let claimed = phone_validation::claim_sends(&pool, ids, hashes, &holder, lease).await;
+                let claimed = phone_validations::claim_sends(&pool, ids, hashes, &holder, lease).await;
                 claimed.map(touched)
             }
         });
@@ -95,7 +127,7 @@ impl Store {
             async move {
                 let (confirmations, messages): (Vec<String>, Vec<_>) =
                     sends.into_iter().map(|s| (s.confirmation, s.message)).unzip();
-                let recorded = phone_validation::record_sends(&pool, ids, confirmations, &holder).await?;
+                let recorded = phone_validations::record_sends(&pool, ids, confirmations, &holder).await?;
                 let messages: Vec<(&str, &str)> = messages
                     .iter()
                     .flatten()
@@ -129,18 +161,18 @@ impl Store {
 
     /// How long another holder's lease still runs (`None`: not held, or not `new` any more).
     pub async fn lease_left(&self, id: &ObjectId) -> Result<Option<Duration>, StoreError> {
-        Ok(phone_validation::lease_left(&self.pool, id).await?)
+        Ok(phone_validations::lease_left(&self.pool, id).await?)
     }
 
     /// Keeps our send for another lease (before a retry); `false` when it
     /// is no longer ours.
     pub async fn renew(&self, id: &ObjectId) -> Result<bool, StoreError> {
-        Ok(phone_validation::renew_lease(&self.pool, id, &self.holder, self.lease).await?)
+        Ok(phone_validations::renew_lease(&self.pool, id, &self.holder, self.lease).await?)
     }
 
     /// Gives the send back (before parking the message in a delay queue).
     pub async fn release(&self, id: &ObjectId) -> Result<(), StoreError> {
-        Ok(phone_validation::release_send(&self.pool, id, &self.holder).await?)
+        Ok(phone_validations::release_send(&self.pool, id, &self.holder).await?)
     }
 
     /// Records the provider's confirmation and moves the validation to
@@ -183,7 +215,7 @@ impl Store {
             })
         });
         let mut tx = self.pool.begin().await?;
-        let failed = phone_validation::fail(&mut tx, id, reason, confirmation).await?;
+        let failed = phone_validations::fail(&mut tx, id, reason, confirmation).await?;
         tx.commit().await?;
         Ok(failed.map(|(_, message)| message))
     }
@@ -202,29 +234,21 @@ pub enum FailoverClaim {
 impl Store {
     /// Claims the failover of `id` for `cause` (see `migrations/0011`).
     pub async fn claim_failover(&self, id: &ObjectId, cause: &str) -> Result<FailoverClaim, StoreError> {
-        let claimed: Option<String> = sqlx::query_scalar(
-            "UPDATE send_failovers SET lease_holder = $3, lease_until = now() + make_interval(secs => $4)
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL
-                AND (lease_until IS NULL OR lease_until < now())
-          RETURNING failed_provider",
-        )
-        .bind(id)
-        .bind(cause)
-        .bind(&self.holder)
-        .bind(self.lease.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await?;
+        let claimed: Option<String> = sqlx::query_scalar(CLAIM_FAILOVER)
+            .bind(id)
+            .bind(cause)
+            .bind(&self.holder)
+            .bind(self.lease.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(failed_provider) = claimed {
             return Ok(FailoverClaim::Claimed { failed_provider });
         }
-        let held: Option<Option<f64>> = sqlx::query_scalar(
-            "SELECT EXTRACT(EPOCH FROM (lease_until - now()))::float8 FROM send_failovers
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL",
-        )
-        .bind(id)
-        .bind(cause)
-        .fetch_optional(&self.pool)
-        .await?;
+        let held: Option<Option<f64>> = sqlx::query_scalar(FAILOVER_LEFT)
+            .bind(id)
+            .bind(cause)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match held.flatten() {
             Some(left) => FailoverClaim::Held(Duration::from_secs_f64(left.max(0.0))),
             None => FailoverClaim::Done,
@@ -241,44 +265,28 @@ impl Store {
         message_id: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
-              WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3",
-        )
-        .bind(id)
-        .bind(cause)
-        .bind(&self.holder)
-        .bind(provider)
-        .bind(message_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE phone_validations
-                SET provider_confirmation = (coalesce(provider_confirmation, '{}'::jsonb)
-                        - 'deliveredAt' - 'deliveryErrorCode')
-                        || jsonb_build_object('sent', true, 'status', 'ok', 'provider', $2::text,
-                               'messageId', $3::text, 'sentAt', $4::text, 'deliveryStatus', 'queued',
-                               'failover', $5::text,
-                               'attempts', coalesce((provider_confirmation->>'attempts')::int, 0) + 1),
-                    updated_at = now()
-              WHERE id = $1",
-        )
-        .bind(id)
-        .bind(provider)
-        .bind(message_id)
-        .bind(shared::time::format(&Utc::now()))
-        .bind(cause)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO provider_messages (message_id, validation_id, provider) VALUES ($1, $2, $3)
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(message_id)
-        .bind(id)
-        .bind(provider)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(RECORD_FAILOVER)
+            .bind(id)
+            .bind(cause)
+            .bind(&self.holder)
+            .bind(provider)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(FAILOVER_CONFIRMATION)
+            .bind(id)
+            .bind(provider)
+            .bind(message_id)
+            .bind(shared::time::format(&Utc::now()))
+            .bind(cause)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(REMEMBER_MESSAGE)
+            .bind(message_id)
+            .bind(id)
+            .bind(provider)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         apply_early_receipts(&self.pool, &self.relay, &[(provider, message_id)]).await;
         Ok(())
@@ -287,17 +295,13 @@ impl Store {
     /// Ends a failover without a message (no other provider, a refusal, or
     /// the validation moved on), or gives it back (`close = false`) for a retry.
     pub async fn end_failover(&self, id: &ObjectId, cause: &str, close: bool) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE send_failovers
-                SET sent_at = CASE WHEN $4 THEN now() END, lease_until = NULL, lease_holder = NULL
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL AND lease_holder = $3",
-        )
-        .bind(id)
-        .bind(cause)
-        .bind(&self.holder)
-        .bind(close)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(END_FAILOVER)
+            .bind(id)
+            .bind(cause)
+            .bind(&self.holder)
+            .bind(close)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
@@ -311,14 +315,7 @@ struct Row {
 
 /// The validations `ids` and their flows' settings, in one statement.
 async fn load_many(pool: PgPool, ids: Vec<ObjectId>) -> Result<Vec<(ObjectId, Target)>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT v.*, f.phone AS settings
-           FROM (SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)) v
-           LEFT JOIN project_flows f ON f.id = v.project_flow_id"
-    ))
-    .bind(ids)
-    .fetch_all(&pool)
-    .await?;
+    let rows: Vec<Row> = sqlx::query_as(&LOAD_MANY).bind(ids).fetch_all(&pool).await?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -344,4 +341,20 @@ async fn apply_early_receipts(pool: &PgPool, relay: &Relay, messages: &[(&str, &
 /// A conditional update's answer: the ids it updated.
 fn touched(ids: Vec<ObjectId>) -> Vec<(ObjectId, ())> {
     ids.into_iter().map(|id| (id, ())).collect()
+}
+
+/// Every statement of the dispatcher (those of the status machine it runs
+/// are `shared::store`'s), for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [
+        ("dispatcher.load_many", LOAD_MANY.as_str()),
+        ("dispatcher.claim_failover", CLAIM_FAILOVER),
+        ("dispatcher.failover_left", FAILOVER_LEFT),
+        ("dispatcher.record_failover", RECORD_FAILOVER),
+        ("dispatcher.failover_confirmation", FAILOVER_CONFIRMATION),
+        ("dispatcher.remember_message", REMEMBER_MESSAGE),
+        ("dispatcher.end_failover", END_FAILOVER),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }

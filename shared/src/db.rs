@@ -6,6 +6,13 @@ use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Statements by name, as sent to PostgreSQL: what each store lists (its
+/// `statements()`) so the tests prepare every one against the migrated
+/// schema, and a renamed column fails there first.
+pub type Statements = Vec<(String, String)>;
+
+const PING: &str = "SELECT 1";
+
 /// `migrations/` at the workspace root, compiled into every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -24,5 +31,9 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool,
 
 /// Whether the database answers a trivial query.
 pub async fn is_reachable(pool: &PgPool) -> bool {
-    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+    sqlx::query(PING).execute(pool).await.is_ok()
+}
+
+pub fn statements() -> Statements {
+    vec![("db.ping".to_owned(), PING.to_owned())]
 }

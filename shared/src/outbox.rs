@@ -21,6 +21,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+const ENQUEUE: &str =
+    "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id";
+const DELETE_PUBLISHED: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+const PENDING: &str = "SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) AS o";
+const SWEEP: &str = "SELECT id, routing_key, message_id, payload FROM outbox
+          WHERE created_at < now() - make_interval(secs => $1)
+          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED";
+
 /// Rows published per sweep transaction.
 const SWEEP_BATCH: i64 = 500;
 /// Messages the fast path publishes before awaiting their confirms together.
@@ -72,14 +80,12 @@ impl Prepared {
 /// Writes `event` to the outbox inside the caller's transaction.
 pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<OutboxMessage, sqlx::Error> {
     let prepared = Prepared::new(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id",
-    )
-    .bind(prepared.routing_key)
-    .bind(&prepared.message_id)
-    .bind(prepared.payload_text())
-    .fetch_one(conn)
-    .await?;
+    let id: i64 = sqlx::query_scalar(ENQUEUE)
+        .bind(prepared.routing_key)
+        .bind(&prepared.message_id)
+        .bind(prepared.payload_text())
+        .fetch_one(conn)
+        .await?;
     Ok(prepared.into_message(id))
 }
 
@@ -212,10 +218,7 @@ async fn publish_all(broker: &Broker, messages: &[OutboxMessage]) -> Vec<i64> {
 
 async fn delete(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
     if !ids.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(pool)
-            .await?;
+        sqlx::query(DELETE_PUBLISHED).bind(ids).execute(pool).await?;
     }
     Ok(())
 }
@@ -248,9 +251,7 @@ async fn sweeper(pool: PgPool, broker: Broker, config: RelayConfig, cancel: Canc
 /// `outbox_pending`: events not yet confirmed by RabbitMQ (counted up to
 /// 100,000, so a long outage does not make the count itself expensive).
 async fn report_pending(pool: &PgPool) {
-    let pending: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) AS o")
-        .fetch_one(pool)
-        .await;
+    let pending: Result<i64, _> = sqlx::query_scalar(PENDING).fetch_one(pool).await;
     if let Ok(pending) = pending {
         metrics::gauge!("outbox_pending").set(pending as f64);
     }
@@ -259,15 +260,11 @@ async fn report_pending(pool: &PgPool) {
 /// Publishes one batch of old rows; returns how many were taken.
 pub async fn sweep_once(pool: &PgPool, broker: &Broker, older_than: Duration) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(i64, String, String, Json<serde_json::Value>)> = sqlx::query_as(
-        "SELECT id, routing_key, message_id, payload FROM outbox
-          WHERE created_at < now() - make_interval(secs => $1)
-          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(older_than.as_secs_f64())
-    .bind(SWEEP_BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows: Vec<(i64, String, String, Json<serde_json::Value>)> = sqlx::query_as(SWEEP)
+        .bind(older_than.as_secs_f64())
+        .bind(SWEEP_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -283,12 +280,21 @@ pub async fn sweep_once(pool: &PgPool, broker: &Broker, older_than: Duration) ->
         .collect();
     let published = publish_all(broker, &messages).await;
     if !published.is_empty() {
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&published)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(DELETE_PUBLISHED).bind(&published).execute(&mut *tx).await?;
         tracing::info!(published = published.len(), "outbox sweep published delayed events");
     }
     tx.commit().await?;
     Ok(if published.len() == taken { taken } else { 0 })
+}
+
+/// The outbox's statements, for the schema check.
+pub fn statements() -> crate::db::Statements {
+    [
+        ("outbox.enqueue", ENQUEUE),
+        ("outbox.delete_published", DELETE_PUBLISHED),
+        ("outbox.pending", PENDING),
+        ("outbox.sweep", SWEEP),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }

@@ -24,6 +24,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+const UNSEALED: &str = "SELECT id, webhook_secret, previous_webhook_secret FROM clients
+          WHERE webhook_secret NOT LIKE $1 OR previous_webhook_secret NOT LIKE $1";
+const RESEAL: &str = "UPDATE clients SET webhook_secret = $2, previous_webhook_secret = $3
+              WHERE id = $1 AND webhook_secret = $4 AND previous_webhook_secret IS NOT DISTINCT FROM $5";
+
 const PREFIX: &str = "enc:v1:";
 const NONCE_BYTES: usize = 24;
 
@@ -232,13 +237,7 @@ pub struct Resealed {
 /// or a concurrent `otpctl client rotate-secret`, lose nothing.
 pub async fn reseal_all(pool: &PgPool, keys: &WebhookSecretKeys) -> Result<Resealed, sqlx::Error> {
     let current = format!("{PREFIX}{}:%", keys.current_id());
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, webhook_secret, previous_webhook_secret FROM clients
-          WHERE webhook_secret NOT LIKE $1 OR previous_webhook_secret NOT LIKE $1",
-    )
-    .bind(&current)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(UNSEALED).bind(&current).fetch_all(pool).await?;
     let mut done = Resealed::default();
     for (client, secret, previous) in rows {
         let reseal = |stored: &str| -> Result<String, OpenError> {
@@ -257,20 +256,27 @@ pub async fn reseal_all(pool: &PgPool, keys: &WebhookSecretKeys) -> Result<Resea
                 continue;
             }
         };
-        let updated = sqlx::query(
-            "UPDATE clients SET webhook_secret = $2, previous_webhook_secret = $3
-              WHERE id = $1 AND webhook_secret = $4 AND previous_webhook_secret IS NOT DISTINCT FROM $5",
-        )
-        .bind(&client)
-        .bind(&new_secret)
-        .bind(&new_previous)
-        .bind(&secret)
-        .bind(&previous)
-        .execute(pool)
-        .await?;
+        let updated = sqlx::query(RESEAL)
+            .bind(&client)
+            .bind(&new_secret)
+            .bind(&new_previous)
+            .bind(&secret)
+            .bind(&previous)
+            .execute(pool)
+            .await?;
         done.resealed += updated.rows_affected();
     }
     Ok(done)
+}
+
+/// The sealing's statements, for the schema check.
+pub fn statements() -> crate::db::Statements {
+    [
+        ("webhook_secrets.unsealed", UNSEALED),
+        ("webhook_secrets.reseal", RESEAL),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod infra;
 pub mod logs;
 pub mod process;
+pub mod schema;
 pub mod stack;
 pub mod webhooks;
 

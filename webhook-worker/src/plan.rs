@@ -133,6 +133,12 @@ pub fn random_jitter() -> f64 {
 mod tests {
     use super::*;
 
+    fn retry(secs: u64) -> Decision {
+        Decision::Retry {
+            delay: Duration::from_secs(secs),
+        }
+    }
+
     fn policy() -> RetryPolicy {
         RetryPolicy::new(vec![
             Duration::from_secs(5),
@@ -161,18 +167,8 @@ mod tests {
     fn failures_follow_the_schedule_then_dead_letter() {
         let p = policy();
         assert_eq!(p.max_attempts(), 4);
-        assert_eq!(
-            p.decide(1, &failed(500), 1.0),
-            Decision::Retry {
-                delay: Duration::from_secs(5)
-            }
-        );
-        assert_eq!(
-            p.decide(3, &failed(503), 1.0),
-            Decision::Retry {
-                delay: Duration::from_secs(120)
-            }
-        );
+        assert_eq!(p.decide(1, &failed(500), 1.0), retry(5));
+        assert_eq!(p.decide(3, &failed(503), 1.0), retry(120));
         assert_eq!(
             p.decide(4, &failed(500), 1.0),
             Decision::DeadLetter {
@@ -203,24 +199,9 @@ mod tests {
             status: Some(429),
             retry_after: Some(Duration::from_secs(secs)),
         };
-        assert_eq!(
-            p.decide(1, &asked(20), 1.0),
-            Decision::Retry {
-                delay: Duration::from_secs(20)
-            }
-        );
-        assert_eq!(
-            p.decide(1, &asked(1), 1.0),
-            Decision::Retry {
-                delay: Duration::from_secs(5)
-            }
-        );
-        assert_eq!(
-            p.decide(1, &asked(3_000), 1.0),
-            Decision::Retry {
-                delay: Duration::from_secs(3_000)
-            }
-        );
+        assert_eq!(p.decide(1, &asked(20), 1.0), retry(20));
+        assert_eq!(p.decide(1, &asked(1), 1.0), retry(5));
+        assert_eq!(p.decide(1, &asked(3_000), 1.0), retry(3_000));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ObjectId;
 use sqlx::{PgConnection, PgPool};
+use std::sync::LazyLock;
 use utoipa::ToSchema;
 
 /// An active block, as `GET /v2/fraud-guard/blocks` lists it.
@@ -31,6 +32,30 @@ pub struct Block {
 
 const ACTIVE: &str = "lifted_at IS NULL AND until > now()";
 
+static BLOCKING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
+          WHERE client_id = $1 AND prefix IN ($2, $3) AND {ACTIVE}
+            AND NOT EXISTS (SELECT 1 FROM safe_list s
+                             WHERE s.client_id = $1 AND s.country_code = $3 AND s.phone = $4)
+          ORDER BY until DESC LIMIT 1"
+    )
+});
+
+static ACTIVE_BLOCKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT client_id, prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
+          WHERE ($1::text IS NULL OR client_id = $1) AND {ACTIVE}
+          ORDER BY blocked_at DESC, prefix LIMIT 1000"
+    )
+});
+
+static LIFT: LazyLock<String> = LazyLock::new(|| {
+    format!("UPDATE fraud_blocks SET lifted_at = now() WHERE client_id = $1 AND prefix = $2 AND {ACTIVE}")
+});
+
+static COUNT_ACTIVE: LazyLock<String> = LazyLock::new(|| format!("SELECT count(*) FROM fraud_blocks WHERE {ACTIVE}"));
+
 /// The client's block that refuses this number (of `country_code`, with
 /// canonical national digits `national`), if any: its prefix's own, else
 /// its calling code's; none for a number on the client's safe list.
@@ -40,19 +65,13 @@ pub async fn blocking(
     country_code: &str,
     national: &str,
 ) -> Result<Option<Block>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
-          WHERE client_id = $1 AND prefix IN ($2, $3) AND {ACTIVE}
-            AND NOT EXISTS (SELECT 1 FROM safe_list s
-                             WHERE s.client_id = $1 AND s.country_code = $3 AND s.phone = $4)
-          ORDER BY until DESC LIMIT 1"
-    ))
-    .bind(client)
-    .bind(super::prefix_of(country_code, national))
-    .bind(country_code)
-    .bind(national)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&BLOCKING)
+        .bind(client)
+        .bind(super::prefix_of(country_code, national))
+        .bind(country_code)
+        .bind(national)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The client's active blocks, newest first.
@@ -63,32 +82,29 @@ pub async fn active(pool: &PgPool, client: Option<&ObjectId>) -> Result<Vec<(Obj
         #[sqlx(flatten)]
         block: Block,
     }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT client_id, prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
-          WHERE ($1::text IS NULL OR client_id = $1) AND {ACTIVE}
-          ORDER BY blocked_at DESC, prefix LIMIT 1000"
-    ))
-    .bind(client)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<Row> = sqlx::query_as(&ACTIVE_BLOCKS).bind(client).fetch_all(pool).await?;
     Ok(rows.into_iter().map(|r| (r.client_id, r.block)).collect())
 }
 
 /// Lifts the client's active block of `prefix`; false when there is none.
 pub async fn lift(pool: &PgPool, client: &ObjectId, prefix: &str) -> Result<bool, sqlx::Error> {
-    let lifted = sqlx::query(&format!(
-        "UPDATE fraud_blocks SET lifted_at = now() WHERE client_id = $1 AND prefix = $2 AND {ACTIVE}"
-    ))
-    .bind(client)
-    .bind(prefix)
-    .execute(pool)
-    .await?;
+    let lifted = sqlx::query(&LIFT).bind(client).bind(prefix).execute(pool).await?;
     Ok(lifted.rows_affected() > 0)
 }
 
 /// How many blocks are active (all clients): the `fraud_guard_active_blocks` gauge.
 pub async fn count_active(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM fraud_blocks WHERE {ACTIVE}"))
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(&COUNT_ACTIVE).fetch_one(pool).await
+}
+
+/// The blocks' statements, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [
+        ("blocks.blocking", &BLOCKING),
+        ("blocks.active", &ACTIVE_BLOCKS),
+        ("blocks.lift", &LIFT),
+        ("blocks.count_active", &COUNT_ACTIVE),
+    ]
+    .map(|(name, sql)| (name.to_owned(), String::clone(sql)))
+    .into()
 }

@@ -13,8 +13,19 @@ use shared::outbox::{self, OutboxMessage, Relay};
 use shared::ObjectId;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+const LEADER: &str = "SELECT pg_try_advisory_xact_lock($1)";
+const PRUNE_COUNTERS: &str =
+    "DELETE FROM fraud_counters WHERE bucket < now() - make_interval(secs => $1) - interval '1 second'";
+const PRUNE_WINDOWS: &str = "DELETE FROM rate_limit_windows WHERE window_end < now() - interval '1 minute'";
+const RECORD_BLOCK: &str =
+    "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
+         SELECT $1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8)
+          WHERE NOT EXISTS (SELECT 1 FROM fraud_blocks
+                             WHERE client_id = $2 AND prefix = $3 AND lifted_at IS NULL AND until > now())";
 
 /// The advisory lock of the upkeep (any constant no other code uses).
 const LOCK: i64 = 0x6f74_7066_7261_7564; // "otpfraud"
@@ -64,10 +75,7 @@ const TICK_LAG: Duration = Duration::from_millis(100);
 /// One tick; the events of the blocks it made (already in the outbox).
 pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessage>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
+    let leader: bool = sqlx::query_scalar(LEADER).bind(LOCK).fetch_one(&mut *tx).await?;
     if !leader {
         return Ok(Vec::new());
     }
@@ -94,13 +102,11 @@ pub async fn tick(pool: &PgPool, config: &GuardConfig) -> Result<Vec<OutboxMessa
 }
 
 async fn prune(conn: &mut PgConnection, window: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM fraud_counters WHERE bucket < now() - make_interval(secs => $1) - interval '1 second'")
+    sqlx::query(PRUNE_COUNTERS)
         .bind(window.as_secs_f64())
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM rate_limit_windows WHERE window_end < now() - interval '1 minute'")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(PRUNE_WINDOWS).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -135,16 +141,59 @@ fn counts(sent: i64, validated: i64) -> Counts {
 const JUDGED: &str = "c.bucket >= now() - make_interval(secs => $1)
       AND c.bucket + interval '1 second' <= now() - make_interval(secs => $2)";
 
-async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewBlock>, sqlx::Error> {
-    let (window, grace) = (config.window.as_secs_f64(), config.grace.as_secs_f64());
-    let clients: Vec<(ObjectId, i64, i64)> = sqlx::query_as(&format!(
+static JUDGE_CLIENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT c.client_id, sum(c.sent)::bigint, sum(c.validated)::bigint FROM fraud_counters c
           WHERE {JUDGED} GROUP BY c.client_id"
-    ))
-    .bind(window)
-    .bind(grace)
-    .fetch_all(&mut *conn)
-    .await?;
+    )
+});
+
+// A key's sends count from its last block's end (an active block's end
+// is ahead: nothing counts); a prefix under an active block of its
+// calling code is not judged on its own, and a calling code is judged
+// without its prefixes blocked in the window (a blocked attack on one
+// prefix must not make its country look bad to its legitimate users).
+fn since_last_block(key: &str) -> String {
+    format!(
+        "c.bucket >= coalesce((SELECT max(coalesce(b.lifted_at, b.until)) FROM fraud_blocks b
+                                WHERE b.client_id = c.client_id AND b.prefix = {key}), '-infinity')"
+    )
+}
+
+const MODE: &str = "f.phone->>'fraudGuard' AS mode";
+
+static JUDGE_PREFIXES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.client_id, c.project_flow_id, c.prefix AS key, sum(c.sent)::bigint AS sent,
+                sum(c.validated)::bigint AS validated, {MODE}
+           FROM fraud_counters c JOIN project_flows f ON f.id = c.project_flow_id
+          WHERE {JUDGED} AND {} AND {}
+          GROUP BY c.client_id, c.project_flow_id, c.prefix, f.phone->>'fraudGuard'",
+        since_last_block("c.prefix"),
+        since_last_block("c.country_code"),
+    )
+});
+
+static JUDGE_COUNTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.client_id, c.project_flow_id, c.country_code AS key, sum(c.sent)::bigint AS sent,
+                sum(c.validated)::bigint AS validated, {MODE}
+           FROM fraud_counters c JOIN project_flows f ON f.id = c.project_flow_id
+          WHERE {JUDGED} AND {}
+            AND NOT EXISTS (SELECT 1 FROM fraud_blocks b WHERE b.client_id = c.client_id AND b.prefix = c.prefix
+                               AND b.blocked_at > now() - make_interval(secs => $1))
+          GROUP BY c.client_id, c.project_flow_id, c.country_code, f.phone->>'fraudGuard'",
+        since_last_block("c.country_code"),
+    )
+});
+
+async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewBlock>, sqlx::Error> {
+    let (window, grace) = (config.window.as_secs_f64(), config.grace.as_secs_f64());
+    let clients: Vec<(ObjectId, i64, i64)> = sqlx::query_as(&JUDGE_CLIENTS)
+        .bind(window)
+        .bind(grace)
+        .fetch_all(&mut *conn)
+        .await?;
     if clients.is_empty() {
         return Ok(Vec::new());
     }
@@ -154,40 +203,16 @@ async fn judge(conn: &mut PgConnection, config: &GuardConfig) -> Result<Vec<NewB
     // calling code is not judged on its own, and a calling code is judged
     // without its prefixes blocked in the window (a blocked attack on one
     // prefix must not make its country look bad to its legitimate users).
-    let since_last_block = |key: &str| {
-        format!(
-            "c.bucket >= coalesce((SELECT max(coalesce(b.lifted_at, b.until)) FROM fraud_blocks b
-                                    WHERE b.client_id = c.client_id AND b.prefix = {key}), '-infinity')"
-        )
-    };
-    let mode = "f.phone->>'fraudGuard' AS mode";
-    let prefixes: Vec<Judged> = sqlx::query_as(&format!(
-        "SELECT c.client_id, c.project_flow_id, c.prefix AS key, sum(c.sent)::bigint AS sent,
-                sum(c.validated)::bigint AS validated, {mode}
-           FROM fraud_counters c JOIN project_flows f ON f.id = c.project_flow_id
-          WHERE {JUDGED} AND {} AND {}
-          GROUP BY c.client_id, c.project_flow_id, c.prefix, f.phone->>'fraudGuard'",
-        since_last_block("c.prefix"),
-        since_last_block("c.country_code"),
-    ))
-    .bind(window)
-    .bind(grace)
-    .fetch_all(&mut *conn)
-    .await?;
-    let countries: Vec<Judged> = sqlx::query_as(&format!(
-        "SELECT c.client_id, c.project_flow_id, c.country_code AS key, sum(c.sent)::bigint AS sent,
-                sum(c.validated)::bigint AS validated, {mode}
-           FROM fraud_counters c JOIN project_flows f ON f.id = c.project_flow_id
-          WHERE {JUDGED} AND {}
-            AND NOT EXISTS (SELECT 1 FROM fraud_blocks b WHERE b.client_id = c.client_id AND b.prefix = c.prefix
-                               AND b.blocked_at > now() - make_interval(secs => $1))
-          GROUP BY c.client_id, c.project_flow_id, c.country_code, f.phone->>'fraudGuard'",
-        since_last_block("c.country_code"),
-    ))
-    .bind(window)
-    .bind(grace)
-    .fetch_all(&mut *conn)
-    .await?;
+    let prefixes: Vec<Judged> = sqlx::query_as(&JUDGE_PREFIXES)
+        .bind(window)
+        .bind(grace)
+        .fetch_all(&mut *conn)
+        .await?;
+    let countries: Vec<Judged> = sqlx::query_as(&JUDGE_COUNTRIES)
+        .bind(window)
+        .bind(grace)
+        .fetch_all(&mut *conn)
+        .await?;
 
     let mut blocks = Vec::new();
     let verdicts = prefixes
@@ -226,22 +251,17 @@ async fn record(
     config: &GuardConfig,
 ) -> Result<Option<NewBlock>, sqlx::Error> {
     let id = ObjectId::new();
-    let made = sqlx::query(
-        "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
-         SELECT $1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8)
-          WHERE NOT EXISTS (SELECT 1 FROM fraud_blocks
-                             WHERE client_id = $2 AND prefix = $3 AND lifted_at IS NULL AND until > now())",
-    )
-    .bind(&id)
-    .bind(&judged.client_id)
-    .bind(&judged.key)
-    .bind(&judged.project_flow_id)
-    .bind(reason)
-    .bind(judged.sent)
-    .bind(judged.validated)
-    .bind(config.block.as_secs_f64())
-    .execute(&mut *conn)
-    .await?;
+    let made = sqlx::query(RECORD_BLOCK)
+        .bind(&id)
+        .bind(&judged.client_id)
+        .bind(&judged.key)
+        .bind(&judged.project_flow_id)
+        .bind(reason)
+        .bind(judged.sent)
+        .bind(judged.validated)
+        .bind(config.block.as_secs_f64())
+        .execute(&mut *conn)
+        .await?;
     Ok((made.rows_affected() == 1).then(|| NewBlock {
         id,
         client: judged.client_id.clone(),
@@ -249,6 +269,21 @@ async fn record(
         reason,
         counts: own,
     }))
+}
+
+/// The judge's statements, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [
+        ("judge.leader", LEADER.to_owned()),
+        ("judge.prune_counters", PRUNE_COUNTERS.to_owned()),
+        ("judge.prune_windows", PRUNE_WINDOWS.to_owned()),
+        ("judge.record_block", RECORD_BLOCK.to_owned()),
+        ("judge.clients", JUDGE_CLIENTS.clone()),
+        ("judge.prefixes", JUDGE_PREFIXES.clone()),
+        ("judge.countries", JUDGE_COUNTRIES.clone()),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql))
+    .into()
 }
 
 #[cfg(test)]

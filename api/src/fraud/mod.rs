@@ -73,6 +73,11 @@ pub fn prefix_of(country_code: &str, national: &str) -> String {
     format!("{country_code}{digits}")
 }
 
+/// Every statement of the fraud guard, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [blocks::statements(), judge::statements(), rate_limits::statements()].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,22 @@ use serde::Serialize;
 use shared::webhook_secrets::WebhookSecretKeys;
 use sqlx::{PgExecutor, PgPool};
 
+const KEYS: &str = "SELECT generation, kid, public_key, private_key, signs_from
+           FROM login_token_keys ORDER BY generation";
+const INSERT_KEY: &str = "INSERT INTO login_token_keys (generation, kid, public_key, private_key, signs_from)
+         SELECT 1, $1, $2, $3, now()
+          WHERE NOT EXISTS (SELECT 1 FROM login_token_keys)
+         ON CONFLICT DO NOTHING";
+const NEWEST_KEY: &str = "SELECT generation, kid FROM login_token_keys ORDER BY generation DESC LIMIT 1";
+const INSERT_ROTATED: &str = "INSERT INTO login_token_keys (generation, kid, public_key, private_key, signs_from)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         ON CONFLICT DO NOTHING
+         RETURNING signs_from";
+const DELETE_OLD: &str = "DELETE FROM login_token_keys old
+          WHERE EXISTS (SELECT 1 FROM login_token_keys newer
+                         WHERE newer.generation > old.generation
+                           AND newer.signs_from < now() - make_interval(secs => $1))";
+
 /// How far ahead of its first signature `otpctl keys rotate` publishes a new
 /// key: longer than a client may cache the JWKS (`max-age=300` on
 /// `GET /.well-known/jwks.json`) plus a few of the instances' refreshes
@@ -63,12 +79,7 @@ impl StoredKey {
 /// Every stored key, oldest generation first (a handful: rotations delete
 /// keys no longer published).
 pub async fn load(pool: &PgPool) -> Result<Vec<StoredKey>, KeyError> {
-    Ok(sqlx::query_as(
-        "SELECT generation, kid, public_key, private_key, signs_from
-           FROM login_token_keys ORDER BY generation",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(KEYS).fetch_all(pool).await?)
 }
 
 /// Stores a first key if there is none. Two instances starting at once on an
@@ -76,17 +87,12 @@ pub async fn load(pool: &PgPool) -> Result<Vec<StoredKey>, KeyError> {
 /// nothing once the first commits, and both then read the same row.
 pub async fn ensure_key(db: impl PgExecutor<'_>, sealing: &WebhookSecretKeys) -> Result<(), KeyError> {
     let row = StoredKey::seal(1, &LoginKey::generate(), sealing, Utc::now())?;
-    let inserted = sqlx::query(
-        "INSERT INTO login_token_keys (generation, kid, public_key, private_key, signs_from)
-         SELECT 1, $1, $2, $3, now()
-          WHERE NOT EXISTS (SELECT 1 FROM login_token_keys)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&row.kid)
-    .bind(&row.public_key)
-    .bind(&row.private_key)
-    .execute(db)
-    .await?;
+    let inserted = sqlx::query(INSERT_KEY)
+        .bind(&row.kid)
+        .bind(&row.public_key)
+        .bind(&row.private_key)
+        .execute(db)
+        .await?;
     if inserted.rows_affected() == 1 {
         tracing::info!(kid = %row.kid, "login-token key generated and stored");
     }
@@ -115,37 +121,24 @@ pub struct Rotated {
 /// than adding two keys.
 pub async fn rotate(pool: &PgPool, sealing: &WebhookSecretKeys) -> Result<Rotated, KeyError> {
     let mut tx = pool.begin().await?;
-    let previous: Option<(i32, String)> =
-        sqlx::query_as("SELECT generation, kid FROM login_token_keys ORDER BY generation DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
+    let previous: Option<(i32, String)> = sqlx::query_as(NEWEST_KEY).fetch_optional(&mut *tx).await?;
     let generation = previous.as_ref().map_or(1, |(generation, _)| generation + 1);
     let key = LoginKey::generate();
     let row = StoredKey::seal(generation, &key, sealing, Utc::now())?;
-    let signs_from: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "INSERT INTO login_token_keys (generation, kid, public_key, private_key, signs_from)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-         ON CONFLICT DO NOTHING
-         RETURNING signs_from",
-    )
-    .bind(generation)
-    .bind(&row.kid)
-    .bind(&row.public_key)
-    .bind(&row.private_key)
-    .bind(PUBLISH_AHEAD.num_seconds() as f64)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let signs_from: Option<DateTime<Utc>> = sqlx::query_scalar(INSERT_ROTATED)
+        .bind(generation)
+        .bind(&row.kid)
+        .bind(&row.public_key)
+        .bind(&row.private_key)
+        .bind(PUBLISH_AHEAD.num_seconds() as f64)
+        .fetch_optional(&mut *tx)
+        .await?;
     let signs_from = signs_from.ok_or(KeyError::ConcurrentRotation)?;
-    let deleted = sqlx::query(
-        "DELETE FROM login_token_keys old
-          WHERE EXISTS (SELECT 1 FROM login_token_keys newer
-                         WHERE newer.generation > old.generation
-                           AND newer.signs_from < now() - make_interval(secs => $1))",
-    )
-    .bind(PUBLISHED_AFTER_SUCCESSOR.num_seconds() as f64)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let deleted = sqlx::query(DELETE_OLD)
+        .bind(PUBLISHED_AFTER_SUCCESSOR.num_seconds() as f64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Rotated {
         kid: row.kid,
@@ -154,4 +147,17 @@ pub async fn rotate(pool: &PgPool, sealing: &WebhookSecretKeys) -> Result<Rotate
         previous_kid: previous.map(|(_, kid)| kid),
         deleted,
     })
+}
+
+/// The login-token keys' statements, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [
+        ("login_token_keys.load", KEYS),
+        ("login_token_keys.insert_first", INSERT_KEY),
+        ("login_token_keys.newest", NEWEST_KEY),
+        ("login_token_keys.insert_rotated", INSERT_ROTATED),
+        ("login_token_keys.delete_old", DELETE_OLD),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }

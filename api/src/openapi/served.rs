@@ -18,6 +18,12 @@ use std::sync::OnceLock;
 /// Request bodies whose `countryCode` is parsed as a calling code.
 const BODIES_WITH_A_COUNTRY_CODE: &[&str] = &["CreatePhoneValidation", "ValidatePhoneValidation", "NewSafeListEntry"];
 
+/// `GET /openapi.json`, merged into the public router by `lib.rs` (the
+/// router does not import this module, which imports the routes).
+pub fn router() -> axum::Router {
+    axum::Router::new().route("/openapi.json", axum::routing::get(|| async { axum::Json(served()) }))
+}
+
 pub fn served() -> &'static Value {
     static SERVED: OnceLock<Value> = OnceLock::new();
     SERVED.get_or_init(|| {

@@ -4,14 +4,12 @@
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_json, path_id, ApiBytes};
+use crate::extract::{parse_json, parse_phone, path_id, ApiBytes, StringOrNumber};
 use crate::fraud::blocks::{self, Block};
-use crate::routes::phone_validations::{parse_phone, StringOrNumber};
-use crate::AppState;
+use crate::state::AppState;
+use crate::store::safe_list::{self, SafeListEntry};
 use axum::extract::{Path, State};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::ObjectId;
 use utoipa::ToSchema;
 
 /// The client's active blocks, newest first.
@@ -68,19 +66,6 @@ pub struct Lifted {
     pub lifted: bool,
 }
 
-/// A number on the client's safe list.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SafeListEntry {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
-    pub country_code: String,
-    /// National number, canonical (trunk prefix removed).
-    pub phone: String,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub created_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewSafeListEntry {
@@ -111,17 +96,7 @@ pub async fn add(
         }
     };
     let phone = parse_phone(&country, &phone.into_string())?;
-    let entry: SafeListEntry = sqlx::query_as(
-        "INSERT INTO safe_list (id, client_id, country_code, phone) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (client_id, country_code, phone) DO UPDATE SET phone = excluded.phone
-         RETURNING id, country_code, phone, created_at",
-    )
-    .bind(ObjectId::new())
-    .bind(&client)
-    .bind(phone.country().to_string())
-    .bind(phone.national())
-    .fetch_one(&app.pool)
-    .await?;
+    let entry = safe_list::add(&app.pool, &client, &phone).await?;
     Ok(Envelope(entry))
 }
 
@@ -133,13 +108,7 @@ pub async fn list(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
 ) -> ApiResult<Envelope<Vec<SafeListEntry>>> {
-    let entries = sqlx::query_as(
-        "SELECT id, country_code, phone, created_at FROM safe_list WHERE client_id = $1
-          ORDER BY created_at DESC, id DESC LIMIT 1000",
-    )
-    .bind(&client)
-    .fetch_all(&app.pool)
-    .await?;
+    let entries = safe_list::list(&app.pool, &client).await?;
     Ok(Envelope(entries))
 }
 
@@ -154,13 +123,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Envelope<SafeListEntry>> {
     let id = path_id(&id, "safe_list_entry")?;
-    let removed: Option<SafeListEntry> = sqlx::query_as(
-        "DELETE FROM safe_list WHERE id = $1 AND client_id = $2 RETURNING id, country_code, phone, created_at",
-    )
-    .bind(&id)
-    .bind(&client)
-    .fetch_optional(&app.pool)
-    .await?;
+    let removed = safe_list::remove(&app.pool, &client, &id).await?;
     removed
         .map(Envelope)
         .ok_or_else(|| ApiError::not_found("safe_list_entry"))

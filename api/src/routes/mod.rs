@@ -12,7 +12,7 @@ pub mod webhook_deliveries;
 use crate::envelope::request_id;
 use crate::error::{code_for, envelope, ApiError};
 use crate::extract::{refuse_declared_oversize, MAX_BODY_BYTES};
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,10 @@ use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub fn router(state: AppState) -> Router {
+/// The public router; `documents` (the OpenAPI document's route, built by
+/// `openapi`, which imports these routes) is served beside the resources,
+/// behind the same layers.
+pub fn router(state: AppState, documents: Router) -> Router {
     let v2 = Router::new()
         .route("/projects", post(projects::create).get(projects::list))
         .route("/projects/{id}", get(projects::read))
@@ -48,8 +51,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/openapi.json", get(|| async { axum::Json(crate::openapi::served()) }))
         .with_state(state)
+        .merge(documents)
         // Liveness on the public port too, for load balancers that can only
         // probe the port they send traffic to; the rest is on `OPS_ADDR`.
         .merge(shared::ops::liveness())

@@ -4,39 +4,14 @@ use super::projects::unknown_client;
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson, ListQuery, RawPathId};
-use crate::listing::{self, Filter};
-use crate::AppState;
+use crate::extract::{path_id, ApiJson, RawPathId};
+use crate::listing::ListQuery;
+use crate::state::AppState;
+use crate::store::flows::{self, ProjectFlow};
 use axum::extract::{RawQuery, State};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::domain::{FlowType, PhoneSettings, PhoneSettingsPatch};
-use shared::ObjectId;
-use sqlx::types::Json;
 use utoipa::ToSchema;
-
-/// The ProjectFlow object.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectFlow {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
-    #[sqlx(rename = "client_id")]
-    pub client: ObjectId,
-    #[sqlx(rename = "project_id")]
-    pub project: ObjectId,
-    #[serde(rename = "type")]
-    #[sqlx(rename = "type")]
-    pub kind: FlowType,
-    #[schema(value_type = PhoneSettings)]
-    pub phone: Json<PhoneSettings>,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub updated_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, client_id, project_id, type, phone, created_at, updated_at";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -92,19 +67,9 @@ pub async fn create(
     };
     let project = path_id(&project, "project")?;
     let settings = settings(body.phone, PhoneSettings::default())?;
-    let flow: Option<ProjectFlow> = sqlx::query_as(&format!(
-        "INSERT INTO project_flows (id, client_id, project_id, type, phone)
-         SELECT $1, $2, id, $4, $5 FROM projects WHERE id = $3 AND client_id = $2
-         RETURNING {COLUMNS}"
-    ))
-    .bind(ObjectId::new())
-    .bind(&client)
-    .bind(&project)
-    .bind(kind)
-    .bind(Json(&settings))
-    .fetch_optional(&app.pool)
-    .await
-    .map_err(unknown_client)?;
+    let flow = flows::insert(&app.pool, &client, &project, kind, &settings)
+        .await
+        .map_err(unknown_client)?;
     flow.map(Envelope).ok_or_else(|| ApiError::not_found("project"))
 }
 
@@ -124,23 +89,10 @@ pub async fn update(
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
     let mut tx = app.pool.begin().await?;
-    let current: Option<ProjectFlow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM project_flows WHERE id = $1 AND client_id = $2 FOR UPDATE"
-    ))
-    .bind(&id)
-    .bind(&client)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let current = flows::lock(&mut tx, &id, &client).await?;
     let current = current.ok_or_else(|| ApiError::not_found("projectFlow"))?;
     let settings = settings(body.phone, current.phone.0)?;
-    let flow: ProjectFlow = sqlx::query_as(&format!(
-        "UPDATE project_flows SET type = $2, phone = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(&id)
-    .bind(body.kind.unwrap_or(current.kind))
-    .bind(Json(&settings))
-    .fetch_one(&mut *tx)
-    .await?;
+    let flow = flows::update(&mut tx, &id, body.kind.unwrap_or(current.kind), &settings).await?;
     tx.commit().await?;
     app.flows.invalidate(&id).await;
     Ok(Envelope(flow))
@@ -159,7 +111,7 @@ pub async fn read(
     RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<ProjectFlow>> {
     let id = path_id(&id, "projectFlow")?;
-    let flow = listing::one(&app.pool, "project_flows", COLUMNS, &id, &client).await?;
+    let flow = flows::one(&app.pool, &id, &client).await?;
     flow.map(Envelope).ok_or_else(|| ApiError::not_found("projectFlow"))
 }
 
@@ -180,6 +132,5 @@ pub async fn list(
 ) -> ApiResult<Page<ProjectFlow>> {
     let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
-    let filter = Filter::client(&client)?.eq("project_id", query.id("project")?)?;
-    listing::page(&app.pool, "project_flows", COLUMNS, filter, paging).await
+    flows::page(&app.pool, &client, query.id("project")?, paging).await
 }

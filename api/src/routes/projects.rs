@@ -3,32 +3,13 @@
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson, ListQuery, RawPathId};
-use crate::listing::{self, Filter};
-use crate::AppState;
+use crate::extract::{path_id, ApiJson, RawPathId};
+use crate::listing::ListQuery;
+use crate::state::AppState;
+use crate::store::projects::{self, Project};
 use axum::extract::{RawQuery, State};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use shared::ObjectId;
+use serde::Deserialize;
 use utoipa::ToSchema;
-
-/// The Project object.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Project {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
-    #[sqlx(rename = "client_id")]
-    pub client: ObjectId,
-    pub name: String,
-    pub demo: bool,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub updated_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, client_id, name, demo, created_at, updated_at";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -59,16 +40,9 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::invalid("name"));
     }
-    let project: Project = sqlx::query_as(&format!(
-        "INSERT INTO projects (id, client_id, name, demo) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
-    ))
-    .bind(ObjectId::new())
-    .bind(&client)
-    .bind(&name)
-    .bind(body.demo.unwrap_or(false))
-    .fetch_one(&app.pool)
-    .await
-    .map_err(unknown_client)?;
+    let project = projects::insert(&app.pool, &client, &name, body.demo.unwrap_or(false))
+        .await
+        .map_err(unknown_client)?;
     Ok(Envelope(project))
 }
 
@@ -95,7 +69,7 @@ pub async fn read(
     RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<Project>> {
     let id = path_id(&id, "project")?;
-    let project = listing::one(&app.pool, "projects", COLUMNS, &id, &client).await?;
+    let project = projects::one(&app.pool, &id, &client).await?;
     project.map(Envelope).ok_or_else(|| ApiError::not_found("project"))
 }
 
@@ -114,5 +88,5 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Page<Project>> {
     let paging = ListQuery::parse(query.as_deref())?.paging()?;
-    listing::page(&app.pool, "projects", COLUMNS, Filter::client(&client)?, paging).await
+    projects::page(&app.pool, &client, paging).await
 }

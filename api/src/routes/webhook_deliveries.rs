@@ -5,45 +5,10 @@
 use crate::auth::AuthClient;
 use crate::envelope::{List, Page};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ListQuery;
-use crate::listing::{self, Filter};
-use crate::AppState;
+use crate::listing::ListQuery;
+use crate::state::AppState;
+use crate::store::webhook_deliveries::{self, WebhookDelivery};
 use axum::extract::{RawQuery, State};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use shared::ObjectId;
-use utoipa::ToSchema;
-
-/// One delivery attempt.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookDelivery {
-    /// The event id (the `webhook-id` header), stable across attempts.
-    pub event_id: String,
-    /// `phone_validation_validated` or `phone_validation_failed`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    #[sqlx(rename = "validation_id")]
-    pub validation: ObjectId,
-    pub url: String,
-    /// Replays of the event after it was dead-lettered (0 before any).
-    pub round: i32,
-    /// 1 for the first attempt of a round.
-    pub attempt: i32,
-    #[serde(serialize_with = "shared::time::serialize")]
-    pub attempted_at: DateTime<Utc>,
-    /// The receiver's HTTP status; absent when it did not answer.
-    pub status_code: Option<i32>,
-    pub latency_ms: Option<i32>,
-    pub error: Option<String>,
-    #[serde(serialize_with = "shared::time::serialize_opt")]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// `in_flight`, `delivered`, `retrying`, `gone`, `refused`, `dead_lettered` or `unscheduled`.
-    pub outcome: String,
-}
-
-const COLUMNS: &str = "event_id, event_type, validation_id, url, round, attempt, attempted_at, \
-    status_code, latency_ms, error, next_attempt_at, outcome";
 
 /// List a validation's webhook delivery attempts, newest first.
 #[utoipa::path(get, path = "/v2/webhook-deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
@@ -64,15 +29,9 @@ pub async fn list(
     let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
     let validation = query.id("validation")?.ok_or(ApiError::Missing(vec!["validation"]))?;
-    let owned: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM phone_validations WHERE id = $1 AND client_id = $2)")
-            .bind(&validation)
-            .bind(&client)
-            .fetch_one(&app.pool)
-            .await?;
+    let owned = webhook_deliveries::owns_validation(&app.pool, &client, &validation).await?;
     if !owned {
         return Err(ApiError::not_found("phone_validation"));
     }
-    let filter = Filter::client(&client)?.eq("validation_id", Some(&validation))?;
-    listing::page(&app.pool, "webhook_deliveries", COLUMNS, filter, paging).await
+    webhook_deliveries::page(&app.pool, &client, &validation, paging).await
 }

@@ -12,6 +12,7 @@ mod openapi_conformance;
 mod operations;
 mod phone_validations;
 mod rate_limits;
+mod schema;
 mod security;
 mod shutdown;
 mod slow_clients;

@@ -283,12 +283,7 @@ async fn a_burst_of_creates_is_written_in_groups_and_each_gets_its_own_record_an
         .map(|n| format!("6{n:07}"))
         .chain((0..3).map(|n| format!("6{n:07}")))
         .collect();
-    let answers = futures_util::future::join_all(
-        phones
-            .iter()
-            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
-    )
-    .await;
+    let answers = create_all(&app, &project, &flow, &phones).await;
     let accepted: Vec<&Value> = answers
         .iter()
         .filter(|r| r.status == StatusCode::OK)
@@ -354,12 +349,7 @@ async fn a_group_whose_statement_fails_is_written_one_at_a_time() {
         .map(|n| format!("6{n:07}"))
         .chain(std::iter::once("69999999".to_owned()))
         .collect();
-    let answers = futures_util::future::join_all(
-        phones
-            .iter()
-            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(&project, &flow, phone))),
-    )
-    .await;
+    let answers = create_all(&app, &project, &flow, &phones).await;
     let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses[..30].iter().filter(|s| **s == StatusCode::OK).count(),
@@ -495,29 +485,31 @@ async fn lists_page_and_filter() {
     assert_eq!(flows.data()[0]["phone"]["resendCooldownSeconds"], 0);
 }
 
+/// Creates a validation for each phone, all at once.
+async fn create_all(app: &TestApp, project: &str, flow: &str, phones: &[String]) -> Vec<testkit::Response> {
+    futures_util::future::join_all(
+        phones
+            .iter()
+            .map(|phone| app.post("/v2/phone-validations", TestApp::create_body(project, flow, phone))),
+    )
+    .await
+}
+
+async fn put_flow(app: &TestApp, flow: &str, body: Value) -> testkit::Response {
+    let path = format!("/v2/project-flows/{flow}");
+    app.request(reqwest::Method::PUT, &path, Some(&app.token.clone()), Some(body))
+        .await
+}
+
 #[tokio::test]
 async fn flows_update_only_the_settings_given() {
     let (app, _project, flow) =
         TestApp::with_flow(json!({"otpLength": 8, "testNumbers": {"+5073001234": "12345678"}})).await;
-    let updated = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/v2/project-flows/{flow}"),
-            Some(&app.token.clone()),
-            Some(json!({"phone": {"maxAttempts": 5}})),
-        )
-        .await;
+    let updated = put_flow(&app, &flow, json!({"phone": {"maxAttempts": 5}})).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.data()["phone"]["otpLength"], 8);
     assert_eq!(updated.data()["phone"]["maxAttempts"], 5);
     assert_eq!(updated.data()["phone"]["testNumbers"]["+5073001234"], "12345678");
-    let bad = app
-        .request(
-            reqwest::Method::PUT,
-            &format!("/v2/project-flows/{flow}"),
-            Some(&app.token.clone()),
-            Some(json!({"phone": {"otpLength": 3}})),
-        )
-        .await;
+    let bad = put_flow(&app, &flow, json!({"phone": {"otpLength": 3}})).await;
     assert_eq!(bad.message(), "400:invalid_otpLength");
 }

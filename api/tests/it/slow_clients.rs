@@ -37,6 +37,17 @@ async fn slow_reader(api: &ApiProcess, answer_size: usize) -> TcpStream {
 
 /// Waits until the server has written the first bytes of an answer to
 /// `reader` (peeked, not read: the reader still reads nothing).
+/// Two slow readers, each being answered: both of the API's slots held.
+async fn both_slots_held(api: &ApiProcess, answer_size: usize) -> Vec<TcpStream> {
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let reader = slow_reader(api, answer_size).await;
+        answering(&reader).await;
+        readers.push(reader);
+    }
+    readers
+}
+
 async fn answering(reader: &TcpStream) {
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(Duration::from_secs(20), reader.peek(&mut first)).await;
@@ -66,12 +77,7 @@ async fn slow_readers_lose_their_connection_at_the_write_deadline_and_free_their
     .await;
     let size = openapi_size(&api).await;
     // More slow readers than slots: the third waits for one.
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let reader = slow_reader(&api, size).await;
-        answering(&reader).await;
-        readers.push(reader);
-    }
+    let mut readers = both_slots_held(&api, size).await;
     readers.push(slow_reader(&api, size).await);
 
     let started = Instant::now();
@@ -107,12 +113,8 @@ async fn sigterm_closes_connections_that_do_not_drain_in_time() {
     )
     .await;
     let size = openapi_size(&api).await;
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let reader = slow_reader(&api, size).await;
-        answering(&reader).await;
-        readers.push(reader);
-    }
+    // Held open until the end: only the drain deadline closes them.
+    let _readers = both_slots_held(&api, size).await;
     api.running.terminate();
     let status = api.running.exited(drain + Duration::from_secs(8)).await;
     assert!(status.success(), "{status}");

@@ -169,13 +169,7 @@ async fn main() -> anyhow::Result<()> {
         let pool = pool.clone();
         let client = client.clone();
         async move {
-            for group_by in [
-                GroupBy::Country,
-                GroupBy::Prefix,
-                GroupBy::Channel,
-                GroupBy::Provider,
-                GroupBy::Day,
-            ] {
+            for group_by in GroupBy::ALL {
                 let query = StatsQuery {
                     client: client.clone(),
                     from: chrono::Utc::now() - chrono::Duration::hours(24),

@@ -4,8 +4,7 @@
 //! (`whatsapp_failed`), while the code is valid. Claimed with a lease like a
 //! first send, so a duplicate message sends nothing twice.
 
-use super::send::{calling_code, report};
-use super::{Pipeline, PipelineError, LEASE_MARGIN};
+use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
 use crate::providers::{Provider, SendError};
 use crate::store::FailoverClaim;
 use chrono::Utc;

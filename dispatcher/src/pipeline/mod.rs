@@ -5,61 +5,22 @@
 
 mod failover;
 mod send;
+mod stage;
 
 pub(crate) use send::Channel;
+use stage::{stage, LEASE_MARGIN};
+pub use stage::{Pipeline, PipelineError};
 
-use crate::hashing::{Hashing, HashingStopped};
 use crate::plan::{self, Plan};
-use crate::providers::{AnyProvider, SmsRouter};
-use crate::store::{Confirmation, Store, StoreError, Target};
+use crate::store::{Confirmation, Target};
 use chrono::Utc;
-use shared::amqp::retry::{self, DelayQueues};
-use shared::amqp::{BasicProperties, Broker, Delivery, Handled, PublishError};
+use shared::amqp::retry;
+use shared::amqp::{BasicProperties, Delivery, Handled};
 use shared::domain::{FailedReason, Gateway, PhoneValidation};
 use shared::events::{Event, OtpFailover, OtpRequested};
-use shared::otp::{CodeDeriver, OtpCode};
-use shared::outbox::Relay;
+use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
-
-/// Everything a message handler needs.
-pub struct Pipeline {
-    pub store: Store,
-    pub broker: Broker,
-    pub relay: Relay,
-    pub hashing: Hashing,
-    /// Each validation's code, the same on every send.
-    pub codes: CodeDeriver,
-    /// SMS providers, by route and circuit breaker.
-    pub sms: SmsRouter,
-    pub whatsapp: AnyProvider,
-    /// Provider attempts in process before the message is parked.
-    pub inline_attempts: usize,
-    /// The delay tiers of the dispatch queue.
-    pub delays: DelayQueues,
-    /// The first scheduled delay: how long a parked message waits at least.
-    pub first_delay: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("broker")]
-    Broker(#[from] PublishError),
-    #[error(transparent)]
-    Hashing(#[from] HashingStopped),
-    #[error("encoding")]
-    Encoding(#[from] serde_json::Error),
-}
-
-/// How long after another holder's lease runs out its send is looked at again.
-pub(super) const LEASE_MARGIN: Duration = Duration::from_millis(250);
-
-/// Records how long a stage took.
-fn stage(name: &'static str, started: Instant) {
-    metrics::histogram!("dispatch_stage_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
-}
 
 impl Pipeline {
     /// The consumer's entry point.

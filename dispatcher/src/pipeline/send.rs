@@ -2,10 +2,9 @@
 //! WhatsApp, quick retries in process, longer waits parked in a delay queue,
 //! and what is recorded when it went out or when it is given up.
 
-use super::{stage, Pipeline, PipelineError};
+use super::stage::{calling_code, report, stage, Pipeline, PipelineError};
 use crate::plan::{self, AfterFailure};
 use crate::providers::redact::Redacted;
-use crate::providers::router::Breaker;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
 use crate::store::{Confirmation, ProviderFailure, Target};
 use crate::text::sms_text;
@@ -33,21 +32,6 @@ enum Next {
 pub(crate) enum Channel {
     Sms,
     Whatsapp,
-}
-
-/// `+507` → 507 (0 if malformed: no route matches it).
-pub(super) fn calling_code(country_code: &str) -> u16 {
-    country_code.trim_start_matches('+').parse().unwrap_or(0)
-}
-
-/// Tells a provider's breaker how its request went (a permanent refusal is
-/// still an answer), and shows its state in `/metrics`.
-pub(super) fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendError>) {
-    match sent {
-        Err(SendError::Transient { .. }) => breaker.failed(),
-        _ => breaker.succeeded(),
-    }
-    metrics::gauge!("provider_breaker_state", "provider" => provider).set(f64::from(breaker.state() as u8));
 }
 
 impl Pipeline {

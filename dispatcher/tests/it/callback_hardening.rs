@@ -253,12 +253,12 @@ async fn the_sweep_applies_receipts_a_crash_left_and_purges_old_ones() {
             .unwrap()
     };
     assert_eq!(kept().await, ["SMnobody"], "kept, in case its send is being recorded");
-    let (applied, purged) = shared::domain::receipts::sweep(&h.pool, Duration::from_secs(60))
+    let (applied, purged) = shared::store::receipts::sweep(&h.pool, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(applied.is_empty());
     assert_eq!((purged, kept().await.len()), (0, 1), "not old yet");
-    let (_, purged) = shared::domain::receipts::sweep(&h.pool, Duration::ZERO).await.unwrap();
+    let (_, purged) = shared::store::receipts::sweep(&h.pool, Duration::ZERO).await.unwrap();
     assert_eq!(purged, 1);
     assert!(kept().await.is_empty());
     assert_eq!(delivery_status(&h, &id).await, "delivered", "nothing else changed");

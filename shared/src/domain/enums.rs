@@ -69,7 +69,7 @@ pub struct UnknownVariant;
 text_enum!(
     /// Where a validation is in its life. Moves only forward:
     /// `new → sent → validated | failed`, or `new → failed`
-    /// (the statements that move it: `domain::phone_validation`).
+    /// (the statements that move it: `store::phone_validations`).
     ValidationStatus {
         New = "new",
         Sent = "sent",

@@ -5,7 +5,6 @@ mod enums;
 pub mod fraud;
 mod phone;
 pub mod phone_validation;
-pub mod receipts;
 mod settings;
 
 pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};

@@ -8,6 +8,26 @@ use shared::ObjectId;
 use sqlx::PgPool;
 use std::time::Duration;
 
+const CLAIM: &str = "WITH delivered AS (
+             SELECT 1 FROM webhook_deliveries WHERE event_id = $1 AND outcome = 'delivered'
+         ), claimed AS (
+             INSERT INTO webhook_deliveries
+                    (event_id, event_type, validation_id, client_id, url, round, attempt, outcome)
+             SELECT $1, $2, $3, $4, $5, $6, $7, 'in_flight'
+              WHERE NOT EXISTS (SELECT 1 FROM delivered)
+             ON CONFLICT (event_id, round, attempt) DO NOTHING
+             RETURNING id
+         )
+         SELECT (SELECT id FROM claimed), EXISTS (SELECT 1 FROM delivered)";
+const OUTCOME: &str = "SELECT outcome FROM webhook_deliveries WHERE event_id = $1 AND round = $2 AND attempt = $3";
+const RECLAIM: &str = "UPDATE webhook_deliveries
+            SET outcome = 'in_flight', attempted_at = now(), url = $4, status_code = NULL,
+                latency_ms = NULL, error = NULL, next_attempt_at = NULL
+          WHERE event_id = $1 AND round = $2 AND attempt = $3
+            AND (outcome = 'unscheduled'
+                 OR (outcome = 'in_flight' AND attempted_at < now() - make_interval(secs => $5)))
+      RETURNING id";
+
 /// How an attempt row ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -61,28 +81,16 @@ pub enum Claim {
 /// Claims `key`. An `in_flight` claim older than `stale_after` (its worker
 /// died mid-request) or an `unscheduled` one is taken over.
 pub async fn claim(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -> Result<Claim, sqlx::Error> {
-    let (claimed, delivered): (Option<i64>, bool) = sqlx::query_as(
-        "WITH delivered AS (
-             SELECT 1 FROM webhook_deliveries WHERE event_id = $1 AND outcome = 'delivered'
-         ), claimed AS (
-             INSERT INTO webhook_deliveries
-                    (event_id, event_type, validation_id, client_id, url, round, attempt, outcome)
-             SELECT $1, $2, $3, $4, $5, $6, $7, 'in_flight'
-              WHERE NOT EXISTS (SELECT 1 FROM delivered)
-             ON CONFLICT (event_id, round, attempt) DO NOTHING
-             RETURNING id
-         )
-         SELECT (SELECT id FROM claimed), EXISTS (SELECT 1 FROM delivered)",
-    )
-    .bind(key.event_id)
-    .bind(key.event_type)
-    .bind(key.validation_id)
-    .bind(key.client_id)
-    .bind(key.url)
-    .bind(key.round)
-    .bind(key.attempt)
-    .fetch_one(pool)
-    .await?;
+    let (claimed, delivered): (Option<i64>, bool) = sqlx::query_as(CLAIM)
+        .bind(key.event_id)
+        .bind(key.event_type)
+        .bind(key.validation_id)
+        .bind(key.client_id)
+        .bind(key.url)
+        .bind(key.round)
+        .bind(key.attempt)
+        .fetch_one(pool)
+        .await?;
     if delivered {
         return Ok(Claim::AlreadyDelivered);
     }
@@ -92,14 +100,12 @@ pub async fn claim(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -
     if let Some(id) = take_over(pool, key, stale_after).await? {
         return Ok(Claim::Claimed(id));
     }
-    let outcome: Option<String> = sqlx::query_scalar(
-        "SELECT outcome FROM webhook_deliveries WHERE event_id = $1 AND round = $2 AND attempt = $3",
-    )
-    .bind(key.event_id)
-    .bind(key.round)
-    .bind(key.attempt)
-    .fetch_optional(pool)
-    .await?;
+    let outcome: Option<String> = sqlx::query_scalar(OUTCOME)
+        .bind(key.event_id)
+        .bind(key.round)
+        .bind(key.attempt)
+        .fetch_optional(pool)
+        .await?;
     Ok(match outcome.as_deref() {
         Some("in_flight") => Claim::Busy,
         // Deleted between our statements (an operator cleaned up): try again later.
@@ -111,22 +117,14 @@ pub async fn claim(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -
 /// Takes over an attempt whose worker died mid-request (`in_flight` for
 /// longer than `stale_after`) or whose follow-up could not be queued.
 async fn take_over(pool: &PgPool, key: &AttemptKey<'_>, stale_after: Duration) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE webhook_deliveries
-            SET outcome = 'in_flight', attempted_at = now(), url = $4, status_code = NULL,
-                latency_ms = NULL, error = NULL, next_attempt_at = NULL
-          WHERE event_id = $1 AND round = $2 AND attempt = $3
-            AND (outcome = 'unscheduled'
-                 OR (outcome = 'in_flight' AND attempted_at < now() - make_interval(secs => $5)))
-      RETURNING id",
-    )
-    .bind(key.event_id)
-    .bind(key.round)
-    .bind(key.attempt)
-    .bind(key.url)
-    .bind(stale_after.as_secs_f64())
-    .fetch_optional(pool)
-    .await
+    sqlx::query_scalar(RECLAIM)
+        .bind(key.event_id)
+        .bind(key.round)
+        .bind(key.attempt)
+        .bind(key.url)
+        .bind(stale_after.as_secs_f64())
+        .fetch_optional(pool)
+        .await
 }
 
 /// What an attempt came to.
@@ -137,4 +135,14 @@ pub struct Finished {
     pub error: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub outcome: Outcome,
+}
+
+pub(super) fn statements() -> shared::db::Statements {
+    [
+        ("webhooks.claim", CLAIM),
+        ("webhooks.outcome", OUTCOME),
+        ("webhooks.reclaim", RECLAIM),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }

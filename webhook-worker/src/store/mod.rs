@@ -17,8 +17,36 @@ use shared::batch::{Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::ObjectId;
 use sqlx::PgPool;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+static VALIDATIONS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)"));
+const BLOCK: &str = "SELECT client_id, project_flow_id, prefix, until, sent, validated FROM fraud_blocks WHERE id = $1";
+const CLAIM_MANY: &str = "WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])
+                AS i(event_id, round, attempt, event_type, validation_id, client_id, url)
+         ), delivered AS (
+            SELECT DISTINCT d.event_id FROM webhook_deliveries d
+             WHERE d.event_id = ANY($1) AND d.outcome = 'delivered'
+         ), claimed AS (
+            INSERT INTO webhook_deliveries (event_id, event_type, validation_id, client_id, url, round, attempt, outcome)
+            SELECT event_id, event_type, validation_id, client_id, url, round, attempt, 'in_flight'
+              FROM input WHERE event_id NOT IN (SELECT event_id FROM delivered)
+            ON CONFLICT (event_id, round, attempt) DO NOTHING
+            RETURNING id, event_id, round, attempt
+         )
+         SELECT i.event_id, i.round, i.attempt, c.id, d.event_id IS NOT NULL
+           FROM input i
+           LEFT JOIN claimed c ON c.event_id = i.event_id AND c.round = i.round AND c.attempt = i.attempt
+           LEFT JOIN delivered d ON d.event_id = i.event_id";
+const FINISH_MANY: &str = "UPDATE webhook_deliveries AS d
+            SET status_code = f.status_code, latency_ms = f.latency_ms, error = f.error,
+                next_attempt_at = f.next_attempt_at, outcome = f.outcome
+           FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::text[])
+             AS f(id, status_code, latency_ms, error, next_attempt_at, outcome)
+          WHERE d.id = f.id
+      RETURNING d.id";
 
 /// Batches of each statement in flight at once: while one waits for its
 /// commit, the next gathers.
@@ -97,12 +125,7 @@ impl Store {
             #[sqlx(flatten)]
             block: BlockObject,
         }
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT client_id, project_flow_id, prefix, until, sent, validated FROM fraud_blocks WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<Row> = sqlx::query_as(BLOCK).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| (r.client_id, r.project_flow_id, r.block)))
     }
 
@@ -141,11 +164,7 @@ impl Store {
 }
 
 async fn load_validations(pool: PgPool, ids: Vec<ObjectId>) -> Result<Vec<(ObjectId, PhoneValidation)>, sqlx::Error> {
-    let rows: Vec<PhoneValidation> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&pool)
-            .await?;
+    let rows: Vec<PhoneValidation> = sqlx::query_as(&VALIDATIONS).bind(ids).fetch_all(&pool).await?;
     Ok(rows.into_iter().map(|v| (v.id.clone(), v)).collect())
 }
 
@@ -159,34 +178,16 @@ async fn claim_many(
     let events: Vec<&str> = ids.iter().map(|(event, _, _)| event.as_str()).collect();
     let rounds: Vec<i32> = ids.iter().map(|(_, round, _)| *round).collect();
     let numbers: Vec<i32> = ids.iter().map(|(_, _, attempt)| *attempt).collect();
-    let rows: Vec<(String, i32, i32, Option<i64>, bool)> = sqlx::query_as(
-        "WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])
-                AS i(event_id, round, attempt, event_type, validation_id, client_id, url)
-         ), delivered AS (
-            SELECT DISTINCT d.event_id FROM webhook_deliveries d
-             WHERE d.event_id = ANY($1) AND d.outcome = 'delivered'
-         ), claimed AS (
-            INSERT INTO webhook_deliveries (event_id, event_type, validation_id, client_id, url, round, attempt, outcome)
-            SELECT event_id, event_type, validation_id, client_id, url, round, attempt, 'in_flight'
-              FROM input WHERE event_id NOT IN (SELECT event_id FROM delivered)
-            ON CONFLICT (event_id, round, attempt) DO NOTHING
-            RETURNING id, event_id, round, attempt
-         )
-         SELECT i.event_id, i.round, i.attempt, c.id, d.event_id IS NOT NULL
-           FROM input i
-           LEFT JOIN claimed c ON c.event_id = i.event_id AND c.round = i.round AND c.attempt = i.attempt
-           LEFT JOIN delivered d ON d.event_id = i.event_id",
-    )
-    .bind(&events)
-    .bind(&rounds)
-    .bind(&numbers)
-    .bind(attempts.iter().map(|a| a.event_type).collect::<Vec<_>>())
-    .bind(attempts.iter().map(|a| a.validation.as_str()).collect::<Vec<_>>())
-    .bind(attempts.iter().map(|a| a.client.as_str()).collect::<Vec<_>>())
-    .bind(attempts.iter().map(|a| a.url.as_str()).collect::<Vec<_>>())
-    .fetch_all(&pool)
-    .await?;
+    let rows: Vec<(String, i32, i32, Option<i64>, bool)> = sqlx::query_as(CLAIM_MANY)
+        .bind(&events)
+        .bind(&rounds)
+        .bind(&numbers)
+        .bind(attempts.iter().map(|a| a.event_type).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.validation.as_str()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.client.as_str()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.url.as_str()).collect::<Vec<_>>())
+        .fetch_all(&pool)
+        .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(event, round, attempt, row, delivered)| {
@@ -202,32 +203,39 @@ async fn claim_many(
 
 /// Completes the attempts' rows in one statement.
 async fn record_many(pool: PgPool, ids: Vec<i64>, finished: Vec<Finished>) -> Result<Vec<(i64, ())>, sqlx::Error> {
-    let updated: Vec<i64> = sqlx::query_scalar(
-        "UPDATE webhook_deliveries AS d
-            SET status_code = f.status_code, latency_ms = f.latency_ms, error = f.error,
-                next_attempt_at = f.next_attempt_at, outcome = f.outcome
-           FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::text[])
-             AS f(id, status_code, latency_ms, error, next_attempt_at, outcome)
-          WHERE d.id = f.id
-      RETURNING d.id",
-    )
-    .bind(&ids)
-    .bind(
-        finished
-            .iter()
-            .map(|f| f.status_code.map(i32::from))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        finished
-            .iter()
-            .map(|f| i32::try_from(f.latency.as_millis()).unwrap_or(i32::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(finished.iter().map(|f| f.error.as_deref()).collect::<Vec<_>>())
-    .bind(finished.iter().map(|f| f.next_attempt_at).collect::<Vec<_>>())
-    .bind(finished.iter().map(|f| f.outcome.as_str()).collect::<Vec<_>>())
-    .fetch_all(&pool)
-    .await?;
+    let updated: Vec<i64> = sqlx::query_scalar(FINISH_MANY)
+        .bind(&ids)
+        .bind(
+            finished
+                .iter()
+                .map(|f| f.status_code.map(i32::from))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            finished
+                .iter()
+                .map(|f| i32::try_from(f.latency.as_millis()).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(finished.iter().map(|f| f.error.as_deref()).collect::<Vec<_>>())
+        .bind(finished.iter().map(|f| f.next_attempt_at).collect::<Vec<_>>())
+        .bind(finished.iter().map(|f| f.outcome.as_str()).collect::<Vec<_>>())
+        .fetch_all(&pool)
+        .await?;
     Ok(updated.into_iter().map(|id| (id, ())).collect())
+}
+
+/// Every statement of the worker, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    let mut statements: shared::db::Statements = [
+        ("webhooks.validations", VALIDATIONS.as_str()),
+        ("webhooks.block", BLOCK),
+        ("webhooks.claim_many", CLAIM_MANY),
+        ("webhooks.finish_many", FINISH_MANY),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into();
+    statements.extend(attempts::statements());
+    statements.extend(targets::statements());
+    statements
 }

@@ -10,6 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+const TARGET: &str = "SELECT c.webhook_secret, c.previous_webhook_secret,
+                COALESCE(c.previous_webhook_secret_expires_at > now(), false),
+                f.phone->>'webhookUrl'
+           FROM clients c
+           LEFT JOIN project_flows f ON f.id = $2 AND f.client_id = c.id
+          WHERE c.id = $1";
+
 /// What a delivery needs besides the event.
 pub struct Target {
     /// The flow's `webhookUrl` (the validation's own URL wins over it).
@@ -36,18 +43,11 @@ pub async fn load_target(
     client: &ObjectId,
     flow: &ObjectId,
 ) -> Result<Option<Target>, LoadError> {
-    let row: Option<(String, Option<String>, bool, Option<String>)> = sqlx::query_as(
-        "SELECT c.webhook_secret, c.previous_webhook_secret,
-                COALESCE(c.previous_webhook_secret_expires_at > now(), false),
-                f.phone->>'webhookUrl'
-           FROM clients c
-           LEFT JOIN project_flows f ON f.id = $2 AND f.client_id = c.id
-          WHERE c.id = $1",
-    )
-    .bind(client)
-    .bind(flow)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(String, Option<String>, bool, Option<String>)> = sqlx::query_as(TARGET)
+        .bind(client)
+        .bind(flow)
+        .fetch_optional(pool)
+        .await?;
     let Some((current, previous, previous_valid, flow_url)) = row else {
         return Ok(None);
     };
@@ -120,4 +120,10 @@ impl TargetCache {
         entries.insert((client.clone(), flow.clone()), (Instant::now(), target.clone()));
         Ok(Some(target))
     }
+}
+
+pub(super) fn statements() -> shared::db::Statements {
+    [("webhooks.target", TARGET)]
+        .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+        .into()
 }

@@ -3,6 +3,7 @@
 
 use crate::{jwt, pool};
 use anyhow::Context;
+use api::store::clients;
 use base64::Engine;
 use clap::Subcommand;
 use rand::RngCore;
@@ -49,11 +50,7 @@ async fn create(name: String) -> anyhow::Result<Value> {
     let pool = pool().await?;
     let id = ObjectId::new();
     let secret = new_webhook_secret();
-    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, $2, $3)")
-        .bind(&id)
-        .bind(&name)
-        .bind(sealing.seal(&id.to_string(), &secret)?)
-        .execute(&pool)
+    clients::insert(&pool, &id, &name, &sealing.seal(&id.to_string(), &secret)?)
         .await
         .context("while creating the client")?;
     let token = jwt.client_token(&id, 0, 365)?;
@@ -65,16 +62,7 @@ async fn rotate_secret(client: &str) -> anyhow::Result<Value> {
     let sealing = WebhookSecretKeys::from_env()?;
     let pool = pool().await?;
     let secret = new_webhook_secret();
-    let updated = sqlx::query(
-        "UPDATE clients SET previous_webhook_secret = webhook_secret,
-                previous_webhook_secret_expires_at = now() + interval '24 hours',
-                webhook_secret = $2, updated_at = now()
-          WHERE id = $1",
-    )
-    .bind(&id)
-    .bind(sealing.seal(&id.to_string(), &secret)?)
-    .execute(&pool)
-    .await?;
-    anyhow::ensure!(updated.rows_affected() == 1, "no client {id}");
+    let updated = clients::rotate_secret(&pool, &id, &sealing.seal(&id.to_string(), &secret)?).await?;
+    anyhow::ensure!(updated, "no client {id}");
     Ok(json!({"_id": id, "webhookSecret": secret, "previousSecretValidForHours": 24}))
 }

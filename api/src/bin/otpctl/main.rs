@@ -91,8 +91,6 @@ async fn migrate() -> anyhow::Result<serde_json::Value> {
         .run(&pool)
         .await
         .context("while applying migrations")?;
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
-        .fetch_one(&pool)
-        .await?;
+    let applied = api::store::clients::migrations_applied(&pool).await?;
     Ok(serde_json::json!({"migrated": true, "applied": applied}))
 }

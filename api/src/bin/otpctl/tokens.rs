@@ -2,6 +2,7 @@
 
 use crate::{jwt, pool};
 use anyhow::Context;
+use api::store::clients;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use shared::ObjectId;
@@ -41,10 +42,7 @@ async fn create(client: &str, expires_in_days: i64) -> anyhow::Result<Value> {
     let id = ObjectId::parse(client).context("--client must be a 24-hex client id")?;
     let jwt = jwt()?;
     let pool = pool().await?;
-    let version: Option<i32> = sqlx::query_scalar("SELECT token_version FROM clients WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(&pool)
-        .await?;
+    let version = clients::token_version(&pool, &id).await?;
     let version = version.with_context(|| format!("no client {id}"))?;
     Ok(json!({"token": jwt.client_token(&id, version, expires_in_days)?}))
 }
@@ -52,13 +50,7 @@ async fn create(client: &str, expires_in_days: i64) -> anyhow::Result<Value> {
 async fn revoke(client: &str) -> anyhow::Result<Value> {
     let id = ObjectId::parse(client).context("--client must be a 24-hex client id")?;
     let pool = pool().await?;
-    let version: Option<i32> = sqlx::query_scalar(
-        "UPDATE clients SET token_version = token_version + 1, updated_at = now()
-          WHERE id = $1 RETURNING token_version",
-    )
-    .bind(&id)
-    .fetch_optional(&pool)
-    .await?;
+    let version = clients::revoke_tokens(&pool, &id).await?;
     let version = version.with_context(|| format!("no client {id}"))?;
     Ok(json!({"_id": id, "revoked": true, "tokenVersion": version}))
 }

@@ -1,11 +1,11 @@
-//! Recording what a provider reported (`shared::domain::receipts`): applied
+//! Recording what a provider reported (`shared::store::receipts`): applied
 //! at once when its send is recorded, kept until it is otherwise; a
 //! failover it queued is published right after the commit.
 
 use crate::error::ApiResult;
-use crate::AppState;
+use crate::state::AppState;
 use shared::domain::delivery::Report;
-use shared::domain::receipts::{self, Recorded};
+use shared::store::receipts::{self, Recorded};
 
 /// Records `report`. Reports about an earlier message of the validation,
 /// about another provider's message, and reports that do not move its

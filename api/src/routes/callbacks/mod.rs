@@ -5,7 +5,7 @@
 //! changes nothing), it changes only messages its own provider sent, is
 //! recorded in short transactions and answered at once. A message id not
 //! recorded (yet) answers 200: the receipt is kept and applied if its send
-//! is recorded later (`shared::domain::receipts`).
+//! is recorded later (`shared::store::receipts`).
 
 mod delivery;
 pub mod signatures;
@@ -16,7 +16,7 @@ mod whatsapp;
 pub use shared::domain::delivery::{failover_cause, Report};
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;

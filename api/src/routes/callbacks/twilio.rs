@@ -6,7 +6,7 @@ use super::delivery::record;
 use super::{refused, signatures};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiBytes;
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;

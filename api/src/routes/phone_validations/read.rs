@@ -3,11 +3,12 @@
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ListQuery, RawPathId};
-use crate::listing::{self, Filter};
-use crate::AppState;
+use crate::extract::{path_id, RawPathId};
+use crate::listing::ListQuery;
+use crate::state::AppState;
+use crate::store::validations::{self, Filters};
 use axum::extract::{RawQuery, State};
-use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
+use shared::domain::PhoneValidation;
 use shared::domain::{CountryCode, PhoneNumber, ValidationStatus, ValidationType};
 
 /// Retrieve a phone validation.
@@ -23,7 +24,7 @@ pub async fn read(
     RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<PhoneValidation>> {
     let id = path_id(&id, "phone_validation")?;
-    let validation = listing::one(&app.pool, "phone_validations", COLUMNS, &id, &client).await?;
+    let validation = validations::one(&app.pool, &id, &client).await?;
     validation
         .map(Envelope)
         .ok_or_else(|| ApiError::not_found("phone_validation"))
@@ -52,14 +53,15 @@ pub async fn list(
     let query = ListQuery::parse(query.as_deref())?;
     let paging = query.paging()?;
     let (country, phone) = phone_filter(&query)?;
-    let filter = Filter::client(&client)?
-        .eq("project_id", query.id("project")?)?
-        .eq("project_flow_id", query.id("projectFlow")?)?
-        .eq("status", query.parsed::<ValidationStatus>("status")?)?
-        .eq("type", query.parsed::<ValidationType>("type")?)?
-        .eq("country_code", country)?
-        .eq("phone", phone)?;
-    listing::page(&app.pool, "phone_validations", COLUMNS, filter, paging).await
+    let filters = Filters {
+        project: query.id("project")?,
+        flow: query.id("projectFlow")?,
+        status: query.parsed::<ValidationStatus>("status")?,
+        kind: query.parsed::<ValidationType>("type")?,
+        country_code: country,
+        phone,
+    };
+    validations::page(&app.pool, &client, filters, paging).await
 }
 
 /// The `countryCode` and `phone` filters. A `+` left unencoded in a query

@@ -5,9 +5,9 @@
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ListQuery;
+use crate::listing::ListQuery;
+use crate::state::AppState;
 use crate::stats::{self, GroupBy, StatsQuery, StatsRow};
-use crate::AppState;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Duration, Utc};
 

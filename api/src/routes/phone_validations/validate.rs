@@ -3,20 +3,20 @@
 //! *before* the (slow) bcrypt check, so N concurrent guesses consume N attempts
 //! and no lock is held while hashing.
 
-use super::{parse_phone, StringOrNumber};
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, Success};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{path_id, ApiJson};
-use crate::AppState;
+use crate::extract::{parse_phone, path_id, ApiJson, StringOrNumber};
+use crate::state::AppState;
+use crate::store::validations;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::domain::phone_validation::{self, CountedAttempt, PhoneValidation, COLUMNS};
-use shared::domain::{FailedReason, Gateway, ValidationStatus, ValidationType};
+use shared::domain::{FailedReason, Gateway, PhoneValidation, ValidationStatus, ValidationType};
 use shared::otp::OtpCode;
+use shared::store::phone_validations::{self, CountedAttempt};
 use shared::ObjectId;
 use utoipa::ToSchema;
 
@@ -146,22 +146,7 @@ pub async fn validate(
         .map(|f| path_id(f, "phone_validation"))
         .transpose()?;
 
-    let current: Option<PhoneValidation> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM phone_validations
-          WHERE client_id = $1 AND country_code = $2 AND phone = $3
-            AND ($4::text IS NULL OR project_id = $4)
-            AND ($5::text IS NULL OR project_flow_id = $5)
-            AND ($6::text IS NULL OR phone_gateway = $6)
-          ORDER BY created_at DESC LIMIT 1"
-    ))
-    .bind(&client)
-    .bind(phone.country().to_string())
-    .bind(phone.national())
-    .bind(&project)
-    .bind(&flow)
-    .bind(body.phone_gateway)
-    .fetch_optional(&app.pool)
-    .await?;
+    let current = validations::newest(&app.pool, &client, &phone, &project, &flow, body.phone_gateway).await?;
     let current = current.ok_or_else(|| ApiError::not_found("phone_validation"))?;
     if code.expose().len() != usize::try_from(current.otp_length).unwrap_or(0) {
         return Err(ApiError::invalid("otp"));
@@ -180,7 +165,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
         }
         other => return Err(refusal(&other)),
     }
-    let counted = phone_validation::count_attempt(&app.pool, &current.id).await?;
+    let counted = phone_validations::count_attempt(&app.pool, &current.id).await?;
     let Some(CountedAttempt {
         attempts,
         max_attempts,
@@ -206,7 +191,7 @@ async fn check(app: &AppState, current: PhoneValidation, code: &OtpCode, e164: &
 /// user's token.
 async fn right_code(app: &AppState, id: &ObjectId, client: &ObjectId, e164: &str) -> ApiResult<Envelope<Validated>> {
     let mut tx = app.pool.begin().await?;
-    let Some((validated, message)) = phone_validation::validate(&mut tx, id).await? else {
+    let Some((validated, message)) = phone_validations::validate(&mut tx, id).await? else {
         drop(tx);
         return Err(reread_refusal(app, id).await?);
     };
@@ -246,7 +231,7 @@ async fn verify(app: &AppState, id: &ObjectId, code: &OtpCode, stored: String) -
 
 async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<()> {
     let mut tx = app.pool.begin().await?;
-    if let Some((_, message)) = phone_validation::fail(&mut tx, id, reason, None).await? {
+    if let Some((_, message)) = phone_validations::fail(&mut tx, id, reason, None).await? {
         tx.commit().await?;
         app.relay.publish_soon([message]);
     }
@@ -255,7 +240,7 @@ async fn fail(app: &AppState, id: &ObjectId, reason: FailedReason) -> ApiResult<
 
 async fn reread_refusal(app: &AppState, id: &ObjectId) -> ApiResult<ApiError> {
     let now = Utc::now();
-    let current = phone_validation::fetch(&app.pool, id)
+    let current = phone_validations::fetch(&app.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("phone_validation"))?;
     let decision = decide(&current, now);

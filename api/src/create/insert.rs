@@ -4,14 +4,15 @@
 //! creates (`group_commit.rs`) and a single create use the same statement,
 //! so the limits are enforced in exactly one place.
 
-use super::create::NewValidation;
 use super::flow_cache::Flow;
+use super::request::NewValidation;
 use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
 use shared::domain::fraud::GuardMode;
-use shared::domain::phone_validation::{self, PhoneValidation, COLUMNS};
+use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::PhoneSettings;
 use shared::events::OtpRequested;
+use shared::store::phone_validations;
 use shared::{outbox, ObjectId};
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection};
@@ -239,7 +240,7 @@ pub async fn supersede_older(
         .collect();
     let keep: Vec<ObjectId> = repeated.iter().map(|w| w.validation.id.clone()).collect();
     let mut tx = conn.begin().await?;
-    let superseded = phone_validation::supersede(&mut tx, client, &phones, &keep).await?;
+    let superseded = phone_validations::supersede(&mut tx, client, &phones, &keep).await?;
     tx.commit().await?;
     Ok(superseded)
 }
@@ -263,4 +264,9 @@ pub async fn insert_one(
         validation: written.validation,
         events,
     }))
+}
+
+/// The create statement, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    vec![("create.insert_many".to_owned(), INSERT_SQL.clone())]
 }

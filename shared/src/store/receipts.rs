@@ -15,8 +15,8 @@
 //! If a process dies between its commit and its look, the periodic
 //! [`sweep`] applies what is left.
 
-use super::delivery::{failover_cause, DeliveryStatus, Report, ReportingProvider};
-use super::{Gateway, PhoneSettings, ValidationStatus};
+use crate::domain::delivery::{failover_cause, DeliveryStatus, Report, ReportingProvider};
+use crate::domain::{Gateway, PhoneSettings, ValidationStatus};
 use crate::events::OtpFailover;
 use crate::outbox::{self, OutboxMessage};
 use crate::ObjectId;
@@ -24,6 +24,47 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
+
+const WAITING: &str = "SELECT e.provider, e.message_id FROM unnest($1::text[], $2::text[]) AS s(provider, message_id)
+           JOIN early_receipts AS e ON e.provider = s.provider AND e.message_id = s.message_id";
+const RECORDED: &str = "SELECT e.provider, e.message_id FROM early_receipts AS e
+          WHERE EXISTS (SELECT 1 FROM provider_messages AS m
+                         WHERE m.message_id = e.message_id AND m.provider = e.provider)
+          ORDER BY e.received_at LIMIT $1";
+const PURGE: &str = "DELETE FROM early_receipts WHERE (provider, message_id) IN (
+             SELECT provider, message_id FROM early_receipts
+              WHERE received_at < now() - make_interval(secs => $1)
+              ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+const KEEP: &str = "WITH known AS (
+            SELECT 1 FROM provider_messages WHERE message_id = $2 AND provider = $1
+         ), kept AS (
+            INSERT INTO early_receipts (provider, message_id, status, rank, error_code)
+            SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM known)
+            ON CONFLICT (provider, message_id) DO UPDATE
+               SET status = EXCLUDED.status, rank = EXCLUDED.rank, error_code = EXCLUDED.error_code
+             WHERE early_receipts.rank < EXCLUDED.rank
+         )
+         SELECT NOT EXISTS (SELECT 1 FROM known)";
+const TAKE_KEPT: &str = "DELETE FROM early_receipts AS e WHERE e.provider = $1 AND e.message_id = $2
+            AND EXISTS (SELECT 1 FROM provider_messages AS m
+                         WHERE m.message_id = e.message_id AND m.provider = e.provider)
+         RETURNING e.status, e.error_code";
+const UPDATE: &str = "UPDATE phone_validations AS v
+            SET provider_confirmation = v.provider_confirmation
+                    || jsonb_build_object('deliveryStatus', $2::text)
+                    || CASE WHEN $3::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveredAt', $3::text) END
+                    || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END,
+                updated_at = now()
+           FROM provider_messages AS m
+          WHERE m.message_id = $1 AND m.provider = $6 AND v.id = m.validation_id
+            AND v.provider_confirmation->>'messageId' = $1
+            AND (CASE coalesce(v.provider_confirmation->>'deliveryStatus', 'queued')
+                   WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'undelivered' THEN 2 WHEN 'failed' THEN 2
+                   WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $5
+      RETURNING v.id, v.status, v.phone_gateway, v.expires_at,
+                (SELECT f.phone FROM project_flows AS f WHERE f.id = v.project_flow_id) AS settings";
+const REQUEST_FAILOVER: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
+         ON CONFLICT (validation_id, cause) DO NOTHING";
 
 /// How long a receipt waits for its send to be recorded. A send is recorded
 /// within moments of the provider's answer; a receipt still waiting after
@@ -84,14 +125,11 @@ pub async fn apply_waiting(pool: &PgPool, messages: &[(&str, &str)]) -> Result<V
         return Ok(Vec::new());
     }
     let (providers, ids): (Vec<&str>, Vec<&str>) = messages.iter().copied().unzip();
-    let waiting: Vec<(String, String)> = sqlx::query_as(
-        "SELECT e.provider, e.message_id FROM unnest($1::text[], $2::text[]) AS s(provider, message_id)
-           JOIN early_receipts AS e ON e.provider = s.provider AND e.message_id = s.message_id",
-    )
-    .bind(providers)
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
+    let waiting: Vec<(String, String)> = sqlx::query_as(WAITING)
+        .bind(providers)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
     apply_each(pool, waiting).await
 }
 
@@ -100,26 +138,13 @@ pub async fn apply_waiting(pool: &PgPool, messages: &[(&str, &str)]) -> Result<V
 /// purges up to a batch of those older than `ttl`. Returns what it applied
 /// and how many it purged.
 pub async fn sweep(pool: &PgPool, ttl: Duration) -> Result<(Vec<Applied>, u64), sqlx::Error> {
-    let recorded: Vec<(String, String)> = sqlx::query_as(
-        "SELECT e.provider, e.message_id FROM early_receipts AS e
-          WHERE EXISTS (SELECT 1 FROM provider_messages AS m
-                         WHERE m.message_id = e.message_id AND m.provider = e.provider)
-          ORDER BY e.received_at LIMIT $1",
-    )
-    .bind(SWEEP_APPLY)
-    .fetch_all(pool)
-    .await?;
+    let recorded: Vec<(String, String)> = sqlx::query_as(RECORDED).bind(SWEEP_APPLY).fetch_all(pool).await?;
     let applied = apply_each(pool, recorded).await?;
-    let purged = sqlx::query(
-        "DELETE FROM early_receipts WHERE (provider, message_id) IN (
-             SELECT provider, message_id FROM early_receipts
-              WHERE received_at < now() - make_interval(secs => $1)
-              ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(ttl.as_secs_f64())
-    .bind(SWEEP_PURGE)
-    .execute(pool)
-    .await?;
+    let purged = sqlx::query(PURGE)
+        .bind(ttl.as_secs_f64())
+        .bind(SWEEP_PURGE)
+        .execute(pool)
+        .await?;
     Ok((applied, purged.rows_affected()))
 }
 
@@ -138,25 +163,14 @@ async fn apply_each(pool: &PgPool, kept: Vec<(String, String)>) -> Result<Vec<Ap
 /// report changed nothing because it goes nowhere further). A kept report
 /// is replaced only by one that goes further.
 async fn keep(pool: &PgPool, report: &Report) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH known AS (
-            SELECT 1 FROM provider_messages WHERE message_id = $2 AND provider = $1
-         ), kept AS (
-            INSERT INTO early_receipts (provider, message_id, status, rank, error_code)
-            SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM known)
-            ON CONFLICT (provider, message_id) DO UPDATE
-               SET status = EXCLUDED.status, rank = EXCLUDED.rank, error_code = EXCLUDED.error_code
-             WHERE early_receipts.rank < EXCLUDED.rank
-         )
-         SELECT NOT EXISTS (SELECT 1 FROM known)",
-    )
-    .bind(report.provider.as_str())
-    .bind(&report.message_id)
-    .bind(report.status.as_str())
-    .bind(i16::from(report.status.rank()))
-    .bind(report.error_code.as_deref())
-    .fetch_one(pool)
-    .await
+    sqlx::query_scalar(KEEP)
+        .bind(report.provider.as_str())
+        .bind(&report.message_id)
+        .bind(report.status.as_str())
+        .bind(i16::from(report.status.rank()))
+        .bind(report.error_code.as_deref())
+        .fetch_one(pool)
+        .await
 }
 
 /// Takes the receipt kept for this message, if its send is recorded now,
@@ -168,16 +182,11 @@ async fn apply_kept(
     message_id: &str,
 ) -> Result<Option<Applied>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let kept: Option<(String, Option<String>)> = sqlx::query_as(
-        "DELETE FROM early_receipts AS e WHERE e.provider = $1 AND e.message_id = $2
-            AND EXISTS (SELECT 1 FROM provider_messages AS m
-                         WHERE m.message_id = e.message_id AND m.provider = e.provider)
-         RETURNING e.status, e.error_code",
-    )
-    .bind(provider.as_str())
-    .bind(message_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let kept: Option<(String, Option<String>)> = sqlx::query_as(TAKE_KEPT)
+        .bind(provider.as_str())
+        .bind(message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some((status, error_code)) = kept else {
         return Ok(None);
     };
@@ -229,30 +238,15 @@ async fn apply(tx: &mut PgConnection, report: &Report) -> Result<Option<Applied>
 
 async fn update(tx: &mut PgConnection, report: &Report) -> Result<Option<Changed>, sqlx::Error> {
     let delivered_at = (report.status == DeliveryStatus::Delivered).then(|| crate::time::format(&Utc::now()));
-    sqlx::query_as(
-        "UPDATE phone_validations AS v
-            SET provider_confirmation = v.provider_confirmation
-                    || jsonb_build_object('deliveryStatus', $2::text)
-                    || CASE WHEN $3::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveredAt', $3::text) END
-                    || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END,
-                updated_at = now()
-           FROM provider_messages AS m
-          WHERE m.message_id = $1 AND m.provider = $6 AND v.id = m.validation_id
-            AND v.provider_confirmation->>'messageId' = $1
-            AND (CASE coalesce(v.provider_confirmation->>'deliveryStatus', 'queued')
-                   WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'undelivered' THEN 2 WHEN 'failed' THEN 2
-                   WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $5
-      RETURNING v.id, v.status, v.phone_gateway, v.expires_at,
-                (SELECT f.phone FROM project_flows AS f WHERE f.id = v.project_flow_id) AS settings",
-    )
-    .bind(&report.message_id)
-    .bind(report.status.as_str())
-    .bind(delivered_at)
-    .bind(report.error_code.as_deref())
-    .bind(i16::from(report.status.rank()))
-    .bind(report.provider.as_str())
-    .fetch_optional(tx)
-    .await
+    sqlx::query_as(UPDATE)
+        .bind(&report.message_id)
+        .bind(report.status.as_str())
+        .bind(delivered_at)
+        .bind(report.error_code.as_deref())
+        .bind(i16::from(report.status.rank()))
+        .bind(report.provider.as_str())
+        .fetch_optional(tx)
+        .await
 }
 
 /// Queues the failover a failure calls for, once per validation and cause,
@@ -270,15 +264,12 @@ async fn request_failover(
     if !open || changed.expires_at <= Utc::now() {
         return Ok(None);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
-         ON CONFLICT (validation_id, cause) DO NOTHING",
-    )
-    .bind(&changed.id)
-    .bind(cause)
-    .bind(report.provider.as_str())
-    .execute(&mut *tx)
-    .await?;
+    let inserted = sqlx::query(REQUEST_FAILOVER)
+        .bind(&changed.id)
+        .bind(cause)
+        .bind(report.provider.as_str())
+        .execute(&mut *tx)
+        .await?;
     if inserted.rows_affected() == 0 {
         return Ok(None);
     }
@@ -286,4 +277,19 @@ async fn request_failover(
     Ok(Some(
         outbox::enqueue(tx, &OtpFailover::new(changed.id.clone(), cause)).await?,
     ))
+}
+
+/// Every statement of the receipts, for the schema check.
+pub fn statements() -> crate::db::Statements {
+    [
+        ("receipts.waiting", WAITING),
+        ("receipts.recorded", RECORDED),
+        ("receipts.purge", PURGE),
+        ("receipts.keep", KEEP),
+        ("receipts.take_kept", TAKE_KEPT),
+        ("receipts.update", UPDATE),
+        ("receipts.request_failover", REQUEST_FAILOVER),
+    ]
+    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+    .into()
 }

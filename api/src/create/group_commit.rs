@@ -9,9 +9,9 @@
 //! why: a limit refused it, its phone appears twice in the group, or the
 //! group's statement failed.
 
-use super::create::NewValidation;
 use super::flow_cache::CachedFlow;
 use super::insert::{insert_many, supersede_older, Created, Group, NewRow};
+use super::request::NewValidation;
 use shared::outbox::Relay;
 use shared::ObjectId;
 use sqlx::PgPool;

@@ -2,13 +2,18 @@
 //! hourly cap (docs/contract.md §4.2). The create statement enforces them under the
 //! phone's ledger row lock (`insert.rs`); when it refuses, this says why.
 
-use super::create::NewValidation;
+use super::request::NewValidation;
 use crate::error::{ApiError, ApiResult};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use shared::domain::PhoneSettings;
 use shared::ObjectId;
 use sqlx::PgConnection;
+
+const SEND_WINDOW: &str =
+    "SELECT last_sent_at, array(SELECT t FROM unnest(sent_at) AS t WHERE t > now() - interval '1 hour') AS recent,
+                now() AS now
+           FROM phone_send_windows WHERE client_id = $1 AND country_code = $2 AND phone = $3";
 
 /// Why the send ledger refused a create: the hourly cap first (it binds even
 /// when forced), then the cooldown. `None` when neither binds any more (the
@@ -26,16 +31,12 @@ pub async fn refusal(
         recent: Vec<DateTime<Utc>>,
         now: DateTime<Utc>,
     }
-    let window: Option<Window> = sqlx::query_as(
-        "SELECT last_sent_at, array(SELECT t FROM unnest(sent_at) AS t WHERE t > now() - interval '1 hour') AS recent,
-                now() AS now
-           FROM phone_send_windows WHERE client_id = $1 AND country_code = $2 AND phone = $3",
-    )
-    .bind(client)
-    .bind(new.phone.country().to_string())
-    .bind(new.phone.national())
-    .fetch_optional(conn)
-    .await?;
+    let window: Option<Window> = sqlx::query_as(SEND_WINDOW)
+        .bind(client)
+        .bind(new.phone.country().to_string())
+        .bind(new.phone.national())
+        .fetch_optional(conn)
+        .await?;
     let Some(Window {
         last_sent_at: last,
         recent,
@@ -63,4 +64,11 @@ pub async fn refusal(
 fn seconds_until(now: DateTime<Utc>, then: DateTime<Utc>) -> u64 {
     let millis = (then - now).num_milliseconds().max(0);
     u64::try_from((millis + 999) / 1000).unwrap_or(1)
+}
+
+/// The send ledger's read, for the schema check.
+pub fn statements() -> shared::db::Statements {
+    [("send_limits.window", SEND_WINDOW)]
+        .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+        .into()
 }

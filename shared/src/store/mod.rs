@@ -1,0 +1,19 @@
+//! The statements of the domain that write events: a floor above `domain`
+//! (types and pure rules), `events` and `outbox`, so the domain imports
+//! neither. `phone_validations` moves the status machine; `receipts`
+//! records what providers report, and the failovers that follow.
+
+pub mod phone_validations;
+pub mod receipts;
+
+/// Every statement `shared` holds, for the schema check.
+pub fn statements() -> crate::db::Statements {
+    [
+        phone_validations::statements(),
+        receipts::statements(),
+        crate::outbox::statements(),
+        crate::webhook_secrets::statements(),
+        crate::db::statements(),
+    ]
+    .concat()
+}
