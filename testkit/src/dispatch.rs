@@ -227,3 +227,31 @@ pub fn code_in(body: &str) -> String {
 pub fn twilio_path() -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
 }
+
+/// A stand-in's answer that notes when each request arrived, for tests that
+/// assert on the spacing of requests rather than on how many fit in a time.
+pub struct Stamped {
+    pub at: std::sync::Arc<std::sync::Mutex<Vec<chrono::DateTime<chrono::Utc>>>>,
+    pub template: ResponseTemplate,
+}
+
+impl Stamped {
+    pub fn new(template: ResponseTemplate) -> Self {
+        Self {
+            at: Default::default(),
+            template,
+        }
+    }
+
+    /// When each request arrived so far, in order.
+    pub fn stamps(at: &std::sync::Mutex<Vec<chrono::DateTime<chrono::Utc>>>) -> Vec<chrono::DateTime<chrono::Utc>> {
+        at.lock().unwrap().clone()
+    }
+}
+
+impl wiremock::Respond for Stamped {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.at.lock().unwrap().push(chrono::Utc::now());
+        self.template.clone()
+    }
+}

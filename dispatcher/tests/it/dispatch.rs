@@ -149,31 +149,15 @@ async fn an_invalid_number_fails_at_once_with_the_providers_error() {
     assert_eq!(h.twilio.received_requests().await.unwrap().len(), 1, "no retry");
 }
 
-/// Answers `template` and notes when each request arrived.
-struct Stamped {
-    at: std::sync::Arc<std::sync::Mutex<Vec<chrono::DateTime<chrono::Utc>>>>,
-    template: ResponseTemplate,
-}
-
-impl wiremock::Respond for Stamped {
-    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-        self.at.lock().unwrap().push(chrono::Utc::now());
-        self.template.clone()
-    }
-}
-
 #[tokio::test]
 async fn a_provider_down_past_expiry_fails_the_validation_and_sends_nothing_late() {
     let h = Harness::new().await;
-    let at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    Mock::given(method("POST"))
-        .respond_with(Stamped {
-            at: at.clone(),
-            template: ResponseTemplate::new(503),
-        })
-        .mount(&h.twilio)
-        .await;
-    let expires = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let down = testkit::dispatch::Stamped::new(ResponseTemplate::new(503));
+    let at = down.at.clone();
+    Mock::given(method("POST")).respond_with(down).mount(&h.twilio).await;
+    // Long enough that the first try happens before expiry even on a loaded
+    // machine (the test asserts that it retried, then gave up at expiry).
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(8);
     let extra = json!({"expiresAt": shared::time::format(&expires)});
     let (_, failed) = h.send_one(json!({}), "62647737", extra).await;
     assert_eq!(failed["status"], "failed");

@@ -128,8 +128,10 @@ async fn a_country_goes_to_its_route_and_the_others_to_the_first_preference() {
 #[tokio::test]
 async fn a_failing_provider_is_skipped_while_its_breaker_is_open_and_taken_back_after() {
     let h = Harness::new().await;
+    let down = testkit::dispatch::Stamped::new(ResponseTemplate::new(500));
+    let twilio_stamps = down.at.clone();
     let twilio_down = Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
+        .respond_with(down)
         .mount_as_scoped(&h.twilio)
         .await;
     vonage_answers(&h, vec![], vonage_answer("0", "0A000000000000BB")).await;
@@ -137,6 +139,7 @@ async fn a_failing_provider_is_skipped_while_its_breaker_is_open_and_taken_back_
         failures: 2,
         open_for: Duration::from_millis(1500),
     };
+    let open_for = breaker.open_for;
     start(&h, Providers::TwilioThenVonage, "", breaker).await;
     let (project, flow) = h.project_and_flow(json!({})).await;
     let mut providers: Vec<Value> = Vec::new();
@@ -150,11 +153,20 @@ async fn a_failing_provider_is_skipped_while_its_breaker_is_open_and_taken_back_
         providers.iter().all(|p| p == "vonage"),
         "every code went out through Vonage: {providers:?}"
     );
-    let tried_twilio = h.twilio.received_requests().await.unwrap().len();
+    // The breaker opens after the second failure; from then on Twilio gets
+    // at most one probe per open period, however slowly the sends went by.
+    let stamps = testkit::dispatch::Stamped::stamps(&twilio_stamps);
     assert!(
-        tried_twilio <= 3,
-        "Twilio was skipped once its breaker opened ({tried_twilio} requests)"
+        stamps.len() >= 2,
+        "Twilio was tried until its breaker opened: {stamps:?}"
     );
+    for pair in stamps[1..].windows(2) {
+        let gap = (pair[1] - pair[0]).to_std().unwrap_or_default();
+        assert!(
+            gap + Duration::from_millis(50) >= open_for,
+            "Twilio was tried {gap:?} after a failure that opened its breaker: {stamps:?}"
+        );
+    }
 
     // Twilio recovers; after the breaker's open time a probe succeeds and it takes the traffic back.
     drop(twilio_down);
