@@ -97,6 +97,7 @@ mod tests {
             code: Some("500".into()),
             message: "down".into(),
             retry_after: retry_after.map(Duration::from_secs),
+            throttled: false,
         }
     }
 

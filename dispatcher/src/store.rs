@@ -148,6 +148,11 @@ impl Store {
         }
     }
 
+    /// How long a claimed send is ours unless renewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// The validation and its flow's settings (`None`: no such validation).
     pub async fn load(&self, id: &ObjectId) -> Result<Option<Target>, StoreError> {
         Ok(self.loads.submit(id.clone(), ()).await?)

@@ -245,13 +245,13 @@ impl Stamped {
 
     /// When each request arrived so far, in order.
     pub fn stamps(at: &std::sync::Mutex<Vec<chrono::DateTime<chrono::Utc>>>) -> Vec<chrono::DateTime<chrono::Utc>> {
-        at.lock().unwrap().clone()
+        at.lock().expect("stamps lock").clone()
     }
 }
 
 impl wiremock::Respond for Stamped {
     fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-        self.at.lock().unwrap().push(chrono::Utc::now());
+        self.at.lock().expect("stamps lock").push(chrono::Utc::now());
         self.template.clone()
     }
 }

@@ -22,7 +22,11 @@ pub struct DispatcherConfig {
     pub otp_code_key: SecretString,
     /// `OTP_BCRYPT_COST` (4..=31, default 4: see README, "Codes").
     pub bcrypt_cost: u32,
-    /// `DISPATCH_PREFETCH`: messages in flight per process (default 256).
+    /// `DISPATCH_PREFETCH`: messages in flight per process (default 1024):
+    /// at a provider, waiting for a hash, a database round trip or a place in
+    /// flight to a throttled provider. A send waiting on a provider costs no
+    /// CPU, so this bounds a burst's rate at about
+    /// prefetch / (provider latency + the rest of a send).
     pub prefetch: u16,
     /// `DISPATCH_HASH_CONCURRENCY`: hashing threads, each hashing up to 4 codes at once (default: the cores).
     pub hash_concurrency: usize,
@@ -77,7 +81,7 @@ impl shared::process::Config for DispatcherConfig {
             otp_pepper: config::key("OTP_PEPPER")?,
             otp_code_key: config::key("OTP_CODE_KEY")?,
             bcrypt_cost,
-            prefetch: config::parse_or("DISPATCH_PREFETCH", 256u16)?,
+            prefetch: config::parse_or("DISPATCH_PREFETCH", 1024u16)?.max(1),
             hash_concurrency: config::parse_or("DISPATCH_HASH_CONCURRENCY", cores)?.max(1),
             provider_timeout: Duration::from_millis(config::parse_or("PROVIDER_TIMEOUT_MS", 5000u64)?),
             inline_retries: config::parse_or("DISPATCH_INLINE_RETRIES", 3usize)?,

@@ -5,6 +5,7 @@
 //! first send, so a duplicate message sends nothing twice.
 
 use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
+use crate::providers::pacing::Admission;
 use crate::providers::{Provider, SendError};
 use crate::store::FailoverClaim;
 use chrono::Utc;
@@ -46,8 +47,24 @@ impl Pipeline {
         };
         let length = u8::try_from(validation.otp_length).unwrap_or(6);
         let code = self.codes.code(id.as_str(), length);
+        // Within the claim's lease a place in flight, or the failover waits
+        // in a delay tier (as long as the provider's rest, if it asked one).
+        let permit = match route.pacer.admit(self.store.lease() / 2).await {
+            Admission::Go(permit) => permit,
+            Admission::Resting(wait) => {
+                self.store.end_failover(id, cause, false).await?;
+                self.park(event, earlier, wait.max(self.first_delay)).await?;
+                return Ok(Handled::Ack);
+            }
+            Admission::Busy => {
+                self.store.end_failover(id, cause, false).await?;
+                self.park(event, earlier, self.first_delay).await?;
+                return Ok(Handled::Ack);
+            }
+        };
         let sent = self.send_once(&route.provider, &target, &code).await;
-        report(route.provider.name(), &route.breaker, &sent);
+        report(route, &sent);
+        drop(permit);
         match sent {
             Ok(message_id) => {
                 let provider = route.provider.name();

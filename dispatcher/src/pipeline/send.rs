@@ -4,7 +4,9 @@
 
 use super::stage::{calling_code, report, stage, Pipeline, PipelineError};
 use crate::plan::{self, AfterFailure};
+use crate::providers::pacing::{Admission, Permit};
 use crate::providers::redact::Redacted;
+use crate::providers::router::Route;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
 use crate::store::{Confirmation, ProviderFailure, Target};
 use crate::text::sms_text;
@@ -34,6 +36,14 @@ pub(crate) enum Channel {
     Whatsapp,
 }
 
+/// What waiting for a place in flight to a provider came to.
+enum Admitted<'a> {
+    Go(Permit<'a>),
+    /// The message is settled (parked for the provider's rest, taken over,
+    /// or given up).
+    Settled(Handled),
+}
+
 impl Pipeline {
     /// Sends by `channel`, retrying in process while waits are short (an SMS
     /// retry goes to another provider when one is available); ends with the
@@ -58,10 +68,10 @@ impl Pipeline {
         let mut attempts = earlier;
         let mut failed_last: Option<&'static str> = None;
         loop {
-            let (provider, breaker) = match channel {
+            let (provider, route) = match channel {
                 Channel::Whatsapp => (&self.whatsapp, None),
                 Channel::Sms => match self.sms.pick(calling_code, failed_last) {
-                    Some(route) => (&route.provider, Some(&route.breaker)),
+                    Some(route) => (&route.provider, Some(route)),
                     None => {
                         return self
                             .give_up(
@@ -81,11 +91,19 @@ impl Pipeline {
                     .give_up(&validation.id, reason, provider.name(), None, attempts)
                     .await;
             }
+            let permit = match route {
+                Some(route) => match self.admit(event, target, route, attempts).await? {
+                    Admitted::Go(permit) => Some(permit),
+                    Admitted::Settled(handled) => return Ok(handled),
+                },
+                None => None,
+            };
             attempts += 1;
             let sent = self.send_once(provider, target, code).await;
-            if let Some(breaker) = breaker {
-                report(provider.name(), breaker, &sent);
+            if let Some(route) = route {
+                report(route, &sent);
             }
+            drop(permit);
             let error = match sent {
                 Ok(message_id) => return self.record_sent(target, provider.name(), &message_id, attempts).await,
                 Err(error) => error,
@@ -99,6 +117,53 @@ impl Pipeline {
                 Next::SwitchToSms => channel = Channel::Sms,
                 Next::Done(handled) => return Ok(handled),
             }
+        }
+    }
+
+    /// Waits for a place in flight to the route's provider (`pacing`),
+    /// keeping the send's lease while it waits; parks the message when the
+    /// provider rests (its `Retry-After` was long), or gives up when the
+    /// code would expire first.
+    async fn admit<'a>(
+        &self,
+        event: &OtpRequested,
+        target: &Target,
+        route: &'a Route,
+        attempts: u32,
+    ) -> Result<Admitted<'a>, PipelineError> {
+        let validation = &target.validation;
+        let patience = self.store.lease() / 2;
+        loop {
+            let started = Instant::now();
+            let admission = route.pacer.admit(patience).await;
+            stage("pace", started);
+            let left = (validation.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            match admission {
+                Admission::Go(permit) => return Ok(Admitted::Go(permit)),
+                Admission::Busy if left.is_zero() => {}
+                Admission::Busy => {
+                    if !self.store.renew(&validation.id).await? {
+                        tracing::info!("the send was taken over while it waited for the provider");
+                        return Ok(Admitted::Settled(Handled::Ack));
+                    }
+                    continue;
+                }
+                Admission::Resting(wait) if wait < left => {
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "the provider asked for a rest; parking the message"
+                    );
+                    self.store.release(&validation.id).await?;
+                    self.park(event, attempts, wait).await?;
+                    return Ok(Admitted::Settled(Handled::Ack));
+                }
+                Admission::Resting(_) => {}
+            }
+            let reason = FailedReason::ProviderUnavailable;
+            let name = route.provider.name();
+            return Ok(Admitted::Settled(
+                self.give_up(&validation.id, reason, name, None, attempts).await?,
+            ));
         }
     }
 

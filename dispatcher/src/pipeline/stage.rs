@@ -4,8 +4,8 @@
 //! answer is reported to its breaker.
 
 use crate::hashing::{Hashing, HashingStopped};
-use crate::providers::router::Breaker;
-use crate::providers::{AnyProvider, SendError, SmsRouter};
+use crate::providers::router::Route;
+use crate::providers::{AnyProvider, Provider, SendError, SmsRouter};
 use crate::store::{Store, StoreError};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, PublishError};
@@ -57,12 +57,26 @@ pub(super) fn calling_code(country_code: &str) -> u16 {
     country_code.trim_start_matches('+').parse().unwrap_or(0)
 }
 
-/// Tells a provider's breaker how its request went (a permanent refusal is
-/// still an answer), and shows its state in `/metrics`.
-pub(super) fn report(provider: &'static str, breaker: &Breaker, sent: &Result<String, SendError>) {
+/// Tells a provider's breaker and pacer how its request went (a permanent
+/// refusal is still an answer; a throttle is an answer that slows the
+/// provider down, not a failure), and shows their state in `/metrics`.
+/// Called while the request still holds its place in flight.
+pub(super) fn report(route: &Route, sent: &Result<String, SendError>) {
+    let (breaker, pacer) = (&route.breaker, &route.pacer);
     match sent {
-        Err(SendError::Transient { .. }) => breaker.failed(),
-        _ => breaker.succeeded(),
+        Err(error @ SendError::Transient { .. }) => match error.throttled() {
+            Some(retry_after) => {
+                breaker.succeeded();
+                pacer.throttled(retry_after);
+            }
+            None => breaker.failed(),
+        },
+        _ => {
+            breaker.succeeded();
+            pacer.accepted();
+        }
     }
+    let provider = route.provider.name();
     metrics::gauge!("provider_breaker_state", "provider" => provider).set(f64::from(breaker.state() as u8));
+    metrics::gauge!("provider_in_flight_limit", "provider" => provider).set(f64::from(pacer.limit()));
 }

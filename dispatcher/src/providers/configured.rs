@@ -5,11 +5,20 @@ use crate::config::{DispatcherConfig, SmsProviderConfig, WhatsappConfig};
 use anyhow::Context;
 
 /// The SMS router and the WhatsApp provider.
+///
+/// One HTTP client for every provider. Its requests are HTTP/1.1 (reqwest
+/// is built without HTTP/2): one request per connection at a time, kept
+/// alive between requests. Every message in
+/// flight (`DISPATCH_PREFETCH`) may be at one provider at once, so that many
+/// idle connections are kept per provider host: fewer, and a burst's
+/// connections would be closed after each answer and opened again (a TCP and
+/// TLS handshake each) for the next.
 pub fn build(config: &DispatcherConfig) -> anyhow::Result<(SmsRouter, AnyProvider)> {
+    let in_flight = usize::from(config.prefetch).max(1);
     let http = reqwest::Client::builder()
         .timeout(config.provider_timeout)
         .connect_timeout(config.provider_timeout)
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(in_flight)
         .build()
         .context("while building the HTTP client")?;
     let sms: Vec<AnyProvider> = config.sms.providers.iter().map(|p| sms(p, &http)).collect();
@@ -31,7 +40,8 @@ pub fn build(config: &DispatcherConfig) -> anyhow::Result<(SmsRouter, AnyProvide
         }),
     };
     warn_if_log(&sms, &whatsapp);
-    Ok((SmsRouter::new(sms, &config.sms.routes, config.sms.breaker), whatsapp))
+    let router = SmsRouter::new(sms, &config.sms.routes, config.sms.breaker, u32::from(config.prefetch));
+    Ok((router, whatsapp))
 }
 
 fn sms(config: &SmsProviderConfig, http: &reqwest::Client) -> AnyProvider {

@@ -6,6 +6,7 @@
 pub mod configured;
 mod log;
 mod meta;
+pub mod pacing;
 pub mod redact;
 pub mod router;
 mod twilio;
@@ -47,6 +48,9 @@ pub enum SendError {
         code: Option<String>,
         message: String,
         retry_after: Option<Duration>,
+        /// "Too many requests": the provider is up but wants fewer of them
+        /// (`pacing`), not a failure for its breaker.
+        throttled: bool,
     },
     /// Never worth another try with this provider (bad number, opted out, ...).
     #[error("provider rejected the message {code:?}: {message}")]
@@ -83,6 +87,19 @@ impl SendError {
             code: None,
             message,
             retry_after: None,
+            throttled: false,
+        }
+    }
+
+    /// The provider asked for fewer requests, and for how long (if it said).
+    pub fn throttled(&self) -> Option<Option<Duration>> {
+        match self {
+            SendError::Transient {
+                throttled: true,
+                retry_after,
+                ..
+            } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -165,6 +182,7 @@ impl Answer {
             code: None,
             message: format!("{provider} answered {} without {missing}", self.status),
             retry_after: None,
+            throttled: false,
         }
     }
 
@@ -193,6 +211,7 @@ impl Answer {
                 code,
                 message,
                 retry_after: self.retry_after,
+                throttled: status == reqwest::StatusCode::TOO_MANY_REQUESTS,
             }
         } else {
             SendError::Permanent {

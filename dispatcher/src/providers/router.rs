@@ -8,7 +8,12 @@
 //! closes it, failure opens it again. Each dispatcher instance keeps its own
 //! breakers: they summarise what that instance sees, and every instance
 //! reaches the same verdict within a few requests, so nothing is shared.
+//!
+//! A provider that throttles (429) is not failing: its breaker hears an
+//! answer, and its `Pacer` slows the sends to it instead (`pacing`); one
+//! that asked for a long rest is passed by like an open breaker.
 
+use super::pacing::Pacer;
 use super::AnyProvider;
 use crate::config::BreakerConfig;
 use shared::domain::CountryCode;
@@ -100,10 +105,19 @@ impl Breaker {
     }
 }
 
-/// A provider and its breaker.
+/// A provider, its breaker and its pacing.
 pub struct Route {
     pub provider: AnyProvider,
     pub breaker: Breaker,
+    pub pacer: Pacer,
+}
+
+impl Route {
+    /// Neither resting nor behind an open breaker (a half-open breaker lets
+    /// this caller be its probe).
+    fn available(&self) -> bool {
+        self.pacer.resting().is_none() && self.breaker.allows()
+    }
 }
 
 pub struct SmsRouter {
@@ -113,13 +127,20 @@ pub struct SmsRouter {
 }
 
 impl SmsRouter {
-    /// `providers` in order of preference; `first_choice` by calling code.
-    pub fn new(providers: Vec<AnyProvider>, first_choice: &[(CountryCode, String)], breaker: BreakerConfig) -> Self {
+    /// `providers` in order of preference; `first_choice` by calling code;
+    /// `in_flight`: the most requests in flight to one provider.
+    pub fn new(
+        providers: Vec<AnyProvider>,
+        first_choice: &[(CountryCode, String)],
+        breaker: BreakerConfig,
+        in_flight: u32,
+    ) -> Self {
         let routes: Vec<Route> = providers
             .into_iter()
             .map(|provider| Route {
                 provider,
                 breaker: Breaker::new(breaker),
+                pacer: Pacer::new(in_flight),
             })
             .collect();
         let first_choice = first_choice
@@ -147,17 +168,18 @@ impl SmsRouter {
     }
 
     /// The route for the next attempt to `calling_code`: the first whose
-    /// breaker lets it through, preferring one other than `avoid` (the one
-    /// that just failed); when every breaker is open, the first in order
-    /// (something must be tried while the code is valid).
+    /// breaker lets it through and that is not resting, preferring one other
+    /// than `avoid` (the one that just failed); when none is available, the
+    /// first in order (something must be tried while the code is valid; a
+    /// resting one parks the send until its rest is over).
     pub fn pick(&self, calling_code: u16, avoid: Option<&str>) -> Option<&Route> {
         let order = self.order(calling_code);
         let name = |r: &Route| super::Provider::name(&r.provider);
         order
             .iter()
             .copied()
-            .find(|r| Some(name(r)) != avoid && r.breaker.allows())
-            .or_else(|| order.iter().copied().find(|r| r.breaker.allows()))
+            .find(|r| Some(name(r)) != avoid && r.available())
+            .or_else(|| order.iter().copied().find(|r| r.available()))
             .or_else(|| order.first().copied())
     }
 }
@@ -213,7 +235,7 @@ mod tests {
     #[test]
     fn a_country_goes_to_its_first_choice_and_an_open_breaker_is_skipped() {
         let routes = [(CountryCode::parse("+57").unwrap(), "log".to_owned())];
-        let router = SmsRouter::new(vec![log()], &routes, BreakerConfig::default());
+        let router = SmsRouter::new(vec![log()], &routes, BreakerConfig::default(), 16);
         assert!(router.pick(57, None).is_some());
         assert!(
             router.pick(507, Some("log")).is_some(),

@@ -88,6 +88,8 @@ impl Provider for Vonage {
                         code: Some(status.to_owned()),
                         message: text,
                         retry_after: None,
+                        // Status 1, "Throttled": over the account's rate.
+                        throttled: status == "1",
                     }
                 })
             }

@@ -10,6 +10,7 @@ mod dispatch;
 mod node_loss;
 mod providers;
 mod shutdown;
+mod throttling;
 mod twilio_contract;
 
 /// Not a test: the API and the webhook worker of a `Stack` (`node_loss`) run

@@ -9,6 +9,7 @@
 //!   cargo build --release -p api -p dispatcher
 //!   cargo run --release -p bench --bin burst -- --count 10000 --concurrency 256 --dispatchers 1
 //!   cargo run --release -p bench --bin burst -- --providers twilio,vonage --fail-ratio 0.3 --callbacks
+//!   cargo run --release -p bench --bin burst -- --provider-latency-ms 300 --rate-limit-ratio 0.2
 
 mod standins;
 
@@ -18,7 +19,7 @@ use futures_util::StreamExt;
 use secrecy::SecretString;
 use serde_json::json;
 use shared::ObjectId;
-use standins::{Callbacks, StandIns};
+use standins::{Behaviour, Callbacks, StandIns};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -48,6 +49,17 @@ struct Args {
     /// Twilio posts a signed `delivered` callback to the API for every message.
     #[arg(long)]
     callbacks: bool,
+    /// The stand-ins answer each send after this many milliseconds (a real
+    /// provider's API takes 150–400 ms); 0: at once.
+    #[arg(long, default_value_t = 0)]
+    provider_latency_ms: u64,
+    /// Share of numbers whose first Twilio request is answered 429 with
+    /// `Retry-After` (0 to 1, in tenths); their next request is accepted.
+    #[arg(long, default_value_t = 0.0)]
+    rate_limit_ratio: f64,
+    /// The `Retry-After` of those 429s, in whole seconds.
+    #[arg(long, default_value_t = 1)]
+    retry_after_secs: u64,
 }
 
 /// The child processes, killed when the bench ends.
@@ -88,7 +100,13 @@ async fn main() -> anyhow::Result<()> {
         failed: Default::default(),
         last: Default::default(),
     });
-    let stand_ins = StandIns::new(args.fail_ratio, callbacks);
+    let behaviour = Behaviour {
+        fail_ratio: args.fail_ratio,
+        latency: Duration::from_millis(args.provider_latency_ms),
+        rate_limit_ratio: args.rate_limit_ratio,
+        retry_after: Duration::from_secs(args.retry_after_secs.max(1)),
+    };
+    let stand_ins = StandIns::new(behaviour, callbacks);
     let providers_url = stand_ins.clone().serve().await?;
     let children = start_services(&args, &database_url, &prefix, api_port, &providers_url)?;
     let setup = prepare(&args, &pool, base, http).await?;
@@ -204,12 +222,16 @@ async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::
 /// Fires the burst, waits for every accepted code at a provider, reports.
 async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result<()> {
     println!(
-        "burst: {} creates, {} connections, {} dispatcher(s), providers {}, Twilio failing {:.0} %{}",
+        "burst: {} creates, {} connections, {} dispatcher(s), providers {}, Twilio failing {:.0} %, \
+         provider latency {} ms, Twilio throttling {:.0} % at first (Retry-After {} s){}",
         args.count,
         args.concurrency,
         args.dispatchers,
         args.providers,
         args.fail_ratio * 100.0,
+        args.provider_latency_ms,
+        args.rate_limit_ratio * 100.0,
+        args.retry_after_secs.max(1),
         if args.callbacks { ", with status callbacks" } else { "" }
     );
     // Requests are built before the clock starts, so the load generator
@@ -224,11 +246,12 @@ async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result
             (format!("+507{phone}"), bytes::Bytes::from(body.to_string()))
         })
         .collect();
+    let create_latency = std::sync::Mutex::new(Vec::with_capacity(args.count));
     let cpu_before = bench::cpu_by_command();
     let started = Instant::now();
     let results: Vec<(String, Instant, bool)> = futures_util::stream::iter(bodies)
         .map(|(to, body)| {
-            let (http, url, bearer) = (&setup.http, &url, &bearer);
+            let (http, url, bearer, create_latency) = (&setup.http, &url, &bearer, &create_latency);
             async move {
                 let sent = Instant::now();
                 let ok = http
@@ -239,6 +262,9 @@ async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
+                if let Ok(mut latencies) = create_latency.lock() {
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
                 (to, sent, ok)
             }
         })
@@ -255,6 +281,8 @@ async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result
         creates_done.as_secs_f64(),
         args.count as f64 / creates_done.as_secs_f64()
     );
+    let (p50, p99, max) = bench::percentiles(create_latency.into_inner().unwrap_or_default());
+    println!("create latency: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
     report_codes(stand_ins, &results, started, accepted);
     bench::print_cpu("CPU used during the burst", &cpu_before, &cpu_after);
     if let Some(callbacks) = &stand_ins.callbacks {
@@ -300,6 +328,18 @@ fn report_codes(stand_ins: &StandIns, results: &[(String, Instant, bool)], start
         by_provider("twilio"),
         by_provider("vonage")
     );
+    if let Ok(received) = stand_ins.received.lock() {
+        if !received.throttled.is_empty() {
+            println!(
+                "throttled: {} numbers answered 429 (Retry-After {} s); shortest wait before a retry {}",
+                received.throttled.len(),
+                stand_ins.retry_after.as_secs(),
+                received
+                    .shortest_retry
+                    .map_or("(none retried)".to_owned(), |s| format!("{} ms", s.as_millis()))
+            );
+        }
+    }
     let total = last.map(|l| l.duration_since(started)).unwrap_or_default();
     println!("first create -> last SMS: {:.2} s", total.as_secs_f64());
     println!("create -> SMS latency: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");

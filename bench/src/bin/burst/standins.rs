@@ -1,7 +1,9 @@
 //! The providers' stand-ins: Twilio and Vonage on loopback, answering at
-//! once, one of them failing a share of requests if asked, and, if asked,
-//! posting a signed Twilio status callback for every accepted message, as
-//! Twilio would.
+//! once or after a set latency (a real provider takes 150–400 ms), Twilio
+//! failing a share of requests if asked, throttling a share of codes at
+//! first (429 with `Retry-After`, as Twilio does over an account's
+//! concurrency) if asked, and, if asked, posting a signed Twilio status
+//! callback for every accepted message, as Twilio would.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -11,13 +13,17 @@ use shared::ObjectId;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Every message a stand-in accepted, and the distinct numbers.
 #[derive(Default)]
 pub struct Received {
     pub all: Vec<(String, Instant, &'static str)>,
     pub phones: HashSet<String>,
+    /// When each throttled number was answered 429.
+    pub throttled: HashMap<String, Instant>,
+    /// The shortest time between a 429 and the same number's next request.
+    pub shortest_retry: Option<Duration>,
 }
 
 /// Where callbacks go, and how many were answered 2xx / otherwise.
@@ -36,17 +42,62 @@ pub struct StandIns {
     /// Share of requests the first provider (Twilio) answers 500 to, in tenths.
     fail_tenths: u64,
     counter: Arc<AtomicU64>,
+    /// How long each provider takes to answer an accepted (or failed) send.
+    latency: Duration,
+    /// Share of numbers Twilio answers 429 at their first request, in tenths.
+    throttle_tenths: u64,
+    /// The `Retry-After` of those 429s.
+    pub retry_after: Duration,
+    throttle_counter: Arc<AtomicU64>,
     pub callbacks: Option<Arc<Callbacks>>,
 }
 
+/// What the stand-ins do besides accepting.
+pub struct Behaviour {
+    pub fail_ratio: f64,
+    pub latency: Duration,
+    pub rate_limit_ratio: f64,
+    pub retry_after: Duration,
+}
+
+fn tenths(ratio: f64) -> u64 {
+    (ratio.clamp(0.0, 1.0) * 10.0).round() as u64
+}
+
 impl StandIns {
-    pub fn new(fail_ratio: f64, callbacks: Option<Callbacks>) -> Self {
+    pub fn new(behaviour: Behaviour, callbacks: Option<Callbacks>) -> Self {
         Self {
             received: Arc::default(),
-            fail_tenths: (fail_ratio.clamp(0.0, 1.0) * 10.0).round() as u64,
+            fail_tenths: tenths(behaviour.fail_ratio),
             counter: Arc::default(),
+            latency: behaviour.latency,
+            throttle_tenths: tenths(behaviour.rate_limit_ratio),
+            retry_after: behaviour.retry_after,
+            throttle_counter: Arc::default(),
             callbacks: callbacks.map(Arc::new),
         }
+    }
+
+    /// Whether this request is a throttled number's first (answered 429);
+    /// notes how soon a throttled number came back.
+    fn throttles(&self, to: &str) -> bool {
+        let Ok(mut received) = self.received.lock() else {
+            return false;
+        };
+        if let Some(at) = received.throttled.get(to) {
+            let gap = at.elapsed();
+            received.shortest_retry = Some(received.shortest_retry.map_or(gap, |s| s.min(gap)));
+            return false;
+        }
+        if received.phones.contains(to) || self.throttle_tenths == 0 {
+            return false;
+        }
+        let n = self.throttle_counter.fetch_add(1, Ordering::Relaxed);
+        if n % 10 < self.throttle_tenths {
+            received.throttled.insert(to.to_owned(), Instant::now());
+            return true;
+        }
+        false
     }
 
     /// Serves both stand-ins; returns their base URL.
@@ -72,15 +123,28 @@ impl StandIns {
 async fn twilio(
     State(stand_ins): State<StandIns>,
     Form(form): Form<HashMap<String, String>>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let to = form.get("To").cloned().unwrap_or_default();
+    // A 429 comes at once: Twilio refuses before doing anything.
+    if stand_ins.throttles(&to) {
+        let retry_after = stand_ins.retry_after.as_secs().max(1).to_string();
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", retry_after)],
+            Json(json!({"code": 20429, "message": "Too Many Requests"})),
+        )
+            .into_response();
+    }
+    tokio::time::sleep(stand_ins.latency).await;
     let n = stand_ins.counter.fetch_add(1, Ordering::Relaxed);
     if n % 10 < stand_ins.fail_tenths {
         return (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"code": 20500, "message": "Internal Server Error"})),
-        );
+        )
+            .into_response();
     }
-    let to = form.get("To").cloned().unwrap_or_default();
     stand_ins.accept(to, "twilio");
     let sid = format!("SM{}", ObjectId::new());
     if let Some(callbacks) = stand_ins.callbacks.clone() {
@@ -90,12 +154,14 @@ async fn twilio(
         axum::http::StatusCode::CREATED,
         Json(json!({"sid": sid, "status": "queued"})),
     )
+        .into_response()
 }
 
 async fn vonage(
     State(stand_ins): State<StandIns>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Json<serde_json::Value> {
+    tokio::time::sleep(stand_ins.latency).await;
     let to = form.get("to").cloned().unwrap_or_default();
     stand_ins.accept(format!("+{to}"), "vonage");
     Json(
