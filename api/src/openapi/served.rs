@@ -16,7 +16,12 @@ use shared::domain::CountryCode;
 use std::sync::OnceLock;
 
 /// Request bodies whose `countryCode` is parsed as a calling code.
-const BODIES_WITH_A_COUNTRY_CODE: &[&str] = &["CreatePhoneValidation", "ValidatePhoneValidation", "NewSafeListEntry"];
+const BODIES_WITH_A_COUNTRY_CODE: &[&str] = &[
+    "CreatePhoneValidation",
+    "ValidatePhoneValidation",
+    "NewSafeListEntry",
+    "PreviewRequest",
+];
 
 pub fn served() -> &'static Value {
     static SERVED: OnceLock<Value> = OnceLock::new();

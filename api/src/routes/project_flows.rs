@@ -1,5 +1,7 @@
 //! Project flows and their phone settings (docs/contract.md §4.1).
 
+pub mod content;
+
 use super::projects::unknown_client;
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
@@ -92,6 +94,7 @@ pub async fn create(
     };
     let project = path_id(&project, "project")?;
     let settings = settings(body.phone, PhoneSettings::default())?;
+    content::check_templates(&app.pool, &client, &project, &settings).await?;
     let flow: Option<ProjectFlow> = sqlx::query_as(&format!(
         "INSERT INTO project_flows (id, client_id, project_id, type, phone)
          SELECT $1, $2, id, $4, $5 FROM projects WHERE id = $3 AND client_id = $2
@@ -133,6 +136,7 @@ pub async fn update(
     .await?;
     let current = current.ok_or_else(|| ApiError::not_found("projectFlow"))?;
     let settings = settings(body.phone, current.phone.0)?;
+    content::check_templates(&app.pool, &client, &current.project, &settings).await?;
     let flow: ProjectFlow = sqlx::query_as(&format!(
         "UPDATE project_flows SET type = $2, phone = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
     ))
