@@ -33,15 +33,23 @@ async fn the_language_is_the_requests_then_the_flows_then_the_numbers_countrys()
     }
 
     // The flow's language beats the country; the request's beats both.
-    let (_, german) = app.project_and_flow(json!({"language": "de-AT"})).await;
+    let (de_project, german) = app.project_and_flow(json!({"language": "de-AT"})).await;
     let read = app.get(&format!("/v2/project-flows/{german}")).await;
     assert_eq!(read.data()["phone"]["language"], "de", "stored in its canonical form");
     assert_eq!(
-        language_of(&app, &project, &german, "+55", "11987654323", json!({})).await,
+        language_of(&app, &de_project, &german, "+55", "11987654323", json!({})).await,
         "de"
     );
     assert_eq!(
-        language_of(&app, &project, &german, "+55", "11987654324", json!({"language": "ja"})).await,
+        language_of(
+            &app,
+            &de_project,
+            &german,
+            "+55",
+            "11987654324",
+            json!({"language": "ja"})
+        )
+        .await,
         "ja"
     );
     // `""` gives the choice back to the number's country.
@@ -56,7 +64,7 @@ async fn the_language_is_the_requests_then_the_flows_then_the_numbers_countrys()
     assert_eq!(cleared.status, StatusCode::OK, "{:?}", cleared.body);
     assert!(cleared.data()["phone"].get("language").is_none(), "{:?}", cleared.body);
     assert_eq!(
-        language_of(&app, &project, &german, "+55", "11987654325", json!({})).await,
+        language_of(&app, &de_project, &german, "+55", "11987654325", json!({})).await,
         "pt-BR"
     );
 }
@@ -221,7 +229,7 @@ async fn a_preview_refuses_bad_input_and_other_clients_flows() {
         (json!({"channel": "fax"}), "400:invalid_channel"),
         (json!({"countryCode": "55"}), "400:invalid_countryCode"),
         (json!({"countryCode": "+999"}), "400:invalid_countryCode"),
-        (json!([]), "400:invalid_body"),
+        (json!([]), "400:invalid_json"),
     ] {
         let r = preview(&app, &flow, body.clone()).await;
         assert_eq!((r.status, r.message()), (StatusCode::BAD_REQUEST, token), "{body}");
