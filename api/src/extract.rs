@@ -87,7 +87,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 /// Objects whose keys are the client's own (not field names): an error
 /// inside one names the object.
-const FREE_FORM: &[&str] = &["extraParams", "testNumbers"];
+const FREE_FORM: &[&str] = &["extraParams", "testNumbers", "templates"];
 
 /// The field an error at `path` (object keys, outermost first) is about:
 /// the deepest key that is a field name, not descending into free-form objects.

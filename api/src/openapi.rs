@@ -21,7 +21,7 @@ pub use served::{router, served};
     info(title = "OTP phone verification API", description = "Phone validations modelled on Verifik's API: create, send, validate."),
     paths(
         projects::create, projects::list, projects::read,
-        project_flows::create, project_flows::list, project_flows::read, project_flows::update,
+        project_flows::create, project_flows::list, project_flows::read, project_flows::update, project_flows::content::preview,
         phone_validations::create::create, phone_validations::validate::validate,
         phone_validations::read::read, phone_validations::read::list,
         phone_validations::stats::stats,
@@ -159,7 +159,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

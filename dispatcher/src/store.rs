@@ -78,6 +78,8 @@ pub struct Confirmation<'a> {
     pub message_id: Option<&'a str>,
     pub attempts: u32,
     pub sent_at: DateTime<Utc>,
+    /// An SMS's segments and alphabet.
+    pub segments: Option<shared::locale::Segments>,
 }
 
 /// What went wrong with the provider, for `providerConfirmation`.
@@ -193,6 +195,10 @@ impl Store {
         if let Some(message_id) = sent.message_id {
             confirmation["messageId"] = json!(message_id);
             confirmation["deliveryStatus"] = json!("queued");
+        }
+        if let Some(segments) = sent.segments {
+            confirmation["segments"] = json!(segments.count);
+            confirmation["encoding"] = json!(segments.encoding.as_str());
         }
         let send = SendRecord {
             confirmation: confirmation.to_string(),

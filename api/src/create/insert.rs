@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 use chrono::{DateTime, Utc};
 use shared::domain::fraud::GuardMode;
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
-use shared::domain::PhoneSettings;
+use shared::domain::{Language, PhoneSettings};
 use shared::events::OtpRequested;
 use shared::store::phone_validations;
 use shared::{outbox, ObjectId};
@@ -89,7 +89,12 @@ impl NewRow {
             identity_url: body.identity_url.clone(),
             requires_2fa: body.requires_2fa.unwrap_or(false),
             ip_address: body.ip_address.clone(),
-            language: body.language.unwrap_or(settings.language).as_str(),
+            // The request's, the flow's, else the number's country's (§14).
+            language: body
+                .language
+                .or(settings.language)
+                .unwrap_or_else(|| Language::for_phone(&new.phone))
+                .as_str(),
             region: new.phone.region().map(str::to_owned),
             guarded: settings.fraud_guard != GuardMode::Off && settings.test_code(new.phone.e164()).is_none(),
         })

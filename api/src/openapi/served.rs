@@ -16,7 +16,12 @@ use shared::domain::CountryCode;
 use std::sync::OnceLock;
 
 /// Request bodies whose `countryCode` is parsed as a calling code.
-const BODIES_WITH_A_COUNTRY_CODE: &[&str] = &["CreatePhoneValidation", "ValidatePhoneValidation", "NewSafeListEntry"];
+const BODIES_WITH_A_COUNTRY_CODE: &[&str] = &[
+    "CreatePhoneValidation",
+    "ValidatePhoneValidation",
+    "NewSafeListEntry",
+    "PreviewRequest",
+];
 
 /// `GET /openapi.json`, merged into the public router by `lib.rs` (the
 /// router does not import this module, which imports the routes).

@@ -32,6 +32,7 @@ pub fn router(state: AppState, documents: Router) -> Router {
             "/project-flows/{id}",
             get(project_flows::read).put(project_flows::update),
         )
+        .route("/project-flows/{id}/preview", post(project_flows::content::preview))
         .route(
             "/phone-validations",
             post(phone_validations::create::create).get(phone_validations::read::list),

@@ -1,5 +1,7 @@
 //! Project flows and their phone settings (docs/contract.md §4.1).
 
+pub mod content;
+
 use super::projects::unknown_client;
 use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
@@ -67,6 +69,7 @@ pub async fn create(
     };
     let project = path_id(&project, "project")?;
     let settings = settings(body.phone, PhoneSettings::default())?;
+    content::check_templates(&app.pool, &client, &project, &settings).await?;
     let flow = flows::insert(&app.pool, &client, &project, kind, &settings)
         .await
         .map_err(unknown_client)?;
@@ -92,6 +95,7 @@ pub async fn update(
     let current = flows::lock(&mut tx, &id, &client).await?;
     let current = current.ok_or_else(|| ApiError::not_found("projectFlow"))?;
     let settings = settings(body.phone, current.phone.0)?;
+    content::check_templates(&app.pool, &client, &current.project, &settings).await?;
     let flow = flows::update(&mut tx, &id, body.kind.unwrap_or(current.kind), &settings).await?;
     tx.commit().await?;
     app.flows.invalidate(&id).await;

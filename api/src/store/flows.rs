@@ -107,6 +107,22 @@ pub async fn update(
         .await
 }
 
+const SETTINGS_AND_APP: &str = "SELECT f.phone, p.name FROM project_flows f JOIN projects p ON p.id = f.project_id
+  WHERE f.id = $1 AND f.client_id = $2";
+
+/// The client's flow `id`: its phone settings and its project's name.
+pub async fn settings_and_app(
+    pool: &PgPool,
+    id: &ObjectId,
+    client: &ObjectId,
+) -> Result<Option<(Json<PhoneSettings>, String)>, sqlx::Error> {
+    sqlx::query_as(SETTINGS_AND_APP)
+        .bind(id)
+        .bind(client)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn one(pool: &PgPool, id: &ObjectId, client: &ObjectId) -> ApiResult<Option<ProjectFlow>> {
     list::one(pool, &LISTED, id, client).await
 }
@@ -128,6 +144,7 @@ pub fn statements() -> Statements {
         ("flows.insert".into(), INSERT.clone()),
         ("flows.lock".into(), LOCK.clone()),
         ("flows.update".into(), UPDATE.clone()),
+        ("flows.settings_and_app".into(), SETTINGS_AND_APP.into()),
     ]);
     statements
 }

@@ -53,6 +53,17 @@ pub async fn insert(pool: &PgPool, client: &ObjectId, name: &str, demo: bool) ->
         .await
 }
 
+const NAME: &str = "SELECT name FROM projects WHERE id = $1 AND client_id = $2";
+
+/// The name of the client's project `id` (a template's `{app}`).
+pub async fn name(pool: &PgPool, id: &ObjectId, client: &ObjectId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(NAME)
+        .bind(id)
+        .bind(client)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn one(pool: &PgPool, id: &ObjectId, client: &ObjectId) -> ApiResult<Option<Project>> {
     list::one(pool, &LISTED, id, client).await
 }
@@ -64,5 +75,6 @@ pub async fn page(pool: &PgPool, client: &ObjectId, paging: Paging) -> ApiResult
 pub fn statements() -> Statements {
     let mut statements = list::statements("projects", &LISTED);
     statements.push(("projects.insert".into(), INSERT.clone()));
+    statements.push(("projects.name".into(), NAME.into()));
     statements
 }

@@ -26,7 +26,8 @@ async fn the_seed_create_request_answers_new_and_queues_otp_requested() {
         ("type", json!("login")),
         ("status", json!("new")),
         ("phoneGateway", json!("sms")),
-        ("language", json!("en")),
+        // No language anywhere: the number's country picks (+507 is Panama).
+        ("language", json!("es")),
         ("attempts", json!(0)),
         ("maxAttempts", json!(3)),
         ("client", json!(app.client.to_string())),

@@ -66,8 +66,9 @@ impl Pipeline {
         report(route, &sent);
         drop(permit);
         match sent {
-            Ok(message_id) => {
+            Ok(sent) => {
                 let provider = route.provider.name();
+                let message_id = sent.message_id;
                 self.store.record_failover(id, cause, provider, &message_id).await?;
                 metrics::counter!("otp_failovers_total", "cause" => cause.to_owned(), "provider" => provider)
                     .increment(1);

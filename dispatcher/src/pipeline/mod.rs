@@ -134,6 +134,7 @@ impl Pipeline {
             message_id: None,
             attempts: 0,
             sent_at: Utc::now(),
+            segments: None,
         };
         self.store.mark_sent(id, &sent).await?;
         metrics::counter!("otp_sent_total", "provider" => provider).increment(1);

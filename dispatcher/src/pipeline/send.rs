@@ -15,6 +15,7 @@ use chrono::Utc;
 use shared::amqp::Handled;
 use shared::domain::{FailedReason, Gateway};
 use shared::events::OtpRequested;
+use shared::locale::Segments;
 use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
@@ -27,6 +28,13 @@ enum Next {
     SwitchToSms,
     /// The message is settled.
     Done(Handled),
+}
+
+/// A message the provider accepted.
+pub(super) struct Sent {
+    pub message_id: String,
+    /// An SMS's segments and alphabet (none for WhatsApp).
+    pub segments: Option<Segments>,
 }
 
 /// How a code goes out.
@@ -105,7 +113,7 @@ impl Pipeline {
             }
             drop(permit);
             let error = match sent {
-                Ok(message_id) => return self.record_sent(target, provider.name(), &message_id, attempts).await,
+                Ok(sent) => return self.record_sent(target, provider.name(), &sent, attempts).await,
                 Err(error) => error,
             };
             failed_last = Some(provider.name());
@@ -226,21 +234,30 @@ impl Pipeline {
         })
     }
 
-    /// One provider request; the provider's message id on success.
+    /// One provider request; the provider's message id on success, and
+    /// the segments of an SMS (counted in `sms_segments_total`).
     pub(super) async fn send_once(
         &self,
         provider: &AnyProvider,
         target: &Target,
         code: &OtpCode,
-    ) -> Result<String, SendError> {
+    ) -> Result<Sent, SendError> {
         let validation = &target.validation;
         let minutes = ((validation.expires_at - Utc::now()).num_seconds() + 59) / 60;
+        let settings = target.settings.as_deref();
         let outbound = Outbound {
             to: validation.e164(),
-            text: sms_text(validation.language, validation.title(), code.expose(), minutes),
+            text: sms_text(
+                validation.language,
+                validation.title(),
+                code.expose(),
+                minutes,
+                settings,
+            ),
             code: code.expose().to_owned(),
             language: validation.language,
         };
+        let segments = (!matches!(provider, AnyProvider::Meta(_))).then(|| shared::locale::segments(&outbound.text));
         let started = Instant::now();
         let result = provider.send(&outbound).await;
         let name = provider.name();
@@ -251,7 +268,13 @@ impl Pipeline {
             Err(SendError::Permanent { .. }) => "permanent",
         };
         metrics::counter!("provider_requests_total", "provider" => name, "outcome" => outcome).increment(1);
-        result.map(|receipt| receipt.message_id)
+        if let (Ok(_), Some(segments)) = (&result, segments) {
+            metrics::counter!("sms_segments_total", "provider" => name).increment(segments.count as u64);
+        }
+        result.map(|receipt| Sent {
+            message_id: receipt.message_id,
+            segments,
+        })
     }
 
     #[tracing::instrument(skip_all)]
@@ -259,14 +282,16 @@ impl Pipeline {
         &self,
         target: &Target,
         provider: &'static str,
-        message_id: &str,
+        sent: &Sent,
         attempts: u32,
     ) -> Result<Handled, PipelineError> {
+        let message_id = &sent.message_id;
         let sent = Confirmation {
             provider,
             message_id: Some(message_id),
             attempts,
             sent_at: Utc::now(),
+            segments: sent.segments,
         };
         let started = Instant::now();
         self.store.mark_sent(&target.validation.id, &sent).await?;

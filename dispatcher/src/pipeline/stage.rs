@@ -61,7 +61,7 @@ pub(super) fn calling_code(country_code: &str) -> u16 {
 /// refusal is still an answer; a throttle is an answer that slows the
 /// provider down, not a failure), and shows their state in `/metrics`.
 /// Called while the request still holds its place in flight.
-pub(super) fn report(route: &Route, sent: &Result<String, SendError>) {
+pub(super) fn report<T>(route: &Route, sent: &Result<T, SendError>) {
     let (breaker, pacer) = (&route.breaker, &route.pacer);
     match sent {
         Err(error @ SendError::Transient { .. }) => match error.throttled() {

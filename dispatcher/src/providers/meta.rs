@@ -5,7 +5,6 @@ use super::{Answer, Outbound, Provider, Receipt, SendError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
-use shared::domain::Language;
 
 /// The recipient is not a WhatsApp user: SMS may still reach them.
 const NOT_ON_WHATSAPP: i64 = 131026;
@@ -42,10 +41,8 @@ struct MetaError {
 
 /// The request body for an authentication template.
 pub fn template_body(template: &str, message: &Outbound) -> serde_json::Value {
-    let language = match message.language {
-        Language::En => "en",
-        Language::Es => "es",
-    };
+    // Meta's code for the locale (`pt_BR`): the template must be approved in it.
+    let language = message.language.whatsapp_language();
     json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",

@@ -38,9 +38,10 @@ async fn the_seed_example_goes_from_create_to_sms_to_validated() {
     assert_eq!(fields["From"], FROM);
     let code = code_in(&fields["Body"]);
     assert_eq!(code.len(), 6);
+    // No language anywhere: the number's country picks (+507 is Panama).
     assert_eq!(
         fields["Body"],
-        format!("Your Verifik Client verification code is {code}. It expires in 10 minutes.")
+        format!("Tu código de verificación de Verifik Client es {code}. Vence en 10 minutos.")
     );
     let auth = requests[0].headers.get("authorization").unwrap().to_str().unwrap();
     assert!(auth.starts_with("Basic "));
@@ -308,7 +309,7 @@ async fn whatsapp_carries_the_code_in_the_template_and_falls_back_to_sms() {
     assert_eq!(body["messaging_product"], "whatsapp");
     assert_eq!(body["to"], "50762647737");
     assert_eq!(body["template"]["name"], "verification_code");
-    assert_eq!(body["template"]["language"]["code"], "en");
+    assert_eq!(body["template"]["language"]["code"], "es", "+507 speaks Spanish");
     let code = body["template"]["components"][0]["parameters"][0]["text"]
         .as_str()
         .unwrap()

@@ -5,6 +5,7 @@
 
 mod callback_hardening;
 mod callbacks;
+mod content;
 mod crash;
 mod dispatch;
 mod node_loss;

@@ -106,14 +106,6 @@ text_enum!(
 );
 
 text_enum!(
-    /// Language of the message the user receives.
-    Language {
-        En = "en",
-        Es = "es",
-    }
-);
-
-text_enum!(
     /// Kind of project flow.
     FlowType {
         Login = "login",

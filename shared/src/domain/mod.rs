@@ -7,7 +7,10 @@ mod phone;
 pub mod phone_validation;
 mod settings;
 
-pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
+/// The language of the texts a user receives: one of the built-in locales
+/// (`shared::locale`), under the name the contract gives the field.
+pub use crate::locale::Locale as Language;
+pub use enums::{FailedReason, FlowType, Gateway, ValidationMethod, ValidationStatus, ValidationType};
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
 pub use phone_validation::PhoneValidation;
 pub use settings::{check_url, IpLimits, PhoneSettings, PhoneSettingsPatch, RateLimits, SettingsError};

@@ -38,6 +38,12 @@ impl CountryCode {
     pub fn value(self) -> u16 {
         self.0
     }
+
+    /// ISO 3166-1 alpha-2 of the code's main region (`+1` is `US`, `+44`
+    /// `GB`), for when a country code is all there is (a text's preview).
+    pub fn main_region(self) -> Option<&'static str> {
+        DATABASE.region(&self.0)?.first().copied()
+    }
 }
 
 impl fmt::Display for CountryCode {

@@ -114,6 +114,10 @@ pub struct ProviderConfirmation {
     delivery_error_code: Option<String>,
     /// Set when the code was sent again another way: `sms_undelivered` or `whatsapp_failed`.
     failover: Option<String>,
+    /// An SMS send: the parts it was billed as (docs/contract.md §14).
+    segments: Option<i32>,
+    /// An SMS send: `GSM-7` or `UCS-2`.
+    encoding: Option<String>,
     /// A send that failed: the provider's error code and message.
     error_code: Option<String>,
     error: Option<String>,

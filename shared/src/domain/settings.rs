@@ -3,6 +3,7 @@
 
 use super::fraud::GuardMode;
 use super::{Gateway, Language};
+use crate::locale::{is_app_hash, is_host_name, Autofill, FlowTemplates};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -27,7 +28,10 @@ pub struct PhoneSettings {
     /// Codes per phone per rolling hour, 1..=1000.
     #[schema(minimum = 1, maximum = 1000)]
     pub max_sends_per_hour: u32,
-    pub language: Language,
+    /// The locale of the texts; absent: the request's, else the number's
+    /// country's, else `en` (flows saved before 30 locales keep `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
     /// Where `validated` / `failed` events are delivered (a validation's own URL wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
@@ -47,6 +51,15 @@ pub struct PhoneSettings {
     /// Caller-keyed limits on creates.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// The flow's own texts per channel and locale (docs/contract.md §14).
+    #[serde(default, skip_serializing_if = "FlowTemplates::is_empty")]
+    pub templates: FlowTemplates,
+    /// WebOTP: every SMS ends with `@{domain} #{code}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_otp_domain: Option<String>,
+    /// Android SMS Retriever: the app's 11-character hash on its own line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub android_app_hash: Option<String>,
 }
 
 /// `rateLimits` of a flow (docs/contract.md §9): every field optional.
@@ -82,13 +95,16 @@ impl Default for PhoneSettings {
             max_attempts: 3,
             resend_cooldown_seconds: 60,
             max_sends_per_hour: 10,
-            language: Language::En,
+            language: None,
             webhook_url: None,
             test_numbers: BTreeMap::new(),
             sms_fallback: false,
             allowed_countries: Vec::new(),
             fraud_guard: GuardMode::Standard,
             rate_limits: RateLimits::default(),
+            templates: FlowTemplates::default(),
+            web_otp_domain: None,
+            android_app_hash: None,
         }
     }
 }
@@ -109,7 +125,10 @@ pub struct PhoneSettingsPatch {
     pub resend_cooldown_seconds: Option<u32>,
     #[schema(minimum = 1, maximum = 1000)]
     pub max_sends_per_hour: Option<u32>,
-    pub language: Option<Language>,
+    /// A BCP 47 tag of a built-in locale (`es-CO` is kept as `es`); `""`
+    /// removes it (the number's country picks).
+    #[schema(value_type = Option<String>, example = "pt-BR")]
+    pub language: Option<String>,
     /// An absolute http(s) URL; `""` removes it.
     pub webhook_url: Option<String>,
     pub test_numbers: Option<BTreeMap<String, String>>,
@@ -117,6 +136,13 @@ pub struct PhoneSettingsPatch {
     pub allowed_countries: Option<Vec<String>>,
     pub fraud_guard: Option<GuardMode>,
     pub rate_limits: Option<RateLimits>,
+    /// Replaces the flow's templates whole; `{}` removes them.
+    pub templates: Option<FlowTemplates>,
+    /// A host name (`login.example.com`); `""` removes it.
+    pub web_otp_domain: Option<String>,
+    /// 11 characters of base64; `""` removes it.
+    #[schema(min_length = 0, max_length = 11)]
+    pub android_app_hash: Option<String>,
 }
 
 /// A setting out of range; `0` names the field.
@@ -167,7 +193,11 @@ impl PhoneSettingsPatch {
                 1..=1000,
                 "maxSendsPerHour",
             )?,
-            language: self.language.unwrap_or(base.language),
+            language: match self.language.as_deref() {
+                Some("") => None,
+                Some(tag) => Some(Language::parse(tag).map_err(|_| SettingsError("language"))?),
+                None => base.language,
+            },
             webhook_url: match self.webhook_url {
                 Some(url) if url.is_empty() => None,
                 Some(url) => Some(url),
@@ -181,6 +211,19 @@ impl PhoneSettingsPatch {
             },
             fraud_guard: self.fraud_guard.unwrap_or(base.fraud_guard),
             rate_limits: self.rate_limits.unwrap_or(base.rate_limits),
+            templates: self.templates.unwrap_or(base.templates),
+            web_otp_domain: match self.web_otp_domain {
+                Some(domain) if domain.is_empty() => None,
+                Some(domain) if is_host_name(&domain) => Some(domain.to_ascii_lowercase()),
+                Some(_) => return Err(SettingsError("webOtpDomain")),
+                None => base.web_otp_domain,
+            },
+            android_app_hash: match self.android_app_hash {
+                Some(hash) if hash.is_empty() => None,
+                Some(hash) if is_app_hash(&hash) => Some(hash),
+                Some(_) => return Err(SettingsError("androidAppHash")),
+                None => base.android_app_hash,
+            },
         };
         check_rate_limits(&settings.rate_limits)?;
         if let Some(url) = &settings.webhook_url {
@@ -188,6 +231,9 @@ impl PhoneSettingsPatch {
         }
         check_test_numbers(&settings)?;
         check_guessing_bound(&settings)?;
+        // Measured without the project's name here; the API measures again
+        // with it (`PhoneSettings::check_templates`).
+        settings.check_templates("")?;
         Ok(settings)
     }
 }
@@ -254,6 +300,22 @@ fn check_test_numbers(settings: &PhoneSettings) -> Result<(), SettingsError> {
 }
 
 impl PhoneSettings {
+    /// The autofill lines every SMS of the flow ends with.
+    pub fn autofill(&self) -> Autofill<'_> {
+        Autofill {
+            web_otp_domain: self.web_otp_domain.as_deref(),
+            android_app_hash: self.android_app_hash.as_deref(),
+        }
+    }
+
+    /// The templates, measured with the project's name `app` and the
+    /// autofill lines (`400:invalid_templates`).
+    pub fn check_templates(&self, app: &str) -> Result<(), SettingsError> {
+        self.templates
+            .check(app, self.autofill())
+            .map_err(|_| SettingsError("templates"))
+    }
+
     /// The fixed code of a test number, if `e164` is one.
     pub fn test_code(&self, e164: &str) -> Option<&str> {
         self.test_numbers.get(e164).map(String::as_str)
@@ -322,6 +384,58 @@ mod tests {
         assert_eq!(limited.fraud_guard, GuardMode::Max);
         assert_eq!(limited.rate_limits.per_day, Some(5000));
         assert!(serde_json::from_value::<PhoneSettingsPatch>(serde_json::json!({"fraudGuard": "sometimes"})).is_err());
+    }
+
+    #[test]
+    fn language_templates_and_autofill_are_parsed_and_named_when_wrong() {
+        let patch = |json: serde_json::Value, base: PhoneSettings| {
+            serde_json::from_value::<PhoneSettingsPatch>(json).unwrap().apply(base)
+        };
+        let settings = patch(
+            serde_json::json!({"language": "pt_br", "webOtpDomain": "Example.COM", "androidAppHash": "FA+9qCX9VSu",
+                               "templates": {"sms": {"es-CO": "{code} es tu código"}}}),
+            PhoneSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.language, Some(Language::PtBr));
+        assert_eq!(settings.web_otp_domain.as_deref(), Some("example.com"));
+        assert_eq!(settings.templates.sms.keys().collect::<Vec<_>>(), [&Language::Es]);
+        assert!(settings.check_templates("Acme").is_ok());
+        let cleared = patch(
+            serde_json::json!({"language": "", "webOtpDomain": "", "androidAppHash": ""}),
+            settings,
+        )
+        .unwrap();
+        assert_eq!(
+            (&cleared.language, &cleared.web_otp_domain, &cleared.android_app_hash),
+            (&None, &None, &None)
+        );
+        assert!(!serde_json::to_value(&cleared)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .contains_key("language"));
+        for (json, field) in [
+            (serde_json::json!({"language": "tlh"}), "language"),
+            (
+                serde_json::json!({"webOtpDomain": "https://example.com"}),
+                "webOtpDomain",
+            ),
+            (serde_json::json!({"androidAppHash": "short"}), "androidAppHash"),
+            (
+                serde_json::json!({"templates": {"sms": {"en": "no code"}}}),
+                "templates",
+            ),
+        ] {
+            assert_eq!(patch(json, PhoneSettings::default()), Err(SettingsError(field)));
+        }
+        // Flows stored before the locales came keep their explicit `en`.
+        let stored: PhoneSettings = serde_json::from_value(serde_json::json!({
+            "phoneGateway": "sms", "otpLength": 6, "otpExpiresInSeconds": 600, "maxAttempts": 3,
+            "resendCooldownSeconds": 60, "maxSendsPerHour": 10, "language": "en"
+        }))
+        .unwrap();
+        assert_eq!(stored.language, Some(Language::En));
     }
 
     #[test]

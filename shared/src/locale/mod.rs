@@ -6,6 +6,7 @@
 //! `es`), or picked from a phone number's region. Texts are rendered with
 //! [`Args`]: the code, the app's name and the minutes the code lives.
 
+mod flow;
 mod regions;
 mod render;
 mod segments;
@@ -13,6 +14,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
+pub use flow::{append_autofill, is_app_hash, is_host_name, Autofill, FlowTemplates};
 pub use render::{sms, sms_text, twiml, voice, voice_text, voice_twiml, Args};
 pub use segments::{is_gsm7, segments, Encoding, Segments};
 pub use template::{pick, Channel, Template, TemplateError, Templates};
@@ -168,6 +170,20 @@ impl Locale {
     }
 }
 
+impl Locale {
+    /// The canonical tag, as stored in `phone_validations.language`.
+    pub fn as_str(self) -> &'static str {
+        self.tag()
+    }
+}
+
+impl std::str::FromStr for Locale {
+    type Err = UnknownLocale;
+    fn from_str(tag: &str) -> Result<Self, Self::Err> {
+        Locale::parse(tag)
+    }
+}
+
 impl fmt::Display for Locale {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.tag())
@@ -184,6 +200,53 @@ impl<'de> serde::Deserialize<'de> for Locale {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let tag = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Locale::parse(&tag).map_err(serde::de::Error::custom)
+    }
+}
+
+// Stored as its canonical tag in `text` columns (`phone_validations.language`).
+impl sqlx::Type<sqlx::Postgres> for Locale {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Locale {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.tag(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Locale {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Locale::parse(text)?)
+    }
+}
+
+// The document lists the canonical tags; requests may also send any BCP 47
+// tag that falls back to one of them (`es-CO`), which the description says.
+impl utoipa::PartialSchema for Locale {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Locale::ALL.iter().map(|l| l.tag())))
+            .description(Some(
+                "A built-in locale (BCP 47). A request may also send a more specific tag of one of these \
+                 languages (`es-CO` is `es`, `pt-PT` is `pt`); objects show the canonical tag.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Locale {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Language".into()
     }
 }
 

@@ -85,6 +85,13 @@ impl Template {
         Ok(template)
     }
 
+    /// A template as stored by a flow (checked when it was saved): only its
+    /// placeholders are read again, nothing is measured.
+    pub(super) fn stored(channel: Channel, text: &str) -> Option<Template> {
+        let parts = parts(text).ok()?;
+        parts.contains(&Part::Code).then_some(Template { channel, parts })
+    }
+
     pub fn channel(&self) -> Channel {
         self.channel
     }
