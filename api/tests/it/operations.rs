@@ -76,6 +76,7 @@ async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
         ("/v2/projects/{id}", vec!["get"]),
         ("/v2/project-flows", vec!["get", "post"]),
         ("/v2/project-flows/{id}", vec!["get", "put"]),
+        ("/v2/project-flows/{id}/preview", vec!["post"]),
         ("/v2/phone-validations", vec!["get", "post"]),
         ("/v2/phone-validations/validate", vec!["post"]),
         ("/v2/phone-validations/{id}", vec!["get"]),
