@@ -24,6 +24,7 @@ pub use served::served;
         project_flows::create, project_flows::list, project_flows::read, project_flows::update,
         phone_validations::create::create, phone_validations::validate::validate,
         phone_validations::read::read, phone_validations::read::list,
+        phone_validations::next_channel::next_channel,
         phone_validations::stats::stats,
         webhook_deliveries::list,
         fraud_guard::list_blocks, fraud_guard::lift_block,
@@ -218,7 +219,7 @@ mod tests {
         assert_eq!(schemas["FlowType"]["enum"], serde_json::json!(["login", "onboarding"]));
         assert_eq!(
             schemas["Gateway"]["enum"],
-            serde_json::json!(["sms", "whatsapp", "none"])
+            serde_json::json!(["sms", "whatsapp", "voice", "none"])
         );
     }
 

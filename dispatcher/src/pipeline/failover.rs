@@ -4,7 +4,7 @@
 //! (`whatsapp_failed`), while the code is valid. Claimed with a lease like a
 //! first send, so a duplicate message sends nothing twice.
 
-use super::send::{calling_code, report};
+use super::send::{calling_code, report, Channel};
 use super::{Pipeline, PipelineError, LEASE_MARGIN};
 use crate::providers::{Provider, SendError};
 use crate::store::FailoverClaim;
@@ -47,12 +47,14 @@ impl Pipeline {
         };
         let length = u8::try_from(validation.otp_length).unwrap_or(6);
         let code = self.codes.code(id.as_str(), length);
-        let sent = self.send_once(&route.provider, &target, &code).await;
+        let sent = self.send_once(&route.provider, &target, Channel::Sms, &code).await;
         report(route.provider.name(), &route.breaker, &sent);
         match sent {
             Ok(message_id) => {
                 let provider = route.provider.name();
-                self.store.record_failover(id, cause, provider, &message_id).await?;
+                self.store
+                    .record_failover(id, cause, Channel::Sms.as_str(), provider, &message_id)
+                    .await?;
                 metrics::counter!("otp_failovers_total", "cause" => cause.to_owned(), "provider" => provider)
                     .increment(1);
                 tracing::info!(provider, %message_id, "the same code sent again by failover");

@@ -7,13 +7,14 @@ use crate::plan::{self, AfterFailure};
 use crate::providers::redact::Redacted;
 use crate::providers::router::Breaker;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
-use crate::store::{Confirmation, ProviderFailure, Target};
+use crate::store::{Confirmation, ProviderFailure, Refused, Target};
 use crate::text::sms_text;
 use backon::BackoffBuilder;
 use chrono::Utc;
 use shared::amqp::Handled;
-use shared::domain::{FailedReason, Gateway};
+use shared::domain::{workflow, FailedReason, Gateway};
 use shared::events::OtpRequested;
+use shared::locale::{self, Locale};
 use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
@@ -33,6 +34,28 @@ enum Next {
 pub(crate) enum Channel {
     Sms,
     Whatsapp,
+    Voice,
+}
+
+impl Channel {
+    /// The channel a gateway sends by (`None` for gateway `none`).
+    pub(crate) fn of(gateway: Gateway) -> Option<Channel> {
+        match gateway {
+            Gateway::Sms => Some(Channel::Sms),
+            Gateway::Whatsapp => Some(Channel::Whatsapp),
+            Gateway::Voice => Some(Channel::Voice),
+            Gateway::None => None,
+        }
+    }
+
+    /// As in `providerConfirmation.channel`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Voice => "voice",
+        }
+    }
 }
 
 /// `+507` → 507 (0 if malformed: no route matches it).
@@ -76,6 +99,7 @@ impl Pipeline {
         loop {
             let (provider, breaker) = match channel {
                 Channel::Whatsapp => (&self.whatsapp, None),
+                Channel::Voice => (&self.voice, None),
                 Channel::Sms => match self.sms.pick(calling_code, failed_last) {
                     Some(route) => (&route.provider, Some(&route.breaker)),
                     None => {
@@ -98,17 +122,21 @@ impl Pipeline {
                     .await;
             }
             attempts += 1;
-            let sent = self.send_once(provider, target, code).await;
+            let sent = self.send_once(provider, target, channel, code).await;
             if let Some(breaker) = breaker {
                 report(provider.name(), breaker, &sent);
             }
             let error = match sent {
-                Ok(message_id) => return self.record_sent(target, provider.name(), &message_id, attempts).await,
+                Ok(message_id) => {
+                    return self
+                        .record_sent(target, channel, provider.name(), &message_id, attempts)
+                        .await
+                }
                 Err(error) => error,
             };
             failed_last = Some(provider.name());
             match self
-                .after_failure(event, target, provider, &error, backoff.next(), attempts)
+                .after_failure(event, target, channel, provider, &error, backoff.next(), attempts)
                 .await?
             {
                 Next::Retry(wait) => tokio::time::sleep(wait).await,
@@ -119,10 +147,12 @@ impl Pipeline {
     }
 
     /// Decides and does what follows a failed attempt.
+    #[allow(clippy::too_many_arguments)]
     async fn after_failure(
         &self,
         event: &OtpRequested,
         target: &Target,
+        channel: Channel,
         provider: &AnyProvider,
         error: &SendError,
         backoff: Option<Duration>,
@@ -167,6 +197,22 @@ impl Pipeline {
                         .await?,
                 )
             }
+            AfterFailure::GiveUpRejected if self.next_step(target, channel).is_some() => {
+                let Some((index, _)) = self.next_step(target, channel) else {
+                    unreachable!("checked by the guard");
+                };
+                tracing::info!(error = %Redacted(error), "the channel refused the code; moving on to the next");
+                let refused = Refused {
+                    channel: channel.as_str(),
+                    provider: name,
+                    code: error.code(),
+                    message: error.message(),
+                };
+                self.store
+                    .move_on(&validation.id, None, &refused, &workflow::step_cause(index))
+                    .await?;
+                Next::Done(Handled::Ack)
+            }
             AfterFailure::GiveUpRejected => {
                 let reason = FailedReason::ProviderRejected;
                 Next::Done(
@@ -182,13 +228,28 @@ impl Pipeline {
         &self,
         provider: &AnyProvider,
         target: &Target,
+        channel: Channel,
         code: &OtpCode,
     ) -> Result<String, SendError> {
         let validation = &target.validation;
         let minutes = ((validation.expires_at - Utc::now()).num_seconds() + 59) / 60;
+        let text = match channel {
+            Channel::Voice => {
+                let locale = Locale::parse(validation.language.as_str()).unwrap_or(Locale::En);
+                let args = locale::Args {
+                    code: code.expose(),
+                    app: validation.title(),
+                    minutes: u32::try_from(minutes).unwrap_or(1),
+                };
+                locale::voice_twiml(locale, &args)
+            }
+            Channel::Sms | Channel::Whatsapp => {
+                sms_text(validation.language, validation.title(), code.expose(), minutes)
+            }
+        };
         let outbound = Outbound {
             to: validation.e164(),
-            text: sms_text(validation.language, validation.title(), code.expose(), minutes),
+            text,
             code: code.expose().to_owned(),
             language: validation.language,
         };
@@ -209,19 +270,26 @@ impl Pipeline {
     async fn record_sent(
         &self,
         target: &Target,
+        channel: Channel,
         provider: &'static str,
         message_id: &str,
         attempts: u32,
     ) -> Result<Handled, PipelineError> {
         let sent = Confirmation {
+            channel: channel.as_str(),
             provider,
             message_id: Some(message_id),
             attempts,
             sent_at: Utc::now(),
         };
         let started = Instant::now();
-        self.store.mark_sent(&target.validation.id, &sent).await?;
+        let recorded = self.store.mark_sent(&target.validation.id, &sent).await?;
         stage("record", started);
+        if recorded {
+            // The workflow's timer, parked before the message is acked (a
+            // crash in between: the redelivered message arms it again).
+            self.arm_next(target, channel, sent.sent_at).await?;
+        }
         metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
         metrics::histogram!("otp_queue_lag_seconds")
             .record((sent.sent_at - target.validation.created_at).num_milliseconds() as f64 / 1000.0);

@@ -11,6 +11,8 @@ mod node_loss;
 mod providers;
 mod shutdown;
 mod twilio_contract;
+mod voice;
+mod workflow;
 
 /// Not a test: the API and the webhook worker of a `Stack` (`node_loss`) run
 /// as this test binary, told by `testkit::process::start_service` to run

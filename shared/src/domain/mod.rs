@@ -7,6 +7,7 @@ mod phone;
 pub mod phone_validation;
 pub mod receipts;
 mod settings;
+pub mod workflow;
 
 pub use enums::{FailedReason, FlowType, Gateway, Language, ValidationMethod, ValidationStatus, ValidationType};
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};

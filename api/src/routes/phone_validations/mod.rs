@@ -6,6 +6,7 @@ pub mod flow_cache;
 pub mod group_commit;
 pub mod idempotency;
 pub mod insert;
+pub mod next_channel;
 pub mod read;
 pub mod send_limits;
 pub mod stats;
