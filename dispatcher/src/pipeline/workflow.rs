@@ -116,7 +116,11 @@ impl Pipeline {
         match self.store.claim_failover(id, cause).await? {
             FailoverClaim::Claimed { .. } => {}
             FailoverClaim::Done => {
-                self.rearm(&target).await?;
+                // Sent already: re-read what it recorded, and park the timer
+                // after it again (its handler may have died before parking it).
+                if let Some(now) = self.load(id).await? {
+                    self.rearm(&now).await?;
+                }
                 return Ok(Handled::Ack);
             }
             FailoverClaim::Held(left) => {

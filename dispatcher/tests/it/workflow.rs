@@ -193,3 +193,72 @@ async fn a_channel_that_refuses_for_good_moves_on_at_once() {
     assert_eq!(history[1]["messageId"], "CAflow5");
     assert_eq!(h.sms_requests().await.len(), 1, "a refused SMS is not retried");
 }
+
+/// Ready messages in the dispatch queue and the delay tiers of the test
+/// dispatcher's retry schedule and lease (where a copy that found the step
+/// held waits; the workflow's own timer waits in its 15-minute tier).
+async fn dispatch_backlog(h: &Harness) -> Option<u32> {
+    let queue = h.topology.dispatch_queue();
+    let delays = [Duration::from_secs(1), Duration::from_secs(3)];
+    let mut names = vec![queue.clone()];
+    for delay in delays {
+        names.push(shared::amqp::Topology::retry_queue(
+            &queue,
+            shared::amqp::retry::tier_ttl(delay),
+        ));
+    }
+    let mut total = 0;
+    for name in names {
+        let channel = h.amqp.create_channel().await.ok()?;
+        let declared = channel
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .ok()?;
+        total += declared.message_count();
+        let _ = channel.close(200, "counted".into()).await;
+    }
+    Some(total)
+}
+
+#[tokio::test]
+async fn a_step_delivered_five_times_places_one_call() {
+    let h = Harness::new().await;
+    twilio_answers(&h, created("SMflow6"), created("CAflow6")).await;
+    let (id, _) = h.send_one(SMS_THEN_VOICE(900), "62647737", json!({})).await;
+    h.wait_outbox_empty().await;
+    let channel = h.amqp.create_channel().await.unwrap();
+    let step = serde_json::to_vec(&json!({
+        "eventId": shared::ObjectId::new(), "validationId": id, "cause": "channel_1",
+        "occurredAt": "2026-01-01T00:00:00.000Z"}))
+    .unwrap();
+    for _ in 0..5 {
+        channel
+            .basic_publish(
+                h.topology.exchange().as_str().into(),
+                "otp.failover".into(),
+                Default::default(),
+                &step,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    calls(&h, 1, Duration::from_secs(20)).await;
+    on_channel(&h, &id, "voice").await;
+    // Copies that found the step held come back after the lease: wait until
+    // every copy is gone from the queue and its delay tiers.
+    testkit::eventually(Duration::from_secs(30), "every copy handled", || async {
+        (dispatch_backlog(&h).await? == 0).then_some(())
+    })
+    .await;
+    assert_eq!(h.call_requests().await.len(), 1, "five copies, one call");
+    let history = h.validation(&id).await["providerConfirmation"]["history"].clone();
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+}
