@@ -326,11 +326,6 @@ fn check_test_numbers(settings: &PhoneSettings) -> Result<(), SettingsError> {
 }
 
 impl PhoneSettings {
-    /// Whether codes go by voice calls alone: such a flow accepts fixed-line numbers.
-    pub fn voice_only(&self) -> bool {
-        self.phone_gateway == Gateway::Voice && self.channels.iter().all(|c| *c == Gateway::Voice)
-    }
-
     /// The fixed code of a test number, if `e164` is one.
     pub fn test_code(&self, e164: &str) -> Option<&str> {
         self.test_numbers.get(e164).map(String::as_str)
@@ -416,8 +411,6 @@ mod tests {
         assert_eq!(workflow.phone_gateway, Gateway::Sms);
         let voice = patch(serde_json::json!({"phoneGateway": "voice"})).unwrap();
         assert_eq!(voice.channels, [Gateway::Voice]);
-        assert!(voice.voice_only());
-        assert!(!workflow.voice_only());
         let none = patch(serde_json::json!({"phoneGateway": "none"})).unwrap();
         assert!(none.channels.is_empty());
         for bad in [
