@@ -262,3 +262,64 @@ async fn a_step_delivered_five_times_places_one_call() {
     let history = h.validation(&id).await["providerConfirmation"]["history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
 }
+
+/// Ready messages in one queue (`None`: not declared yet).
+async fn ready_in(h: &Harness, name: &str) -> Option<u32> {
+    let channel = h.amqp.create_channel().await.ok()?;
+    let declared = channel
+        .queue_declare(
+            name.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .ok()?;
+    let _ = channel.close(200, "counted".into()).await;
+    Some(declared.message_count())
+}
+
+#[tokio::test]
+async fn a_lost_timer_is_parked_again_by_the_redelivered_request() {
+    let h = Harness::new().await;
+    twilio_answers(&h, created("SMflow7"), created("CAflow7")).await;
+    let (id, _) = h.send_one(SMS_THEN_VOICE(15), "62647737", json!({})).await;
+    // The timer waits in the 15 s tier. Lose it, as a dispatcher dying
+    // between recording the send and parking the timer would.
+    let tier = shared::amqp::Topology::retry_queue(
+        &h.topology.dispatch_queue(),
+        shared::amqp::retry::tier_ttl(Duration::from_secs(15)),
+    );
+    testkit::eventually(Duration::from_secs(10), "the timer parked", || async {
+        (ready_in(&h, &tier).await? == 1).then_some(())
+    })
+    .await;
+    let channel = h.amqp.create_channel().await.unwrap();
+    channel
+        .queue_purge(tier.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(ready_in(&h, &tier).await, Some(0), "the timer is gone");
+    // The broker redelivers the request whose handler died before its ack.
+    let event = serde_json::to_vec(
+        &json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"}),
+    )
+    .unwrap();
+    channel
+        .basic_publish(
+            h.topology.exchange().as_str().into(),
+            "otp.requested".into(),
+            Default::default(),
+            &event,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let calls = calls(&h, 1, Duration::from_secs(60)).await;
+    let sms_code = code_in(&h.sms_requests().await[0]["Body"]);
+    assert_eq!(code_in_twiml(&calls[0]["Twiml"]), sms_code, "the same code");
+    assert_eq!(h.sms_requests().await.len(), 1, "the SMS is not sent again");
+    on_channel(&h, &id, "voice").await;
+}
