@@ -24,6 +24,7 @@ pub use served::{router, served};
         project_flows::create, project_flows::list, project_flows::read, project_flows::update, project_flows::content::preview,
         phone_validations::create::create, phone_validations::validate::validate,
         phone_validations::read::read, phone_validations::read::list,
+        phone_validations::next_channel::next_channel,
         phone_validations::stats::stats,
         webhook_deliveries::list,
         fraud_guard::list_blocks, fraud_guard::lift_block,
@@ -159,7 +160,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 20);
     }
 
     #[test]
@@ -218,7 +219,7 @@ mod tests {
         assert_eq!(schemas["FlowType"]["enum"], serde_json::json!(["login", "onboarding"]));
         assert_eq!(
             schemas["Gateway"]["enum"],
-            serde_json::json!(["sms", "whatsapp", "none"])
+            serde_json::json!(["sms", "whatsapp", "voice", "none"])
         );
     }
 

@@ -50,7 +50,7 @@ impl Service for Dispatcher {
         );
         let broker = messaging.broker.clone();
         let relay = messaging.relay.clone().context("the dispatcher's relay")?;
-        let (sms, whatsapp) = providers::configured::build(&config)?;
+        let providers::configured::Providers { sms, whatsapp, voice } = providers::configured::build(&config)?;
         let consumer = Consumer::bind(
             "dispatcher",
             config.health_addr,
@@ -71,13 +71,19 @@ impl Service for Dispatcher {
             .context("while starting the hashing threads")?,
             sms,
             whatsapp,
+            voice,
             inline_attempts: config.inline_retries.max(1),
             codes: CodeDeriver::new(config.otp_code_key.clone()),
             // A tier for waiting out another instance's lease too, so those
             // waits never queue behind a long provider-outage park.
             delays: DelayQueues::new(
                 broker.topology().dispatch_queue(),
-                &[config.retry_schedule.as_slice(), &[config.lease]].concat(),
+                &[
+                    config.retry_schedule.as_slice(),
+                    &[config.lease],
+                    pipeline::CHANNEL_TIMEOUT_TIERS,
+                ]
+                .concat(),
             ),
             first_delay: config
                 .retry_schedule

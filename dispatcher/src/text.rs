@@ -19,6 +19,27 @@ pub fn sms_text(language: Language, app: &str, code: &str, minutes: i64, setting
     }
 }
 
+/// The TwiML of a call that reads a code living `minutes` more: the flow's
+/// voice template for the locale, else the built-in sentence, said digit by
+/// digit, twice.
+pub fn voice_twiml(
+    language: Language,
+    app: &str,
+    code: &str,
+    minutes: i64,
+    settings: Option<&PhoneSettings>,
+) -> String {
+    let args = Args {
+        code,
+        app,
+        minutes: u32::try_from(minutes.max(1)).unwrap_or(u32::MAX),
+    };
+    match settings {
+        Some(settings) => settings.templates.voice_twiml(language, &args),
+        None => locale::voice_twiml(language, &args),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

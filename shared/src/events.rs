@@ -62,10 +62,19 @@ impl Event for OtpRequested {
 pub struct OtpFailover {
     pub event_id: ObjectId,
     pub validation_id: ObjectId,
-    /// `sms_undelivered` or `whatsapp_failed`.
+    /// `sms_undelivered`, `whatsapp_failed`, or a workflow's next channel
+    /// (`channel_<index>`, see `domain::workflow`).
     pub cause: String,
     #[serde(serialize_with = "crate::time::serialize")]
     pub occurred_at: DateTime<Utc>,
+    /// A workflow's timer: not before this instant (the channel timeout
+    /// after the previous send); absent for a send wanted now.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::time::serialize_opt"
+    )]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl OtpFailover {
@@ -75,6 +84,15 @@ impl OtpFailover {
             validation_id,
             cause: cause.to_owned(),
             occurred_at: Utc::now(),
+            not_before: None,
+        }
+    }
+
+    /// A workflow step due at `due`.
+    pub fn timer(validation_id: ObjectId, cause: &str, due: DateTime<Utc>) -> Self {
+        Self {
+            not_before: Some(due),
+            ..Self::new(validation_id, cause)
         }
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub const TWILIO_STATUS: &str = "/callbacks/twilio/status";
+pub const TWILIO_VOICE: &str = "/callbacks/twilio/voice";
 pub const VONAGE_STATUS: &str = "/callbacks/vonage/status";
 pub const WHATSAPP: &str = "/callbacks/whatsapp";
 
@@ -47,6 +48,21 @@ impl TestApp {
     /// Twilio's status callback, signed.
     pub async fn twilio_status(&self, params: &[(&str, &str)]) -> StatusCode {
         post_twilio_status(&self.http, &self.base, params).await
+    }
+
+    /// Twilio's call status callback, signed.
+    pub async fn twilio_call_status(&self, params: &[(&str, &str)]) -> StatusCode {
+        let params = owned(params);
+        let signature = sign::twilio(TWILIO_AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{TWILIO_VOICE}"), &params);
+        let response = self
+            .http
+            .post(format!("{}{TWILIO_VOICE}", self.base))
+            .header("x-twilio-signature", signature)
+            .form(&params)
+            .send()
+            .await
+            .expect("the API answers a Twilio call callback");
+        StatusCode::from_u16(response.status().as_u16()).expect("an HTTP status")
     }
 
     /// Meta's status notification, signed with `WHATSAPP_APP_SECRET`.

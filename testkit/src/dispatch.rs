@@ -5,7 +5,7 @@
 use crate::api::{common_config, relay_config, TestApp, PEPPER};
 use crate::infra;
 use crate::process::Running;
-use dispatcher::config::{DispatcherConfig, SmsConfig, SmsProviderConfig, TwilioSender, WhatsappConfig};
+use dispatcher::config::{DispatcherConfig, SmsConfig, SmsProviderConfig, TwilioSender, VoiceConfig, WhatsappConfig};
 use dispatcher::Dispatcher;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -19,6 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const ACCOUNT: &str = "ACdeadbeefdeadbeefdeadbeefdeadbeef";
 pub const FROM: &str = "+15005550006";
+/// The number calls come from (`TWILIO_VOICE_FROM`).
+pub const VOICE_FROM: &str = "+15005550007";
 pub const VONAGE_KEY: &str = "vonage-key";
 pub const VONAGE_SECRET: &str = "vonage-secret";
 /// The dispatcher's code key in tests.
@@ -84,6 +86,7 @@ impl Harness {
                 phone_number_id: "1234567890".into(),
                 template: "verification_code".into(),
             },
+            voice: self.voice_config(),
             relay: relay_config(),
         }
     }
@@ -91,6 +94,30 @@ impl Harness {
     /// Twilio, pointed at its stand-in.
     pub fn twilio_config(&self) -> SmsProviderConfig {
         twilio_config_at(self.twilio.uri())
+    }
+
+    /// Twilio's Calls API, pointed at the Twilio stand-in (calls are told
+    /// apart from messages by their path: [`twilio_calls_path`]).
+    pub fn voice_config(&self) -> VoiceConfig {
+        VoiceConfig::Twilio {
+            base_url: self.twilio.uri(),
+            account_sid: ACCOUNT.into(),
+            auth_token: SecretString::from("twilio-token"),
+            from: VOICE_FROM.into(),
+            status_callback: None,
+        }
+    }
+
+    /// Every call the Twilio stand-in was asked to place, as form fields.
+    pub async fn call_requests(&self) -> Vec<HashMap<String, String>> {
+        self.twilio
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == twilio_calls_path())
+            .map(form)
+            .collect()
     }
 
     /// Vonage, pointed at its stand-in.
@@ -182,13 +209,14 @@ impl Harness {
             .collect()
     }
 
-    /// Every request the Twilio stand-in received, as form fields.
+    /// Every message the Twilio stand-in received, as form fields.
     pub async fn sms_requests(&self) -> Vec<HashMap<String, String>> {
         self.twilio
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
+            .filter(|r| r.url.path() != twilio_calls_path())
             .map(form)
             .collect()
     }
@@ -254,4 +282,24 @@ impl wiremock::Respond for Stamped {
         self.at.lock().expect("stamps lock").push(chrono::Utc::now());
         self.template.clone()
     }
+}
+
+pub fn twilio_calls_path() -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/Calls.json")
+}
+
+/// The digits a call's TwiML reads (`1, 2, 3, …`), said the first time.
+pub fn code_in_twiml(twiml: &str) -> String {
+    let say = twiml
+        .split("<Say")
+        .nth(1)
+        .and_then(|s| s.split_once('>'))
+        .map(|(_, rest)| rest.split("</Say>").next().unwrap_or(""))
+        .expect("a <Say> in the TwiML");
+    let digits: Vec<&str> = say
+        .split([',', ' ', '.'])
+        .filter(|w| w.len() == 1 && w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(digits.len() >= 4, "a code read digit by digit in {twiml}");
+    digits.concat()
 }

@@ -25,7 +25,8 @@ pub struct CreatePhoneValidation {
     #[schema(value_type = String, pattern = r"^\+[0-9]{1,4}$", example = "+507")]
     pub country_code: Option<String>,
     /// National number; spaces, dashes, dots and parentheses are ignored.
-    /// It must be a number of that country that can receive an SMS.
+    /// It must be a number of that country that can receive an SMS (or,
+    /// when the code goes by voice calls alone, a call: fixed lines too).
     #[schema(value_type = StringOrNumber, example = "62617737")]
     pub phone: Option<StringOrNumber>,
     #[schema(value_type = ValidationMethod)]
@@ -127,7 +128,16 @@ impl NewValidation {
     /// the flow's test numbers, and a code may not live longer than the flow allows.
     pub fn check_against(&self, settings: &PhoneSettings) -> ApiResult<()> {
         let test_number = settings.test_code(self.phone.e164()).is_some();
-        if !self.phone.can_receive_sms() && !test_number {
+        // A code that goes by voice calls alone reaches fixed lines too.
+        let gateway = self.body.phone_gateway.unwrap_or(settings.phone_gateway);
+        let channels = shared::domain::workflow::channels(Some(settings), gateway);
+        let voice_only = !channels.is_empty() && channels.iter().all(|c| *c == Gateway::Voice);
+        let reachable = if voice_only {
+            self.phone.can_receive_call()
+        } else {
+            self.phone.can_receive_sms()
+        };
+        if !reachable && !test_number {
             return Err(ApiError::invalid("phone"));
         }
         // Geo permissions: by the number's region, not its calling code alone (`+1` is many countries).

@@ -24,6 +24,19 @@ pub async fn refusal(
     new: &NewValidation,
     settings: &PhoneSettings,
 ) -> ApiResult<Option<ApiError>> {
+    let phone = (new.phone.country().to_string(), new.phone.national());
+    let force = new.body.force.unwrap_or(false);
+    refusal_for(conn, client, (&phone.0, phone.1), force, settings).await
+}
+
+/// As [`refusal`], for a phone given as (country code, national number).
+pub async fn refusal_for(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    (country_code, national): (&str, &str),
+    force: bool,
+    settings: &PhoneSettings,
+) -> ApiResult<Option<ApiError>> {
     #[derive(sqlx::FromRow)]
     struct Window {
         last_sent_at: DateTime<Utc>,
@@ -33,8 +46,8 @@ pub async fn refusal(
     }
     let window: Option<Window> = sqlx::query_as(SEND_WINDOW)
         .bind(client)
-        .bind(new.phone.country().to_string())
-        .bind(new.phone.national())
+        .bind(country_code)
+        .bind(national)
         .fetch_optional(conn)
         .await?;
     let Some(Window {
@@ -53,7 +66,7 @@ pub async fn refusal(
         ));
     }
     let allowed_at = last + Duration::seconds(i64::from(settings.resend_cooldown_seconds));
-    if !new.body.force.unwrap_or(false) && allowed_at > now {
+    if !force && allowed_at > now {
         return Ok(Some(
             ApiError::conflict("otp_recently_sent").with_retry_after(seconds_until(now, allowed_at)),
         ));

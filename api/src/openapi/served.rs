@@ -143,6 +143,7 @@ fn links(operation_id: &str) -> Option<Value> {
         }),
         "createPhoneValidation" => json!({
             "GetPhoneValidation": {"operationId": "getPhoneValidation", "parameters": {"id": id}, "description": "Read the validation"},
+            "NextChannel": {"operationId": "nextChannelPhoneValidation", "parameters": {"id": id}, "description": "Send the code by the flow's next channel now"},
             "ValidatePhoneValidation": {
                 "operationId": "validatePhoneValidation",
                 "requestBody": {

@@ -43,6 +43,10 @@ pub fn router(state: AppState, documents: Router) -> Router {
         )
         .route("/phone-validations/stats", get(phone_validations::stats::stats))
         .route("/phone-validations/{id}", get(phone_validations::read::read))
+        .route(
+            "/phone-validations/{id}/next-channel",
+            post(phone_validations::next_channel::next_channel),
+        )
         .route("/fraud-guard/blocks", get(fraud_guard::list_blocks))
         .route("/fraud-guard/blocks/{prefix}", delete(fraud_guard::lift_block))
         .route("/safe-list", post(fraud_guard::add).get(fraud_guard::list))

@@ -13,6 +13,7 @@
 pub mod clients;
 pub mod flows;
 pub mod list;
+pub mod next_channel;
 pub mod projects;
 pub mod safe_list;
 pub mod validations;
@@ -25,6 +26,7 @@ pub fn statements() -> Statements {
     [
         clients::statements(),
         flows::statements(),
+        next_channel::statements(),
         projects::statements(),
         safe_list::statements(),
         validations::statements(),

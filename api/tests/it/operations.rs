@@ -80,6 +80,7 @@ async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
         ("/v2/phone-validations", vec!["get", "post"]),
         ("/v2/phone-validations/validate", vec!["post"]),
         ("/v2/phone-validations/{id}", vec!["get"]),
+        ("/v2/phone-validations/{id}/next-channel", vec!["post"]),
         ("/v2/phone-validations/stats", vec!["get"]),
         ("/v2/webhook-deliveries", vec!["get"]),
         ("/v2/fraud-guard/blocks", vec!["get"]),

@@ -2,7 +2,9 @@
 
 mod providers;
 
-pub use providers::{parse_routes, BreakerConfig, SmsConfig, SmsProviderConfig, TwilioSender, WhatsappConfig};
+pub use providers::{
+    parse_routes, BreakerConfig, SmsConfig, SmsProviderConfig, TwilioSender, VoiceConfig, WhatsappConfig,
+};
 
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
@@ -44,6 +46,7 @@ pub struct DispatcherConfig {
     pub receipt_sweep: Duration,
     pub sms: SmsConfig,
     pub whatsapp: WhatsappConfig,
+    pub voice: VoiceConfig,
     pub relay: RelayConfig,
 }
 
@@ -90,6 +93,7 @@ impl shared::process::Config for DispatcherConfig {
             receipt_sweep: Duration::from_millis(config::parse_or("EARLY_RECEIPT_SWEEP_MS", 5000u64)?.max(100)),
             sms: SmsConfig::from_env()?,
             whatsapp: WhatsappConfig::from_env()?,
+            voice: VoiceConfig::from_env()?,
             relay: RelayConfig::default(),
         })
     }

@@ -169,6 +169,47 @@ fn vonage_from_env(public: Option<&str>) -> Result<SmsProviderConfig, ConfigErro
     })
 }
 
+/// Who places voice calls (`VOICE_PROVIDER`, default `log`).
+#[derive(Clone, Debug)]
+pub enum VoiceConfig {
+    /// Print the call's TwiML (code included). Development only.
+    Log,
+    /// Twilio's Calls API.
+    Twilio {
+        base_url: String,
+        account_sid: String,
+        auth_token: SecretString,
+        /// `TWILIO_VOICE_FROM`, default `TWILIO_FROM`: a number of the account that can call.
+        from: String,
+        /// `{PUBLIC_BASE_URL}/callbacks/twilio/voice` when `PUBLIC_BASE_URL` is set.
+        status_callback: Option<String>,
+    },
+}
+
+impl VoiceConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match config::var_or("VOICE_PROVIDER", "log").as_str() {
+            "log" => Ok(VoiceConfig::Log),
+            "twilio" => {
+                let public = config::var("PUBLIC_BASE_URL").map(|url| url.trim_end_matches('/').to_owned());
+                Ok(VoiceConfig::Twilio {
+                    base_url: config::var_or("TWILIO_BASE_URL", "https://api.twilio.com"),
+                    account_sid: config::var("TWILIO_ACCOUNT_SID").ok_or(ConfigError::Missing("TWILIO_ACCOUNT_SID"))?,
+                    auth_token: config::secret("TWILIO_AUTH_TOKEN")?,
+                    from: config::var("TWILIO_VOICE_FROM")
+                        .or_else(|| config::var("TWILIO_FROM"))
+                        .ok_or(ConfigError::Missing("TWILIO_VOICE_FROM"))?,
+                    status_callback: public.map(|base| format!("{base}/callbacks/twilio/voice")),
+                })
+            }
+            other => Err(invalid(
+                "VOICE_PROVIDER",
+                format!("expected twilio or log, got {other:?}"),
+            )),
+        }
+    }
+}
+
 /// Where WhatsApp messages go.
 #[derive(Clone, Debug)]
 pub enum WhatsappConfig {

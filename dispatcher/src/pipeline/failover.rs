@@ -4,6 +4,7 @@
 //! (`whatsapp_failed`), while the code is valid. Claimed with a lease like a
 //! first send, so a duplicate message sends nothing twice.
 
+use super::send::Channel;
 use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
 use crate::providers::pacing::Admission;
 use crate::providers::{Provider, SendError};
@@ -62,14 +63,16 @@ impl Pipeline {
                 return Ok(Handled::Ack);
             }
         };
-        let sent = self.send_once(&route.provider, &target, &code).await;
+        let sent = self.send_once(&route.provider, &target, Channel::Sms, &code).await;
         report(route, &sent);
         drop(permit);
         match sent {
             Ok(sent) => {
                 let provider = route.provider.name();
                 let message_id = sent.message_id;
-                self.store.record_failover(id, cause, provider, &message_id).await?;
+                self.store
+                    .record_failover(id, cause, Channel::Sms.as_str(), provider, &message_id)
+                    .await?;
                 metrics::counter!("otp_failovers_total", "cause" => cause.to_owned(), "provider" => provider)
                     .increment(1);
                 tracing::info!(provider, %message_id, "the same code sent again by failover");

@@ -6,6 +6,7 @@
 mod failover;
 mod send;
 mod stage;
+mod workflow;
 
 pub(crate) use send::Channel;
 use stage::{stage, LEASE_MARGIN};
@@ -16,11 +17,21 @@ use crate::store::{Confirmation, Target};
 use chrono::Utc;
 use shared::amqp::retry;
 use shared::amqp::{BasicProperties, Delivery, Handled};
-use shared::domain::{FailedReason, Gateway, PhoneValidation};
+use shared::domain::{FailedReason, PhoneValidation};
 use shared::events::{Event, OtpFailover, OtpRequested};
 use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
+
+/// Delay tiers for workflow timers (`channelTimeoutSeconds`, 15..=900): a
+/// timer waits in the smallest tier that holds it, so it is late by at most
+/// that tier's jitter rather than queued behind a much longer one.
+pub const CHANNEL_TIMEOUT_TIERS: &[Duration] = &[
+    Duration::from_secs(15),
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(900),
+];
 
 impl Pipeline {
     /// The consumer's entry point.
@@ -28,7 +39,10 @@ impl Pipeline {
         let earlier = retry::attempts(&delivery.properties);
         // A failover names its cause; a first send does not.
         if let Ok(failover) = serde_json::from_slice::<OtpFailover>(&delivery.data) {
-            let outcome = self.failover(&failover, earlier).await;
+            let outcome = match shared::domain::workflow::step_of(&failover.cause) {
+                Some(index) => self.step(&failover, index, earlier).await,
+                None => self.failover(&failover, earlier).await,
+            };
             return self.settle(outcome, &failover, earlier).await;
         }
         let Ok(event) = serde_json::from_slice::<OtpRequested>(&delivery.data) else {
@@ -71,6 +85,10 @@ impl Pipeline {
         match plan::plan(validation, Utc::now()) {
             Plan::Skip => {
                 tracing::debug!(status = %validation.status, "already handled");
+                // A crash may have come between recording the send and
+                // parking the workflow's timer: park it again (a duplicate
+                // timer sends nothing twice).
+                self.rearm(&target).await?;
                 return Ok(Handled::Ack);
             }
             Plan::FailExpired => {
@@ -89,12 +107,12 @@ impl Pipeline {
         if !self.hash_and_claim(validation, &code).await? {
             return self.claimed_elsewhere(event, earlier).await;
         }
-        let channel = match validation.phone_gateway {
-            // A test number, or gateway `none`: nothing leaves the building.
-            _ if target.test_code().is_some() => return self.record_unsent(&validation.id, "test").await,
-            Gateway::None => return self.record_unsent(&validation.id, "none").await,
-            Gateway::Sms => Channel::Sms,
-            Gateway::Whatsapp => Channel::Whatsapp,
+        // A test number, or gateway `none`: nothing leaves the building.
+        if target.test_code().is_some() {
+            return self.record_unsent(&validation.id, "test").await;
+        }
+        let Some(channel) = Channel::of(validation.phone_gateway) else {
+            return self.record_unsent(&validation.id, "none").await;
         };
         self.deliver(event, &target, channel, &code, earlier).await
     }
@@ -130,6 +148,7 @@ impl Pipeline {
 
     async fn record_unsent(&self, id: &ObjectId, provider: &'static str) -> Result<Handled, PipelineError> {
         let sent = Confirmation {
+            channel: "none",
             provider,
             message_id: None,
             attempts: 0,

@@ -8,12 +8,12 @@ use crate::providers::pacing::{Admission, Permit};
 use crate::providers::redact::Redacted;
 use crate::providers::router::Route;
 use crate::providers::{AnyProvider, Outbound, Provider, SendError};
-use crate::store::{Confirmation, ProviderFailure, Target};
-use crate::text::sms_text;
+use crate::store::{Confirmation, ProviderFailure, Refused, Target};
+use crate::text::{sms_text, voice_twiml};
 use backon::BackoffBuilder;
 use chrono::Utc;
 use shared::amqp::Handled;
-use shared::domain::{FailedReason, Gateway};
+use shared::domain::{workflow, FailedReason, Gateway};
 use shared::events::OtpRequested;
 use shared::locale::Segments;
 use shared::otp::OtpCode;
@@ -42,6 +42,28 @@ pub(super) struct Sent {
 pub(crate) enum Channel {
     Sms,
     Whatsapp,
+    Voice,
+}
+
+impl Channel {
+    /// The channel a gateway sends by (`None` for gateway `none`).
+    pub(crate) fn of(gateway: Gateway) -> Option<Channel> {
+        match gateway {
+            Gateway::Sms => Some(Channel::Sms),
+            Gateway::Whatsapp => Some(Channel::Whatsapp),
+            Gateway::Voice => Some(Channel::Voice),
+            Gateway::None => None,
+        }
+    }
+
+    /// As in `providerConfirmation.channel`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Voice => "voice",
+        }
+    }
 }
 
 /// What waiting for a place in flight to a provider came to.
@@ -78,6 +100,7 @@ impl Pipeline {
         loop {
             let (provider, route) = match channel {
                 Channel::Whatsapp => (&self.whatsapp, None),
+                Channel::Voice => (&self.voice, None),
                 Channel::Sms => match self.sms.pick(calling_code, failed_last) {
                     Some(route) => (&route.provider, Some(route)),
                     None => {
@@ -107,18 +130,22 @@ impl Pipeline {
                 None => None,
             };
             attempts += 1;
-            let sent = self.send_once(provider, target, code).await;
+            let sent = self.send_once(provider, target, channel, code).await;
             if let Some(route) = route {
                 report(route, &sent);
             }
             drop(permit);
             let error = match sent {
-                Ok(sent) => return self.record_sent(target, provider.name(), &sent, attempts).await,
+                Ok(sent) => {
+                    return self
+                        .record_sent(target, channel, provider.name(), &sent, attempts)
+                        .await
+                }
                 Err(error) => error,
             };
             failed_last = Some(provider.name());
             match self
-                .after_failure(event, target, provider, &error, backoff.next(), attempts)
+                .after_failure(event, target, channel, provider, &error, backoff.next(), attempts)
                 .await?
             {
                 Next::Retry(wait) => tokio::time::sleep(wait).await,
@@ -176,10 +203,12 @@ impl Pipeline {
     }
 
     /// Decides and does what follows a failed attempt.
+    #[allow(clippy::too_many_arguments)]
     async fn after_failure(
         &self,
         event: &OtpRequested,
         target: &Target,
+        channel: Channel,
         provider: &AnyProvider,
         error: &SendError,
         backoff: Option<Duration>,
@@ -224,6 +253,22 @@ impl Pipeline {
                         .await?,
                 )
             }
+            AfterFailure::GiveUpRejected if self.next_step(target, channel).is_some() => {
+                let Some((index, _)) = self.next_step(target, channel) else {
+                    unreachable!("checked by the guard");
+                };
+                tracing::info!(error = %Redacted(error), "the channel refused the code; moving on to the next");
+                let refused = Refused {
+                    channel: channel.as_str(),
+                    provider: name,
+                    code: error.code(),
+                    message: error.message(),
+                };
+                self.store
+                    .move_on(&validation.id, None, &refused, &workflow::step_cause(index))
+                    .await?;
+                Next::Done(Handled::Ack)
+            }
             AfterFailure::GiveUpRejected => {
                 let reason = FailedReason::ProviderRejected;
                 Next::Done(
@@ -240,24 +285,26 @@ impl Pipeline {
         &self,
         provider: &AnyProvider,
         target: &Target,
+        channel: Channel,
         code: &OtpCode,
     ) -> Result<Sent, SendError> {
         let validation = &target.validation;
         let minutes = ((validation.expires_at - Utc::now()).num_seconds() + 59) / 60;
         let settings = target.settings.as_deref();
+        let (language, app, code_text) = (validation.language, validation.title(), code.expose());
+        let text = match channel {
+            Channel::Voice => voice_twiml(language, app, code_text, minutes, settings),
+            Channel::Sms | Channel::Whatsapp => sms_text(language, app, code_text, minutes, settings),
+        };
         let outbound = Outbound {
             to: validation.e164(),
-            text: sms_text(
-                validation.language,
-                validation.title(),
-                code.expose(),
-                minutes,
-                settings,
-            ),
+            text,
             code: code.expose().to_owned(),
             language: validation.language,
         };
-        let segments = (!matches!(provider, AnyProvider::Meta(_))).then(|| shared::locale::segments(&outbound.text));
+        // Segments are an SMS's (a call and a WhatsApp message have none).
+        let is_sms = matches!(channel, Channel::Sms) && !matches!(provider, AnyProvider::Meta(_));
+        let segments = is_sms.then(|| shared::locale::segments(&outbound.text));
         let started = Instant::now();
         let result = provider.send(&outbound).await;
         let name = provider.name();
@@ -281,12 +328,14 @@ impl Pipeline {
     async fn record_sent(
         &self,
         target: &Target,
+        channel: Channel,
         provider: &'static str,
         sent: &Sent,
         attempts: u32,
     ) -> Result<Handled, PipelineError> {
         let message_id = &sent.message_id;
         let sent = Confirmation {
+            channel: channel.as_str(),
             provider,
             message_id: Some(message_id),
             attempts,
@@ -294,8 +343,13 @@ impl Pipeline {
             segments: sent.segments,
         };
         let started = Instant::now();
-        self.store.mark_sent(&target.validation.id, &sent).await?;
+        let recorded = self.store.mark_sent(&target.validation.id, &sent).await?;
         stage("record", started);
+        if recorded {
+            // The workflow's timer, parked before the message is acked (a
+            // crash in between: the redelivered message arms it again).
+            self.arm_next(target, channel, sent.sent_at).await?;
+        }
         metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
         metrics::histogram!("otp_queue_lag_seconds")
             .record((sent.sent_at - target.validation.created_at).num_milliseconds() as f64 / 1000.0);

@@ -24,6 +24,8 @@ pub struct Pipeline {
     /// SMS providers, by route and circuit breaker.
     pub sms: SmsRouter,
     pub whatsapp: AnyProvider,
+    /// Who places voice calls.
+    pub voice: AnyProvider,
     /// Provider attempts in process before the message is parked.
     pub inline_attempts: usize,
     /// The delay tiers of the dispatch queue.

@@ -1,10 +1,17 @@
 //! The providers the configuration names, built once at start.
 
-use super::{AnyProvider, LogProvider, MetaWhatsapp, SmsRouter, Twilio, Vonage};
-use crate::config::{DispatcherConfig, SmsProviderConfig, WhatsappConfig};
+use super::{AnyProvider, LogProvider, MetaWhatsapp, SmsRouter, Twilio, TwilioVoice, Vonage};
+use crate::config::{DispatcherConfig, SmsProviderConfig, VoiceConfig, WhatsappConfig};
 use anyhow::Context;
 
-/// The SMS router and the WhatsApp provider.
+/// The configured providers, one per channel (SMS through its router).
+pub struct Providers {
+    pub sms: SmsRouter,
+    pub whatsapp: AnyProvider,
+    pub voice: AnyProvider,
+}
+
+/// The SMS router, the WhatsApp provider and the voice provider.
 ///
 /// One HTTP client for every provider. Its requests are HTTP/1.1 (reqwest
 /// is built without HTTP/2): one request per connection at a time, kept
@@ -13,7 +20,7 @@ use anyhow::Context;
 /// idle connections are kept per provider host: fewer, and a burst's
 /// connections would be closed after each answer and opened again (a TCP and
 /// TLS handshake each) for the next.
-pub fn build(config: &DispatcherConfig) -> anyhow::Result<(SmsRouter, AnyProvider)> {
+pub fn build(config: &DispatcherConfig) -> anyhow::Result<Providers> {
     let in_flight = usize::from(config.prefetch).max(1);
     let http = reqwest::Client::builder()
         .timeout(config.provider_timeout)
@@ -39,9 +46,29 @@ pub fn build(config: &DispatcherConfig) -> anyhow::Result<(SmsRouter, AnyProvide
             template: template.clone(),
         }),
     };
-    warn_if_log(&sms, &whatsapp);
-    let router = SmsRouter::new(sms, &config.sms.routes, config.sms.breaker, u32::from(config.prefetch));
-    Ok((router, whatsapp))
+    let voice = match &config.voice {
+        VoiceConfig::Log => AnyProvider::Log(LogProvider { channel: "voice" }),
+        VoiceConfig::Twilio {
+            base_url,
+            account_sid,
+            auth_token,
+            from,
+            status_callback,
+        } => AnyProvider::TwilioVoice(TwilioVoice {
+            http: http.clone(),
+            base_url: base_url.clone(),
+            account_sid: account_sid.clone(),
+            auth_token: auth_token.clone(),
+            from: from.clone(),
+            status_callback: status_callback.clone(),
+        }),
+    };
+    warn_if_log(&sms, &whatsapp, &voice);
+    Ok(Providers {
+        sms: SmsRouter::new(sms, &config.sms.routes, config.sms.breaker, u32::from(config.prefetch)),
+        whatsapp,
+        voice,
+    })
 }
 
 fn sms(config: &SmsProviderConfig, http: &reqwest::Client) -> AnyProvider {
@@ -78,11 +105,11 @@ fn sms(config: &SmsProviderConfig, http: &reqwest::Client) -> AnyProvider {
     }
 }
 
-fn warn_if_log(sms: &[AnyProvider], whatsapp: &AnyProvider) {
+fn warn_if_log(sms: &[AnyProvider], whatsapp: &AnyProvider, voice: &AnyProvider) {
     let logged = sms
         .iter()
         .map(|p| (p, "SMS_PROVIDER"))
-        .chain([(whatsapp, "WHATSAPP_PROVIDER")]);
+        .chain([(whatsapp, "WHATSAPP_PROVIDER"), (voice, "VOICE_PROVIDER")]);
     for (provider, variable) in logged {
         if matches!(provider, AnyProvider::Log(_)) {
             tracing::warn!(

@@ -15,7 +15,7 @@ pub mod vonage;
 pub use self::log::LogProvider;
 pub use meta::MetaWhatsapp;
 pub use router::SmsRouter;
-pub use twilio::Twilio;
+pub use twilio::{Twilio, TwilioVoice};
 pub use vonage::Vonage;
 
 use std::future::Future;
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub struct Outbound {
     /// E.164, e.g. `+50762617737`.
     pub to: String,
-    /// The full SMS text (code included).
+    /// The full SMS text (code included); for a call, its TwiML.
     pub text: String,
     /// The bare code, for WhatsApp templates.
     pub code: String,
@@ -114,6 +114,7 @@ pub trait Provider: Send + Sync {
 /// A configured provider, whichever it is.
 pub enum AnyProvider {
     Twilio(Twilio),
+    TwilioVoice(TwilioVoice),
     Vonage(Vonage),
     Meta(MetaWhatsapp),
     Log(LogProvider),
@@ -123,6 +124,7 @@ impl Provider for AnyProvider {
     fn name(&self) -> &'static str {
         match self {
             AnyProvider::Twilio(p) => p.name(),
+            AnyProvider::TwilioVoice(p) => p.name(),
             AnyProvider::Vonage(p) => p.name(),
             AnyProvider::Meta(p) => p.name(),
             AnyProvider::Log(p) => p.name(),
@@ -132,6 +134,7 @@ impl Provider for AnyProvider {
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
         match self {
             AnyProvider::Twilio(p) => p.send(message).await,
+            AnyProvider::TwilioVoice(p) => p.send(message).await,
             AnyProvider::Vonage(p) => p.send(message).await,
             AnyProvider::Meta(p) => p.send(message).await,
             AnyProvider::Log(p) => p.send(message).await,

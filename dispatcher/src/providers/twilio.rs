@@ -1,5 +1,6 @@
-//! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json`,
-//! form-encoded, HTTP basic auth (account SID and auth token).
+//! Twilio Programmable Messaging (`POST /2010-04-01/Accounts/{sid}/Messages.json`)
+//! and Programmable Voice (`POST /2010-04-01/Accounts/{sid}/Calls.json`, the
+//! call's TwiML inline), form-encoded, HTTP basic auth (account SID and auth token).
 
 use super::{Answer, Outbound, Provider, Receipt, SendError};
 use crate::config::TwilioSender;
@@ -50,23 +51,75 @@ impl Provider for Twilio {
         if let Some(callback) = &self.status_callback {
             form.push(("StatusCallback", callback.as_str()));
         }
-        let answer = Answer::of(
-            self.http
-                .post(url)
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-                .form(&form),
-        )
-        .await?;
-        if answer.status.is_success() {
-            let created: Created =
-                serde_json::from_slice(&answer.body).map_err(|_| answer.malformed("Twilio", "a message sid"))?;
-            return Ok(Receipt {
-                message_id: created.sid,
-            });
+        let request = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(&form);
+        created(request, PERMANENT_CODES, "a message sid").await
+    }
+}
+
+/// Twilio's answer to a create (a message or a call): the new resource's
+/// sid, or the failure, permanent when its code is one of `permanent`.
+async fn created(request: reqwest::RequestBuilder, permanent: &[i64], what: &str) -> Result<Receipt, SendError> {
+    let answer = Answer::of(request).await?;
+    if answer.status.is_success() {
+        let created: Created = serde_json::from_slice(&answer.body).map_err(|_| answer.malformed("Twilio", what))?;
+        return Ok(Receipt {
+            message_id: created.sid,
+        });
+    }
+    let error: Option<TwilioError> = serde_json::from_slice(&answer.body).ok();
+    let code = error.as_ref().and_then(|e| e.code);
+    let is_permanent = code.is_some_and(|c| permanent.contains(&c));
+    Err(answer.failure(code, error.and_then(|e| e.message), "Twilio", is_permanent, false))
+}
+
+/// Twilio error codes a call can never get past: invalid 'To' (21211,
+/// 13223, 13224), no permission to call that region (21215), a number
+/// that cannot be called (21216, 21217), an invalid or unverified 'From'
+/// (21210, 21212), the call limit of an unpaid account (21219).
+const CALL_PERMANENT_CODES: &[i64] = &[13223, 13224, 21210, 21211, 21212, 21215, 21216, 21217, 21219];
+
+/// Programmable Voice: a call that reads the code (the TwiML of
+/// `shared::locale::voice`), with a status callback when `PUBLIC_BASE_URL` is set.
+pub struct TwilioVoice {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// `TWILIO_VOICE_FROM` (default `TWILIO_FROM`).
+    pub from: String,
+    /// `StatusCallback`: where Twilio reports the call's end.
+    pub status_callback: Option<String>,
+}
+
+impl Provider for TwilioVoice {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    /// `message.text` is the call's TwiML.
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Calls.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        );
+        let mut form = vec![
+            ("To", message.to.as_str()),
+            ("From", self.from.as_str()),
+            ("Twiml", message.text.as_str()),
+        ];
+        if let Some(callback) = &self.status_callback {
+            form.push(("StatusCallback", callback.as_str()));
         }
-        let error: Option<TwilioError> = serde_json::from_slice(&answer.body).ok();
-        let code = error.as_ref().and_then(|e| e.code);
-        let permanent = code.is_some_and(|c| PERMANENT_CODES.contains(&c));
-        Err(answer.failure(code, error.and_then(|e| e.message), "Twilio", permanent, false))
+        let request = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(&form);
+        created(request, CALL_PERMANENT_CODES, "a call sid").await
     }
 }

@@ -13,6 +13,8 @@ mod providers;
 mod shutdown;
 mod throttling;
 mod twilio_contract;
+mod voice;
+mod workflow;
 
 /// Not a test: the API and the webhook worker of a `Stack` (`node_loss`) run
 /// as this test binary, told by `testkit::process::start_service` to run

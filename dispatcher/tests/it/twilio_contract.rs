@@ -1,4 +1,4 @@
-//! Twilio's own OpenAPI document judges our SMS requests: Stoplight Prism
+//! Twilio's own OpenAPI document judges our SMS and voice requests: Stoplight Prism
 //! serves `twilio_api_v2010.json` in mock mode and answers 422 to any request
 //! that does not match it. Both come from the npm registry and are installed
 //! into `target/prism` on first use (the repository commits neither).
@@ -36,15 +36,15 @@ async fn install_prism() -> (PathBuf, PathBuf) {
     (bin, spec)
 }
 
-#[tokio::test]
-async fn our_sms_requests_validate_against_twilios_openapi_document() {
+/// Prism serving Twilio's document on a free port, and its base URL.
+async fn start_prism() -> (tokio::process::Child, String) {
     let (bin, spec) = install_prism().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut prism = tokio::process::Command::new(bin)
+    let prism = tokio::process::Command::new(bin)
         .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
         .arg(&spec)
         .stdout(std::process::Stdio::null())
@@ -60,6 +60,12 @@ async fn our_sms_requests_validate_against_twilios_openapi_document() {
             .map(|_| ())
     })
     .await;
+    (prism, base)
+}
+
+#[tokio::test]
+async fn our_sms_requests_validate_against_twilios_openapi_document() {
+    let (mut prism, base) = start_prism().await;
 
     // The judge judges: a request missing `To` is refused with 422.
     let messages = format!("{base}/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
@@ -92,5 +98,49 @@ async fn our_sms_requests_validate_against_twilios_openapi_document() {
     let sid = sent["providerConfirmation"]["messageId"].as_str().unwrap();
     assert!(sid.starts_with("SM"), "{sid}");
     assert_eq!(sent["providerConfirmation"]["attempts"], 1, "accepted at the first try");
+    prism.kill().await.ok();
+}
+
+#[tokio::test]
+async fn our_calls_validate_against_twilios_openapi_document() {
+    let (mut prism, base) = start_prism().await;
+
+    // The judge judges: a call without `To` is refused with 422.
+    let calls = format!("{base}/2010-04-01/Accounts/{ACCOUNT}/Calls.json");
+    let refused = reqwest::Client::new()
+        .post(&calls)
+        .basic_auth(ACCOUNT, Some("token"))
+        .form(&[("From", "+15005550006"), ("Twiml", "<Response/>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+
+    let h = Harness::new().await;
+    let mut config = h.dispatcher_config();
+    // The call with everything it may carry, the status callback included.
+    if let dispatcher::config::VoiceConfig::Twilio {
+        base_url,
+        status_callback,
+        ..
+    } = &mut config.voice
+    {
+        *base_url = base.clone();
+        *status_callback = Some("https://otp.example.com/callbacks/twilio/voice".into());
+    }
+    h.start_dispatcher_with(config).await;
+    let (project, flow) = h.project_and_flow(json!({"phoneGateway": "voice"})).await;
+    // A Panamanian fixed line: a voice-only flow takes it.
+    let id = h.create_id(&project, &flow, "300-1234", json!({})).await;
+    let sent = h.settled(&id).await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let confirmation = &sent["providerConfirmation"];
+    assert_eq!(confirmation["channel"], "voice", "{sent}");
+    assert_eq!(confirmation["provider"], "twilio");
+    assert_eq!(confirmation["attempts"], 1, "accepted at the first try: {sent}");
+    assert!(
+        confirmation["messageId"].as_str().is_some_and(|sid| !sid.is_empty()),
+        "{sent}"
+    );
     prism.kill().await.ok();
 }

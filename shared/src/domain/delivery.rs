@@ -110,6 +110,19 @@ impl DeliveryStatus {
         })
     }
 
+    /// Twilio's `CallStatus` of a voice call: a call that was answered and
+    /// ran its course read the code (`completed`: delivered); one that was
+    /// busy, not answered, failed or canceled did not (`undelivered`).
+    pub fn from_twilio_call(status: &str) -> Option<Self> {
+        Some(match status {
+            "queued" | "initiated" => DeliveryStatus::Queued,
+            "ringing" | "in-progress" => DeliveryStatus::Sent,
+            "completed" => DeliveryStatus::Delivered,
+            "busy" | "no-answer" | "failed" | "canceled" => DeliveryStatus::Undelivered,
+            _ => return None,
+        })
+    }
+
     /// Meta's WhatsApp statuses (`sent`, `delivered`, `read`, `failed`).
     pub fn from_meta(status: &str) -> Option<Self> {
         Some(match status {
@@ -230,6 +243,19 @@ mod tests {
         );
         assert_eq!(DeliveryStatus::from_vonage("unknown"), None);
         assert_eq!(DeliveryStatus::from_meta("read"), Some(DeliveryStatus::Read));
+        assert_eq!(
+            DeliveryStatus::from_twilio_call("completed"),
+            Some(DeliveryStatus::Delivered)
+        );
+        for failed in ["busy", "no-answer", "failed", "canceled"] {
+            assert_eq!(
+                DeliveryStatus::from_twilio_call(failed),
+                Some(DeliveryStatus::Undelivered),
+                "{failed}"
+            );
+        }
+        assert_eq!(DeliveryStatus::from_twilio_call("ringing"), Some(DeliveryStatus::Sent));
+        assert_eq!(DeliveryStatus::from_twilio_call("answered-by-a-fax"), None);
     }
 
     #[test]

@@ -83,6 +83,8 @@ text_enum!(
     Gateway {
         Sms = "sms",
         Whatsapp = "whatsapp",
+        /// A phone call that reads the code (docs/contract.md §14).
+        Voice = "voice",
         /// Nothing is sent (the client delivers the code some other way, or a test number).
         None = "none",
     }

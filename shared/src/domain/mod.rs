@@ -6,6 +6,7 @@ pub mod fraud;
 mod phone;
 pub mod phone_validation;
 mod settings;
+pub mod workflow;
 
 /// The language of the texts a user receives: one of the built-in locales
 /// (`shared::locale`), under the name the contract gives the field.

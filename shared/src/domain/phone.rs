@@ -120,6 +120,19 @@ impl PhoneNumber {
         self.region.as_deref()
     }
 
+    /// A number a voice call can reach: a mobile or fixed line (or either),
+    /// VoIP or a personal number; not premium-rate, toll-free and the like.
+    pub fn can_receive_call(&self) -> bool {
+        matches!(
+            self.kind,
+            phonenumber::Type::Mobile
+                | phonenumber::Type::FixedLineOrMobile
+                | phonenumber::Type::FixedLine
+                | phonenumber::Type::Voip
+                | phonenumber::Type::PersonalNumber
+        )
+    }
+
     /// A valid mobile number (or one that may be either, as in the NANP):
     /// not premium-rate, shared-cost, UAN, toll-free, fixed-line and the like.
     pub fn can_receive_sms(&self) -> bool {
@@ -217,6 +230,8 @@ mod tests {
         assert!(!landline.can_receive_sms(), "fixed line");
         let panama_fixed = PhoneNumber::parse(panama(), "300-1234").unwrap();
         assert!(!panama_fixed.can_receive_sms());
+        assert!(panama_fixed.can_receive_call(), "a call reaches a fixed line");
+        assert!(landline.can_receive_call());
     }
 
     #[test]

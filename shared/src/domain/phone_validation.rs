@@ -99,6 +99,11 @@ pub struct ProviderConfirmation {
     status: String,
     /// `twilio`, `vonage`, `meta`, `log`, `test` or `none`.
     provider: String,
+    /// The channel of the current message: `sms`, `whatsapp` or `voice`.
+    channel: Option<String>,
+    /// Every message sent for this code, oldest first (a workflow's
+    /// channels, failovers), each with its last known delivery status.
+    history: Option<Vec<SentMessage>>,
     /// The provider's message id (Twilio's `SM…` sid, Vonage's message-id, Meta's `wamid.…`).
     message_id: Option<String>,
     /// Provider requests made.
@@ -112,7 +117,8 @@ pub struct ProviderConfirmation {
     delivered_at: Option<String>,
     /// The provider's error code of an undelivered or failed message.
     delivery_error_code: Option<String>,
-    /// Set when the code was sent again another way: `sms_undelivered` or `whatsapp_failed`.
+    /// Set when the code was sent again another way: `sms_undelivered`,
+    /// `whatsapp_failed`, or a workflow's next channel (`channel_1`, `channel_2`).
     failover: Option<String>,
     /// An SMS send: the parts it was billed as (docs/contract.md §14).
     segments: Option<i32>,
@@ -121,6 +127,23 @@ pub struct ProviderConfirmation {
     /// A send that failed: the provider's error code and message.
     error_code: Option<String>,
     error: Option<String>,
+}
+
+/// One message of `providerConfirmation.history`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // a schema, never built
+pub struct SentMessage {
+    /// `sms`, `whatsapp` or `voice`.
+    channel: String,
+    provider: String,
+    /// The provider's id of the message (Twilio's `CA…` sid for a call);
+    /// absent for a send the provider refused.
+    message_id: Option<String>,
+    #[schema(format = DateTime)]
+    sent_at: String,
+    /// As `deliveryStatus`; `failed` for a send the provider refused.
+    delivery_status: Option<String>,
 }
 
 pub const COLUMNS: &str = "id, client_id, project_id, project_flow_id, status, country_code, phone, \

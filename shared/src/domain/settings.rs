@@ -42,6 +42,16 @@ pub struct PhoneSettings {
     /// With gateway `whatsapp`: fall back to SMS when the number is not on WhatsApp.
     #[serde(default)]
     pub sms_fallback: bool,
+    /// The channels a code goes by, in order (`sms`, `whatsapp`, `voice`,
+    /// each at most once; default `[phoneGateway]`): the next one sends the
+    /// same code when `channelTimeoutSeconds` pass with the validation open,
+    /// or at once when the previous one failed for good.
+    #[serde(default)]
+    pub channels: Vec<Gateway>,
+    /// Seconds between one channel's send and the next channel's, 15..=900.
+    #[serde(default = "default_channel_timeout")]
+    #[schema(minimum = 15, maximum = 900)]
+    pub channel_timeout_seconds: u32,
     /// ISO 3166-1 alpha-2 regions numbers may belong to; empty: every country.
     #[serde(default)]
     pub allowed_countries: Vec<String>,
@@ -60,6 +70,18 @@ pub struct PhoneSettings {
     /// Android SMS Retriever: the app's 11-character hash on its own line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub android_app_hash: Option<String>,
+}
+
+fn default_channel_timeout() -> u32 {
+    60
+}
+
+/// A flow's default channels: its gateway alone (none for `none`).
+fn default_channels(gateway: Gateway) -> Vec<Gateway> {
+    match gateway {
+        Gateway::None => Vec::new(),
+        other => vec![other],
+    }
 }
 
 /// `rateLimits` of a flow (docs/contract.md §9): every field optional.
@@ -99,6 +121,8 @@ impl Default for PhoneSettings {
             webhook_url: None,
             test_numbers: BTreeMap::new(),
             sms_fallback: false,
+            channels: vec![Gateway::Sms],
+            channel_timeout_seconds: default_channel_timeout(),
             allowed_countries: Vec::new(),
             fraud_guard: GuardMode::Standard,
             rate_limits: RateLimits::default(),
@@ -133,6 +157,12 @@ pub struct PhoneSettingsPatch {
     pub webhook_url: Option<String>,
     pub test_numbers: Option<BTreeMap<String, String>>,
     pub sms_fallback: Option<bool>,
+    /// Ordered, each of `sms`, `whatsapp`, `voice` at most once; its first
+    /// is the gateway (`phoneGateway`, if given too, must be that one).
+    #[schema(min_items = 1, max_items = 3)]
+    pub channels: Option<Vec<Gateway>>,
+    #[schema(minimum = 15, maximum = 900)]
+    pub channel_timeout_seconds: Option<u32>,
     pub allowed_countries: Option<Vec<String>>,
     pub fraud_guard: Option<GuardMode>,
     pub rate_limits: Option<RateLimits>,
@@ -174,8 +204,15 @@ pub fn check_url(value: &str, field: &'static str) -> Result<(), SettingsError> 
 impl PhoneSettingsPatch {
     /// The patch over `base`, every field checked.
     pub fn apply(self, base: PhoneSettings) -> Result<PhoneSettings, SettingsError> {
+        let (phone_gateway, channels) = check_channels(self.phone_gateway, self.channels, &base)?;
         let settings = PhoneSettings {
-            phone_gateway: self.phone_gateway.unwrap_or(base.phone_gateway),
+            phone_gateway,
+            channels,
+            channel_timeout_seconds: in_range(
+                self.channel_timeout_seconds.unwrap_or(base.channel_timeout_seconds),
+                15..=900,
+                "channelTimeoutSeconds",
+            )?,
             otp_length: in_range(self.otp_length.unwrap_or(base.otp_length), 4..=10, "otpLength")?,
             otp_expires_in_seconds: in_range(
                 self.otp_expires_in_seconds.unwrap_or(base.otp_expires_in_seconds),
@@ -235,6 +272,41 @@ impl PhoneSettingsPatch {
         // with it (`PhoneSettings::check_templates`).
         settings.check_templates("")?;
         Ok(settings)
+    }
+}
+
+/// The gateway and the channels: given channels must be distinct sending
+/// channels and start with the gateway when both are given (the gateway
+/// becomes their first otherwise); a new gateway alone resets the channels
+/// to it; a stored flow without channels has its gateway's.
+fn check_channels(
+    gateway: Option<Gateway>,
+    channels: Option<Vec<Gateway>>,
+    base: &PhoneSettings,
+) -> Result<(Gateway, Vec<Gateway>), SettingsError> {
+    const FIELD: &str = "channels";
+    match channels {
+        Some(channels) => {
+            let Some(first) = channels.first().copied() else {
+                return Err(SettingsError(FIELD));
+            };
+            let distinct = channels.iter().enumerate().all(|(i, c)| !channels[..i].contains(c));
+            if channels.len() > 3 || !distinct || channels.contains(&Gateway::None) {
+                return Err(SettingsError(FIELD));
+            }
+            if gateway.is_some_and(|g| g != first) {
+                return Err(SettingsError(FIELD));
+            }
+            Ok((first, channels))
+        }
+        None => {
+            let gateway = gateway.unwrap_or(base.phone_gateway);
+            if base.channels.first() == Some(&gateway) {
+                Ok((gateway, base.channels.clone()))
+            } else {
+                Ok((gateway, default_channels(gateway)))
+            }
+        }
     }
 }
 
@@ -436,6 +508,47 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(stored.language, Some(Language::En));
+    }
+
+    #[test]
+    fn channels_are_ordered_distinct_and_start_with_the_gateway() {
+        let patch = |json: serde_json::Value| {
+            serde_json::from_value::<PhoneSettingsPatch>(json)
+                .unwrap()
+                .apply(PhoneSettings::default())
+        };
+        let defaults = patch(serde_json::json!({})).unwrap();
+        assert_eq!(defaults.channels, [Gateway::Sms]);
+        assert_eq!(defaults.channel_timeout_seconds, 60);
+        let workflow = patch(serde_json::json!({"channels": ["sms", "voice"], "channelTimeoutSeconds": 15})).unwrap();
+        assert_eq!(workflow.channels, [Gateway::Sms, Gateway::Voice]);
+        assert_eq!(workflow.phone_gateway, Gateway::Sms);
+        let voice = patch(serde_json::json!({"phoneGateway": "voice"})).unwrap();
+        assert_eq!(voice.channels, [Gateway::Voice]);
+        let none = patch(serde_json::json!({"phoneGateway": "none"})).unwrap();
+        assert!(none.channels.is_empty());
+        for bad in [
+            serde_json::json!({"channels": []}),
+            serde_json::json!({"channels": ["sms", "sms"]}),
+            serde_json::json!({"channels": ["sms", "none"]}),
+            serde_json::json!({"channels": ["sms", "voice"], "phoneGateway": "voice"}),
+        ] {
+            assert_eq!(patch(bad.clone()), Err(SettingsError("channels")), "{bad}");
+        }
+        for bad in [14, 901] {
+            assert_eq!(
+                patch(serde_json::json!({"channelTimeoutSeconds": bad})),
+                Err(SettingsError("channelTimeoutSeconds"))
+            );
+        }
+        // A stored flow from before channels existed reads as its gateway alone.
+        let stored: PhoneSettings = serde_json::from_value(serde_json::json!({
+            "phoneGateway": "whatsapp", "otpLength": 6, "otpExpiresInSeconds": 600, "maxAttempts": 3,
+            "resendCooldownSeconds": 60, "maxSendsPerHour": 10, "language": "en"}))
+        .unwrap();
+        assert!(stored.channels.is_empty());
+        let updated = PhoneSettingsPatch::default().apply(stored).unwrap();
+        assert_eq!(updated.channels, [Gateway::Whatsapp]);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! [`sweep`] applies what is left.
 
 use crate::domain::delivery::{failover_cause, DeliveryStatus, Report, ReportingProvider};
-use crate::domain::{Gateway, PhoneSettings, ValidationStatus};
+use crate::domain::{workflow, Gateway, PhoneSettings, ValidationStatus};
 use crate::events::OtpFailover;
 use crate::outbox::{self, OutboxMessage};
 use crate::ObjectId;
@@ -53,7 +53,16 @@ const UPDATE: &str = "UPDATE phone_validations AS v
             SET provider_confirmation = v.provider_confirmation
                     || jsonb_build_object('deliveryStatus', $2::text)
                     || CASE WHEN $3::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveredAt', $3::text) END
-                    || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END,
+                    || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END
+                    -- The message's entry in `history` gets its status too.
+                    || CASE WHEN jsonb_typeof(v.provider_confirmation->'history') = 'array'
+                            THEN jsonb_build_object('history', coalesce((
+                                SELECT jsonb_agg(CASE WHEN h->>'messageId' = $1
+                                                      THEN h || jsonb_build_object('deliveryStatus', $2::text)
+                                                      ELSE h END ORDER BY n)
+                                  FROM jsonb_array_elements(v.provider_confirmation->'history') WITH ORDINALITY AS e(h, n)),
+                                '[]'::jsonb))
+                            ELSE '{}'::jsonb END,
                 updated_at = now()
            FROM provider_messages AS m
           WHERE m.message_id = $1 AND m.provider = $6 AND v.id = m.validation_id
@@ -61,7 +70,7 @@ const UPDATE: &str = "UPDATE phone_validations AS v
             AND (CASE coalesce(v.provider_confirmation->>'deliveryStatus', 'queued')
                    WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'undelivered' THEN 2 WHEN 'failed' THEN 2
                    WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $5
-      RETURNING v.id, v.status, v.phone_gateway, v.expires_at,
+      RETURNING v.id, v.status, v.phone_gateway, v.expires_at, v.provider_confirmation->>'channel' AS channel,
                 (SELECT f.phone FROM project_flows AS f WHERE f.id = v.project_flow_id) AS settings";
 const REQUEST_FAILOVER: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
          ON CONFLICT (validation_id, cause) DO NOTHING";
@@ -220,6 +229,8 @@ struct Changed {
     status: ValidationStatus,
     phone_gateway: Gateway,
     expires_at: DateTime<Utc>,
+    /// The channel of the message reported on (absent before workflows).
+    channel: Option<String>,
     settings: Option<Json<PhoneSettings>>,
 }
 
@@ -256,9 +267,22 @@ async fn request_failover(
     changed: &Changed,
     report: &Report,
 ) -> Result<Option<OutboxMessage>, sqlx::Error> {
-    let sms_fallback = changed.settings.as_ref().is_some_and(|s| s.0.sms_fallback);
-    let Some(cause) = failover_cause(report, changed.phone_gateway, sms_fallback) else {
-        return Ok(None);
+    let settings = changed.settings.as_ref().map(|s| &s.0);
+    let sms_fallback = settings.is_some_and(|s| s.sms_fallback);
+    // A workflow moves on to its next channel; without one, the failovers
+    // of one channel (the next SMS provider, SMS instead of WhatsApp).
+    let channels = workflow::channels(settings, changed.phone_gateway);
+    let next = workflow::next(&channels, workflow::position(&channels, changed.channel.as_deref()));
+    let step;
+    let cause = match next {
+        Some((index, _)) if report.status.is_failure() => {
+            step = workflow::step_cause(index);
+            step.as_str()
+        }
+        _ => match failover_cause(report, changed.phone_gateway, sms_fallback) {
+            Some(cause) => cause,
+            None => return Ok(None),
+        },
     };
     let open = matches!(changed.status, ValidationStatus::New | ValidationStatus::Sent);
     if !open || changed.expires_at <= Utc::now() {

@@ -25,6 +25,7 @@ use axum::Router;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/twilio/status", post(twilio::status))
+        .route("/twilio/voice", post(twilio::voice))
         .route("/whatsapp", get(whatsapp::handshake).post(whatsapp::statuses))
         .route("/vonage/status", get(vonage::receipt_query).post(vonage::receipt_body))
 }

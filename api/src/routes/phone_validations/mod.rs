@@ -2,6 +2,7 @@
 //! read and list (docs/contract.md §4.2–4.4).
 
 pub mod create;
+pub mod next_channel;
 pub mod read;
 pub mod stats;
 pub mod validate;

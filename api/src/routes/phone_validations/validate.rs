@@ -94,7 +94,8 @@ pub fn decide(v: &PhoneValidation, now: DateTime<Utc>) -> Decision {
     }
 }
 
-fn refusal(decision: &Decision) -> ApiError {
+/// The answer a validate call gets for `decision` (other than `Compare`).
+pub(super) fn refusal(decision: &Decision) -> ApiError {
     match decision {
         Decision::AlreadyValidated => ApiError::conflict("phone_validation_already_validated"),
         Decision::Expired { .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, "phoneValidation_has_expired"),
