@@ -54,7 +54,8 @@ async fn a_voice_flow_calls_a_fixed_line_and_reads_the_code_twice_digit_by_digit
         "no PUBLIC_BASE_URL in the dispatcher"
     );
     let twiml = &call["Twiml"];
-    assert!(twiml.starts_with("<Response><Say language=\"en-US\">"), "{twiml}");
+    // No language anywhere: the number's country picks (+507 → es, said in es-MX).
+    assert!(twiml.starts_with("<Response><Say language=\"es-MX\">"), "{twiml}");
     assert!(twiml.ends_with("</Say></Response>"), "{twiml}");
     assert_eq!(twiml.matches("<Say ").count(), 2, "said twice: {twiml}");
     let code = code_in_twiml(twiml);
@@ -160,4 +161,34 @@ async fn call_status_callbacks_are_signed_and_map_to_delivery_statuses() {
     );
     let confirmation = h.validation(&id).await["providerConfirmation"].clone();
     assert_eq!(confirmation["deliveryStatus"], "undelivered", "{confirmation}");
+}
+
+#[tokio::test]
+async fn a_call_says_the_flows_voice_template_for_its_locale() {
+    let h = Harness::new().await;
+    let templates = json!({"voice": {"en": "{app} here. Your code is {code}."}});
+    let settings = json!({"language": "en", "templates": templates});
+    let (id, sent) = called(&h, "CAtemplate", settings, "300-1234", json!({})).await;
+    assert_eq!(sent["providerConfirmation"]["channel"], "voice", "{sent}");
+    assert!(
+        sent["providerConfirmation"].get("segments").is_none(),
+        "a call has no SMS segments: {sent}"
+    );
+    let calls = h.call_requests().await;
+    let twiml = &calls[0]["Twiml"];
+    assert!(twiml.starts_with("<Response><Say language=\"en-US\">"), "{twiml}");
+    assert_eq!(
+        twiml.matches("Verifik Client here. Your code is ").count(),
+        2,
+        "the template, said twice: {twiml}"
+    );
+    let code = code_in_twiml(twiml);
+    let right = h
+        .post(
+            "/v2/phone-validations/validate",
+            json!({"phone": "3001234", "countryCode": "+507", "otp": code}),
+        )
+        .await;
+    assert_eq!(right.status, 200, "{:?}", right.body);
+    assert_eq!(h.validation(&id).await["status"], "validated");
 }
