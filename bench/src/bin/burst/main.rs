@@ -247,21 +247,48 @@ async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result
         })
         .collect();
     let create_latency = std::sync::Mutex::new(Vec::with_capacity(args.count));
+    // What each refused or failed create got: a status and error code, or the transport error.
+    let refusals = std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new());
     let cpu_before = bench::cpu_by_command();
     let started = Instant::now();
     let results: Vec<(String, Instant, bool)> = futures_util::stream::iter(bodies)
         .map(|(to, body)| {
             let (http, url, bearer, create_latency) = (&setup.http, &url, &bearer, &create_latency);
+            let refusals = &refusals;
             async move {
                 let sent = Instant::now();
-                let ok = http
+                let answer = http
                     .post(url)
                     .header("authorization", bearer)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
+                    .await;
+                let ok = match answer {
+                    Ok(r) if r.status().is_success() => true,
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        let code = body["message"].as_str().unwrap_or("").to_owned();
+                        if let Ok(mut seen) = refusals.lock() {
+                            *seen.entry(format!("{status} {code}")).or_default() += 1;
+                        }
+                        false
+                    }
+                    Err(error) => {
+                        let kind = if error.is_timeout() {
+                            "timeout"
+                        } else if error.is_connect() {
+                            "connect"
+                        } else {
+                            "transport"
+                        };
+                        if let Ok(mut seen) = refusals.lock() {
+                            *seen.entry(kind.to_owned()).or_default() += 1;
+                        }
+                        false
+                    }
+                };
                 if let Ok(mut latencies) = create_latency.lock() {
                     latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                 }
@@ -281,6 +308,10 @@ async fn run(args: &Args, setup: &Setup, stand_ins: &StandIns) -> anyhow::Result
         creates_done.as_secs_f64(),
         args.count as f64 / creates_done.as_secs_f64()
     );
+    let refusals = refusals.into_inner().unwrap_or_default();
+    if !refusals.is_empty() {
+        println!("create errors: {refusals:?}");
+    }
     let (p50, p99, max) = bench::percentiles(create_latency.into_inner().unwrap_or_default());
     println!("create latency: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
     report_codes(stand_ins, &results, started, accepted);
