@@ -70,8 +70,11 @@ async fn validations(pool: &PgPool, url: &str, count: usize) -> anyhow::Result<V
     let client = ObjectId::new();
     let project = ObjectId::new();
     let flow = ObjectId::new();
-    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, 'bench', 'whsec_dGVzdA==')")
+    // Sealed as `otpctl` stores it: the worker refuses a plaintext secret.
+    let sealed = testkit::api::webhook_secret_keys().seal(client.as_str(), "whsec_dGVzdA==")?;
+    sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, 'bench', $2)")
         .bind(&client)
+        .bind(sealed)
         .execute(pool)
         .await?;
     sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'bench')")
