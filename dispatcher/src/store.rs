@@ -5,6 +5,13 @@
 //! a receipt their provider reported before that is applied
 //! (`shared::store::receipts`): one indexed probe per batch.
 
+mod failover;
+mod workflow;
+
+use failover::history_entry;
+pub use failover::FailoverClaim;
+pub use workflow::Refused;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 pub use shared::batch::StoreError;
@@ -12,8 +19,7 @@ pub use shared::batch::StoreError;
 use shared::batch::{Batcher, Duplicates};
 use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
 use shared::domain::{FailedReason, PhoneSettings};
-use shared::events::OtpFailover;
-use shared::outbox::{self, OutboxMessage, Relay};
+use shared::outbox::{OutboxMessage, Relay};
 use shared::store::{phone_validations, receipts};
 use shared::ObjectId;
 use sqlx::types::Json;
@@ -28,63 +34,6 @@ static LOAD_MANY: LazyLock<String> = LazyLock::new(|| {
            LEFT JOIN project_flows f ON f.id = v.project_flow_id"
     )
 });
-const CLAIM_FAILOVER: &str =
-    "UPDATE send_failovers SET lease_holder = $3, lease_until = now() + make_interval(secs => $4)
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL
-                AND (lease_until IS NULL OR lease_until < now())
-          RETURNING failed_provider";
-const FAILOVER_LEFT: &str = "SELECT EXTRACT(EPOCH FROM (lease_until - now()))::float8 FROM send_failovers
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL";
-const RECORD_FAILOVER: &str =
-    "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
-              WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3";
-const FAILOVER_CONFIRMATION: &str = "WITH v AS (
-                UPDATE phone_validations
-                   SET status = CASE WHEN status = 'new' THEN 'sent' ELSE status END,
-                       provider_confirmation = (coalesce(provider_confirmation, '{}'::jsonb)
-                           - 'deliveredAt' - 'deliveryErrorCode' - 'errorCode' - 'error')
-                           || jsonb_build_object('sent', true, 'status', 'ok', 'provider', $2::text,
-                                  'messageId', $3::text, 'sentAt', $4::text, 'deliveryStatus', 'queued',
-                                  'failover', $5::text, 'channel', $6::text,
-                                  'history', coalesce(provider_confirmation->'history', '[]'::jsonb) || $7::jsonb,
-                                  'attempts', coalesce((provider_confirmation->>'attempts')::int, 0) + 1),
-                       dispatch_lease_until = NULL, dispatch_lease_holder = NULL,
-                       updated_at = now()
-                 WHERE id = $1
-             RETURNING client_id, country_code, phone
-             )
-             UPDATE phone_send_windows AS w
-                SET last_sent_at = now(),
-                    sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
-               FROM v
-              WHERE w.client_id = v.client_id AND w.country_code = v.country_code AND w.phone = v.phone";
-const REMEMBER_MESSAGE: &str = "INSERT INTO provider_messages (message_id, validation_id, provider) VALUES ($1, $2, $3)
-             ON CONFLICT (message_id) DO NOTHING";
-const END_FAILOVER: &str = "UPDATE send_failovers
-                SET sent_at = CASE WHEN $4 THEN now() END, lease_until = NULL, lease_holder = NULL
-              WHERE validation_id = $1 AND cause = $2 AND sent_at IS NULL AND lease_holder = $3";
-
-const ENSURE_STEP: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, '')
-             ON CONFLICT (validation_id, cause) DO NOTHING";
-const REFUSE_FIRST_SEND: &str = "UPDATE phone_validations
-                    SET status = 'sent',
-                        provider_confirmation = coalesce(provider_confirmation, jsonb_build_object(
-                                'sent', false, 'status', 'error', 'provider', $3::text, 'channel', $4::text,
-                                'errorCode', $5::text, 'error', $6::text, 'attempts', 1))
-                            || jsonb_build_object('history',
-                                   coalesce(provider_confirmation->'history', '[]'::jsonb) || $7::jsonb),
-                        dispatch_lease_until = NULL, dispatch_lease_holder = NULL, updated_at = now()
-                  WHERE id = $1 AND status = 'new' AND dispatch_lease_holder = $2";
-const CLOSE_STEP: &str = "UPDATE send_failovers SET sent_at = now(), lease_until = NULL
-                      WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3 AND sent_at IS NULL";
-const REFUSAL_HISTORY: &str = "UPDATE phone_validations
-                            SET provider_confirmation = provider_confirmation || jsonb_build_object('history',
-                                    coalesce(provider_confirmation->'history', '[]'::jsonb) || $2::jsonb),
-                                updated_at = now()
-                          WHERE id = $1";
-const REQUEST_STEP: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
-             ON CONFLICT (validation_id, cause) DO NOTHING";
-
 /// A validation with the settings of its flow.
 #[derive(Clone)]
 pub struct Target {
@@ -275,208 +224,6 @@ impl Store {
     }
 }
 
-/// Who may send a failover now.
-pub enum FailoverClaim {
-    /// Ours, for the lease; avoid the provider whose message failed.
-    Claimed { failed_provider: String },
-    /// Sent (or closed) already: a duplicate message.
-    Done,
-    /// Another instance holds it for this long still.
-    Held(Duration),
-}
-
-impl Store {
-    /// Claims the failover of `id` for `cause` (see `migrations/0011`).
-    pub async fn claim_failover(&self, id: &ObjectId, cause: &str) -> Result<FailoverClaim, StoreError> {
-        let claimed: Option<String> = sqlx::query_scalar(CLAIM_FAILOVER)
-            .bind(id)
-            .bind(cause)
-            .bind(&self.holder)
-            .bind(self.lease.as_secs_f64())
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(failed_provider) = claimed {
-            return Ok(FailoverClaim::Claimed { failed_provider });
-        }
-        let held: Option<Option<f64>> = sqlx::query_scalar(FAILOVER_LEFT)
-            .bind(id)
-            .bind(cause)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match held.flatten() {
-            Some(left) => FailoverClaim::Held(Duration::from_secs_f64(left.max(0.0))),
-            None => FailoverClaim::Done,
-        })
-    }
-
-    /// Records the failover's message: it becomes the validation's current
-    /// one (`providerConfirmation`), found by the provider's next callback.
-    pub async fn record_failover(
-        &self,
-        id: &ObjectId,
-        cause: &str,
-        channel: &str,
-        provider: &str,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        let sent_at = Utc::now();
-        let entry = history_entry(channel, provider, Some(message_id), &sent_at, "queued");
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(RECORD_FAILOVER)
-            .bind(id)
-            .bind(cause)
-            .bind(&self.holder)
-            .bind(provider)
-            .bind(message_id)
-            .execute(&mut *tx)
-            .await?;
-        // The new message becomes the current one, joins the history, and
-        // counts in the phone's send ledger (every channel's sends count
-        // towards the cooldown and the hourly cap of later creates).
-        sqlx::query(FAILOVER_CONFIRMATION)
-            .bind(id)
-            .bind(provider)
-            .bind(message_id)
-            .bind(shared::time::format(&sent_at))
-            .bind(cause)
-            .bind(channel)
-            .bind(Json(json!([entry])))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(REMEMBER_MESSAGE)
-            .bind(message_id)
-            .bind(id)
-            .bind(provider)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        apply_early_receipts(&self.pool, &self.relay, &[(provider, message_id)]).await;
-        Ok(())
-    }
-
-    /// Ends a failover without a message (no other provider, a refusal, or
-    /// the validation moved on), or gives it back (`close = false`) for a retry.
-    pub async fn end_failover(&self, id: &ObjectId, cause: &str, close: bool) -> Result<(), StoreError> {
-        sqlx::query(END_FAILOVER)
-            .bind(id)
-            .bind(cause)
-            .bind(&self.holder)
-            .bind(close)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-}
-
-/// A send the provider refused for good, as a `providerConfirmation.history` entry.
-pub struct Refused<'a> {
-    pub channel: &'a str,
-    pub provider: &'a str,
-    pub code: Option<&'a str>,
-    pub message: &'a str,
-}
-
-impl Store {
-    /// Makes sure step `cause` of a workflow has its row (a timer's step
-    /// gets it when it comes due), so it can be claimed like any failover.
-    pub async fn ensure_step(&self, id: &ObjectId, cause: &str) -> Result<(), StoreError> {
-        sqlx::query(ENSURE_STEP)
-            .bind(id)
-            .bind(cause)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A channel refused the code for good: in one transaction, the refusal
-    /// joins `providerConfirmation.history`, the send we hold is settled
-    /// (the first send, whose validation becomes `sent` so it is never sent
-    /// again; or the step `cause`), and the `next` step is requested through
-    /// the outbox, so no crash can lose it. Nothing when the send is no
-    /// longer ours.
-    pub async fn move_on(
-        &self,
-        id: &ObjectId,
-        cause: Option<&str>,
-        refused: &Refused<'_>,
-        next: &str,
-    ) -> Result<(), StoreError> {
-        let entry = json!({
-            "channel": refused.channel,
-            "provider": refused.provider,
-            "sentAt": shared::time::format(&Utc::now()),
-            "deliveryStatus": "failed",
-            "errorCode": refused.code,
-            "error": refused.message,
-        });
-        let mut tx = self.pool.begin().await?;
-        let settled = match cause {
-            None => sqlx::query(REFUSE_FIRST_SEND)
-                .bind(id)
-                .bind(&self.holder)
-                .bind(refused.provider)
-                .bind(refused.channel)
-                .bind(refused.code)
-                .bind(refused.message)
-                .bind(Json(json!([entry])))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            Some(cause) => {
-                let closed = sqlx::query(CLOSE_STEP)
-                    .bind(id)
-                    .bind(cause)
-                    .bind(&self.holder)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if closed == 1 {
-                    sqlx::query(REFUSAL_HISTORY)
-                        .bind(id)
-                        .bind(Json(json!([entry])))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                closed
-            }
-        };
-        if settled == 0 {
-            return Ok(());
-        }
-        let inserted = sqlx::query(REQUEST_STEP)
-            .bind(id)
-            .bind(next)
-            .bind(refused.provider)
-            .execute(&mut *tx)
-            .await?;
-        let message = if inserted.rows_affected() == 1 {
-            Some(outbox::enqueue(&mut tx, &OtpFailover::new(id.clone(), next)).await?)
-        } else {
-            None
-        };
-        tx.commit().await?;
-        self.relay.publish_soon(message);
-        Ok(())
-    }
-}
-
-/// One entry of `providerConfirmation.history`.
-fn history_entry(
-    channel: &str,
-    provider: &str,
-    message_id: Option<&str>,
-    sent_at: &DateTime<Utc>,
-    status: &str,
-) -> serde_json::Value {
-    json!({
-        "channel": channel,
-        "provider": provider,
-        "messageId": message_id,
-        "sentAt": shared::time::format(sent_at),
-        "deliveryStatus": status,
-    })
-}
-
 #[derive(sqlx::FromRow)]
 struct Row {
     #[sqlx(flatten)]
@@ -517,20 +264,10 @@ fn touched(ids: Vec<ObjectId>) -> Vec<(ObjectId, ())> {
 /// Every statement of the dispatcher (those of the status machine it runs
 /// are `shared::store`'s), for the schema check.
 pub fn statements() -> shared::db::Statements {
-    [
-        ("dispatcher.load_many", LOAD_MANY.as_str()),
-        ("dispatcher.claim_failover", CLAIM_FAILOVER),
-        ("dispatcher.failover_left", FAILOVER_LEFT),
-        ("dispatcher.record_failover", RECORD_FAILOVER),
-        ("dispatcher.failover_confirmation", FAILOVER_CONFIRMATION),
-        ("dispatcher.remember_message", REMEMBER_MESSAGE),
-        ("dispatcher.end_failover", END_FAILOVER),
-        ("dispatcher.ensure_step", ENSURE_STEP),
-        ("dispatcher.refuse_first_send", REFUSE_FIRST_SEND),
-        ("dispatcher.close_step", CLOSE_STEP),
-        ("dispatcher.refusal_history", REFUSAL_HISTORY),
-        ("dispatcher.request_step", REQUEST_STEP),
-    ]
-    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
-    .into()
+    [("dispatcher.load_many", LOAD_MANY.as_str())]
+        .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
+        .into_iter()
+        .chain(failover::statements())
+        .chain(workflow::statements())
+        .collect()
 }

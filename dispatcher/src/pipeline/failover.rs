@@ -6,7 +6,8 @@
 
 use super::send::Channel;
 use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
-use crate::providers::pacing::Admission;
+use crate::providers::pacing::{Admission, Permit};
+use crate::providers::router::Route;
 use crate::providers::{Provider, SendError};
 use crate::store::FailoverClaim;
 use chrono::Utc;
@@ -48,20 +49,8 @@ impl Pipeline {
         };
         let length = u8::try_from(validation.otp_length).unwrap_or(6);
         let code = self.codes.code(id.as_str(), length);
-        // Within the claim's lease a place in flight, or the failover waits
-        // in a delay tier (as long as the provider's rest, if it asked one).
-        let permit = match route.pacer.admit(self.store.lease() / 2).await {
-            Admission::Go(permit) => permit,
-            Admission::Resting(wait) => {
-                self.store.end_failover(id, cause, false).await?;
-                self.park(event, earlier, wait.max(self.first_delay)).await?;
-                return Ok(Handled::Ack);
-            }
-            Admission::Busy => {
-                self.store.end_failover(id, cause, false).await?;
-                self.park(event, earlier, self.first_delay).await?;
-                return Ok(Handled::Ack);
-            }
+        let Some(permit) = self.admit_claimed(route, event, earlier, cause).await? else {
+            return Ok(Handled::Ack);
         };
         let sent = self.send_once(&route.provider, &target, Channel::Sms, &code).await;
         report(route, &sent);
@@ -89,5 +78,27 @@ impl Pipeline {
                 Ok(Handled::Ack)
             }
         }
+    }
+
+    /// A place in flight to `route` for the claimed `send_failovers` row
+    /// `cause` (a failover or a workflow step), within the claim's lease; or,
+    /// when the provider is busy or resting, the claim is given back and the
+    /// message waits in a delay tier (as long as the provider's rest, if it
+    /// asked one): `None`, and the message is settled.
+    pub(super) async fn admit_claimed<'r>(
+        &self,
+        route: &'r Route,
+        event: &OtpFailover,
+        earlier: u32,
+        cause: &str,
+    ) -> Result<Option<Permit<'r>>, PipelineError> {
+        let wait = match route.pacer.admit(self.store.lease() / 2).await {
+            Admission::Go(permit) => return Ok(Some(permit)),
+            Admission::Resting(wait) => wait.max(self.first_delay),
+            Admission::Busy => self.first_delay,
+        };
+        self.store.end_failover(&event.validation_id, cause, false).await?;
+        self.park(event, earlier, wait).await?;
+        Ok(None)
     }
 }

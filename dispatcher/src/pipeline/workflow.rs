@@ -11,7 +11,6 @@
 
 use super::send::Channel;
 use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
-use crate::providers::pacing::Admission;
 use crate::providers::{Provider, SendError};
 use crate::store::{FailoverClaim, Refused, Target};
 use chrono::{DateTime, Utc};
@@ -145,18 +144,9 @@ impl Pipeline {
         // An SMS step takes a place in flight to its provider like any send
         // (or waits in a delay tier while the provider rests).
         let permit = match route {
-            Some(route) => match route.pacer.admit(self.store.lease() / 2).await {
-                Admission::Go(permit) => Some(permit),
-                Admission::Resting(wait) => {
-                    self.store.end_failover(id, cause, false).await?;
-                    self.park(event, earlier, wait.max(self.first_delay)).await?;
-                    return Ok(Handled::Ack);
-                }
-                Admission::Busy => {
-                    self.store.end_failover(id, cause, false).await?;
-                    self.park(event, earlier, self.first_delay).await?;
-                    return Ok(Handled::Ack);
-                }
+            Some(route) => match self.admit_claimed(route, event, earlier, cause).await? {
+                Some(permit) => Some(permit),
+                None => return Ok(Handled::Ack),
             },
             None => None,
         };
