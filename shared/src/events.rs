@@ -13,6 +13,11 @@ pub mod routing {
     pub const OTP_FAILOVER: &str = "otp.failover";
     pub const VALIDATED: &str = "phone_validation.validated";
     pub const FAILED: &str = "phone_validation.failed";
+    /// Lifecycle events for webhook endpoints (docs/contract.md §13): a code
+    /// left through a provider, a provider's delivery receipt.
+    pub const SENT: &str = "phone_validation.sent";
+    pub const DELIVERED: &str = "phone_validation.delivered";
+    pub const UNDELIVERED: &str = "phone_validation.undelivered";
     /// The fraud guard blocked a prefix (docs/contract.md §9): a webhook to the flow.
     pub const FRAUD_GUARD_BLOCKED: &str = "fraud_guard.blocked";
 }
@@ -194,6 +199,58 @@ impl Event for ValidationEvent {
         match self.kind {
             ValidationEventType::Validated => routing::VALIDATED,
             ValidationEventType::Failed => routing::FAILED,
+        }
+    }
+    fn event_id(&self) -> &str {
+        self.event_id.as_str()
+    }
+}
+
+/// A lifecycle event of a validation for webhook endpoints (docs/contract.md
+/// §13): `phone_validation_sent`, `_delivered` or `_undelivered`. Like
+/// [`FraudGuardBlocked`] it carries only the validation's id: the webhook
+/// worker reads the validation when it fans the event out, so the hot path
+/// that records a send builds no JSON of the record. Producers write these
+/// only when the client has an enabled endpoint subscribed to the type (the
+/// condition is part of the statement that writes the outbox row).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleEvent {
+    pub event_id: ObjectId,
+    #[serde(rename = "type")]
+    pub kind: crate::domain::WebhookEventType,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub occurred_at: DateTime<Utc>,
+    pub data: ValidationRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRef {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+}
+
+impl LifecycleEvent {
+    pub fn new(kind: crate::domain::WebhookEventType, validation: ObjectId) -> Self {
+        Self {
+            event_id: ObjectId::new(),
+            kind,
+            occurred_at: Utc::now(),
+            data: ValidationRef { id: validation },
+        }
+    }
+}
+
+impl Event for LifecycleEvent {
+    fn routing_key(&self) -> &'static str {
+        use crate::domain::WebhookEventType as Kind;
+        match self.kind {
+            Kind::Sent => routing::SENT,
+            Kind::Delivered => routing::DELIVERED,
+            Kind::Undelivered => routing::UNDELIVERED,
+            Kind::Validated => routing::VALIDATED,
+            Kind::Failed => routing::FAILED,
+            Kind::FraudGuardBlocked => routing::FRAUD_GUARD_BLOCKED,
         }
     }
     fn event_id(&self) -> &str {

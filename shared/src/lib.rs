@@ -16,6 +16,7 @@ pub mod ops;
 pub mod otp;
 pub mod outbox;
 pub mod process;
+pub mod ssrf;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -118,7 +118,14 @@ impl Topology {
         self.declare_work_queue(
             channel,
             &self.webhook_queue(),
-            &[routing::VALIDATED, routing::FAILED, routing::FRAUD_GUARD_BLOCKED],
+            &[
+                routing::VALIDATED,
+                routing::FAILED,
+                routing::FRAUD_GUARD_BLOCKED,
+                routing::SENT,
+                routing::DELIVERED,
+                routing::UNDELIVERED,
+            ],
         )
         .await?;
         Ok(())

@@ -6,6 +6,7 @@ pub mod fraud;
 mod phone;
 pub mod phone_validation;
 mod settings;
+pub mod webhooks;
 pub mod workflow;
 
 /// The language of the texts a user receives: one of the built-in locales
@@ -15,3 +16,4 @@ pub use enums::{FailedReason, FlowType, Gateway, ValidationMethod, ValidationSta
 pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
 pub use phone_validation::PhoneValidation;
 pub use settings::{check_url, IpLimits, PhoneSettings, PhoneSettingsPatch, RateLimits, SettingsError};
+pub use webhooks::WebhookEventType;
