@@ -243,11 +243,12 @@ pub fn form(request: &wiremock::Request) -> HashMap<String, String> {
     url::form_urlencoded::parse(&request.body).into_owned().collect()
 }
 
-/// The digits of the code inside an SMS body.
+/// The digits of the code inside an SMS body: the first run of 4 or more
+/// ASCII digits, whatever surrounds it (Chinese and Japanese texts put no
+/// space around the code).
 pub fn code_in(body: &str) -> String {
-    body.split_whitespace()
-        .map(|w| w.trim_end_matches('.'))
-        .find(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() >= 4)
         .expect("a code in the message")
         .to_owned()
 }
@@ -302,4 +303,17 @@ pub fn code_in_twiml(twiml: &str) -> String {
         .collect();
     assert!(digits.len() >= 4, "a code read digit by digit in {twiml}");
     digits.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_code_is_found_with_or_without_spaces_around_it() {
+        assert_eq!(
+            super::code_in("Your Acme verification code is 123456. It expires in 10 minutes."),
+            "123456"
+        );
+        assert_eq!(super::code_in("您的Acme验证码是1234567，10分钟内有效。"), "1234567");
+        assert_eq!(super::code_in("Acmeの認証コードは0042です。"), "0042");
+    }
 }
