@@ -52,8 +52,9 @@ export async function render(root, _args, current) {
     h("details", {},
       h("summary", {}, "Per-day numbers (table)"),
       table("Per day", [{ label: "Day" }, ...COLUMNS], days.map((d) => [d.key, ...cells(d)]), { id: "per-day" })),
-    h("div", { class: "grid2" },
-      table("Per channel", [{ label: "Channel" }, ...COLUMNS], byChannel.map((r) => [r.key, ...cells(r)]), { id: "per-channel" }),
+    h("div", { class: "scroll" },
+      table("Per channel", [{ label: "Channel" }, ...COLUMNS], byChannel.map((r) => [r.key, ...cells(r)]), { id: "per-channel" })),
+    h("div", { class: "scroll" },
       table("Per country", [{ label: "Country" }, ...COLUMNS], byCountry.map((r) => [r.key, ...cells(r)]), { id: "per-country" })),
   );
 }

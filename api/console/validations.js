@@ -3,7 +3,7 @@
 // attempts, the outcome, and its webhook attempts.
 
 import { get, query } from "./api.js";
-import { attempt, field, h, table, time, when } from "./dom.js";
+import { append, attempt, field, h, table, time, when } from "./dom.js";
 
 const STATUSES = ["", "new", "sent", "validated", "failed"];
 const PAGE_SIZE = 20;
@@ -72,7 +72,8 @@ function events(v, deliveries) {
       add(pc.deliveredAt || pc.sentAt, receipt, ["undelivered", "failed"].includes(pc.deliveryStatus) ? "bad" : "good");
     }
   }
-  add(null, `Code attempts: ${v.attempts} of ${v.maxAttempts}.`, v.attempts ? "bad" : undefined);
+  const closedAt = v.status === "validated" ? v.validatedAt : v.status === "failed" ? v.updatedAt : null;
+  add(closedAt, `Code attempts: ${v.attempts} of ${v.maxAttempts}.`, v.attempts ? "bad" : undefined);
   if (v.status === "validated") add(v.validatedAt, "Outcome: validated.", "good");
   else if (v.status === "failed") add(v.updatedAt, `Outcome: failed (${v.failedReason || "no reason"}).`, "bad");
   else add(null, `Outcome: still open (${v.status}).`);
@@ -93,15 +94,16 @@ async function timeline(root, id, current) {
   root.append(heading);
   const [validation, deliveries] = await Promise.all([
     get(`/v2/phone-validations/${encodeURIComponent(id)}`),
-    get(`/v2/webhook-deliveries${query({ validation: id, limit: 100 })}`).catch(() => ({ data: [] })),
+    get(`/v2/webhook-deliveries${query({ validation: id, limit: 100 })}`).catch((error) => ({ data: [], error })),
   ]);
   if (!current()) return;
   const v = validation.data;
-  root.append(
+  append(root, [
     h("p", {}, `Status `, h("strong", { id: "validation-status" }, v.status), ` · project ${v.project} · flow ${v.projectFlow}`),
     h("h3", {}, "Timeline"),
     h("ol", { class: "timeline", id: "timeline" },
       events(v, deliveries.data).map((e) => h("li", { class: e.tone }, e.at ? time(e.at) : null, e.text))),
-  );
+    deliveries.error ? h("p", { class: "muted" }, `Its webhook attempts could not be read: ${deliveries.error.message}`) : null,
+  ]);
   heading.focus();
 }

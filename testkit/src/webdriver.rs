@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// The key of an element reference in the W3C protocol.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long `wait_*` polls before failing the test.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A chromedriver process and one headless Chromium session.
 pub struct Browser {
@@ -175,6 +175,23 @@ impl Browser {
             .await
     }
 
+    /// A PNG of the viewport.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        let png = self
+            .command(reqwest::Method::GET, &self.session_path("/screenshot"), None)
+            .await;
+        decode_base64(png.as_str().unwrap_or_default())
+    }
+
+    /// With `CONSOLE_SCREENSHOTS` set to a directory, saves a PNG of the
+    /// page there as `<name>.png` (to look at what a test saw).
+    pub async fn snapshot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
+            let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+            std::fs::write(&path, self.screenshot().await).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+    }
+
     /// Every element matching `css` now (possibly none).
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         let body = json!({"using": "css selector", "value": css});
@@ -295,6 +312,28 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Standard base64 (the screenshot's encoding) without a dependency.
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut bits, mut buffer) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+    for sextet in text.bytes().filter_map(value) {
+        buffer = (buffer << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
 }
 
 impl Drop for Browser {

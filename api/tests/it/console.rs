@@ -12,6 +12,10 @@ use testkit::TestApp;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/// At most two browsers (and their APIs) at once: a browser test on a
+/// machine the rest of the suite keeps busy should wait its turn, not time out.
+static LANES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The Enter key, as WebDriver types it.
 const ENTER: &str = "\u{E007}";
 
@@ -159,6 +163,7 @@ async fn the_console_is_served_from_the_binary_under_its_policy() {
 
 #[tokio::test]
 async fn signing_in_keeps_the_token_in_session_storage_and_out_of_every_url() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
     let stored = browser
@@ -197,10 +202,12 @@ async fn signing_in_keeps_the_token_in_session_storage_and_out_of_every_url() {
 
 #[tokio::test]
 async fn a_refused_token_is_explained_in_words_and_not_kept() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let app = TestApp::spawn().await;
     let browser = open(&app, "not-a-token").await;
     let alert = browser.wait_contains("#alert", "The client token was refused").await;
     assert!(alert.contains("401 invalid_token"), "{alert}");
+    browser.snapshot("refused").await;
     let stored = browser
         .execute("return sessionStorage.getItem('otpConsoleToken')", vec![])
         .await;
@@ -233,6 +240,7 @@ async fn a_refused_token_is_explained_in_words_and_not_kept() {
 
 #[tokio::test]
 async fn the_overview_shows_the_numbers_of_what_was_created() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let codes = [("62610001", "111111"), ("62610002", "222222"), ("62610003", "333333")];
     for (phone, code) in codes {
@@ -289,6 +297,7 @@ async fn the_overview_shows_the_numbers_of_what_was_created() {
         chart[3]
     );
     assert_eq!(chart[4], 30);
+    browser.snapshot("overview").await;
     let today = Utc::now().format("%Y-%m-%d").to_string();
     let rows = browser
         .execute(
@@ -301,6 +310,7 @@ async fn the_overview_shows_the_numbers_of_what_was_created() {
 
 #[tokio::test]
 async fn a_validation_is_found_and_its_timeline_tells_its_story() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let (app, project, flow) = TestApp::with_flow(json!({})).await;
     let other = app.sent_validation(&project, &flow, "62610009", "999999").await;
     let id = app.sent_validation(&project, &flow, "62610001", "123456").await;
@@ -310,12 +320,17 @@ async fn a_validation_is_found_and_its_timeline_tells_its_story() {
     assert_eq!(right.status, StatusCode::OK);
     // What the dispatcher and the receipts would have written: an SMS that
     // was not delivered, then a WhatsApp failover that was.
-    let now = Utc::now();
+    let created: chrono::DateTime<Utc> = app.validation(&id).await["createdAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (first, second, delivered) = (
-        now - Span::seconds(50),
-        now - Span::seconds(40),
-        now - Span::seconds(35),
+        created + Span::seconds(1),
+        created + Span::seconds(61),
+        created + Span::seconds(64),
     );
+    let (validated, notified) = (created + Span::seconds(90), created + Span::seconds(91));
     let confirmation = json!({
         "sent": true, "status": "ok", "provider": "meta", "channel": "whatsapp", "messageId": "wamid.ABC",
         "attempts": 1, "sentAt": iso(second), "deliveryStatus": "delivered", "deliveredAt": iso(delivered),
@@ -325,18 +340,20 @@ async fn a_validation_is_found_and_its_timeline_tells_its_story() {
             {"channel": "whatsapp", "provider": "meta", "messageId": "wamid.ABC", "sentAt": iso(second), "deliveryStatus": "delivered"}
         ]
     });
-    sqlx::query("UPDATE phone_validations SET provider_confirmation = $2 WHERE id = $1")
+    sqlx::query("UPDATE phone_validations SET provider_confirmation = $2, validated_at = $3 WHERE id = $1")
         .bind(&id)
         .bind(&confirmation)
+        .bind(validated)
         .execute(&app.pool)
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO webhook_deliveries (event_id, event_type, validation_id, client_id, url, attempt, status_code, latency_ms, outcome)
-         VALUES ('evt_1', 'phone_validation.validated', $1, $2, 'https://hooks.example.com/otp', 1, 200, 12, 'delivered')",
+        "INSERT INTO webhook_deliveries (event_id, event_type, validation_id, client_id, url, attempt, attempted_at, status_code, latency_ms, outcome)
+         VALUES ('evt_1', 'phone_validation.validated', $1, $2, 'https://hooks.example.com/otp', 1, $3, 200, 12, 'delivered')",
     )
     .bind(&id)
     .bind(app.client.to_string())
+    .bind(notified)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -380,8 +397,14 @@ async fn a_validation_is_found_and_its_timeline_tells_its_story() {
     let sms = timeline.find("SM0123").unwrap();
     let failover = timeline.find("Failover").unwrap();
     let whatsapp = timeline.find("Sent by whatsapp").unwrap();
-    assert!(sms < failover && failover < whatsapp, "{timeline}");
+    let created = timeline.find("Created").unwrap();
+    let outcome = timeline.find("Outcome").unwrap();
+    assert!(
+        created < sms && sms < failover && failover < whatsapp && whatsapp < outcome,
+        "{timeline}"
+    );
     assert_eq!(browser.text_of("#validation-status").await, "validated");
+    browser.snapshot("timeline").await;
 
     // By id: straight to the timeline; an unknown id is explained.
     visit(&browser, "validations").await;
@@ -401,6 +424,7 @@ async fn a_validation_is_found_and_its_timeline_tells_its_story() {
 
 #[tokio::test]
 async fn the_fraud_guard_page_lifts_a_block_and_keeps_the_safe_list() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let (app, _project, flow) = TestApp::with_flow(json!({})).await;
     sqlx::query(
         "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
@@ -445,6 +469,7 @@ async fn the_fraud_guard_page_lifts_a_block_and_keeps_the_safe_list() {
     let listed = app.get("/v2/safe-list").await;
     assert_eq!(listed.data()[0]["phone"], "62612345");
     assert_eq!(browser.text_of("#alert").await, "");
+    browser.snapshot("fraud").await;
 
     browser
         .click_on("button[aria-label='Remove +507 62612345 from the safe list']")
@@ -455,6 +480,7 @@ async fn the_fraud_guard_page_lifts_a_block_and_keeps_the_safe_list() {
 
 #[tokio::test]
 async fn the_flows_page_previews_templates_with_their_segments() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let (app, _project, flow) = TestApp::with_flow(json!({
         "templates": {"sms": {"en": "Your {app} code: {code}"}}
     }))
@@ -488,6 +514,7 @@ async fn the_flows_page_previews_templates_with_their_segments() {
         .wait_contains("#preview-text", "Verifik Client: 123456. Keep this code")
         .await;
     browser.wait_contains("#preview-segments", "2 segments, GSM-7").await;
+    browser.snapshot("flows").await;
     let stored = app.get(&format!("/v2/project-flows/{flow}")).await;
     assert_eq!(stored.data()["phone"]["templates"]["sms"]["en"], json!(long));
 
@@ -515,6 +542,7 @@ async fn the_flows_page_previews_templates_with_their_segments() {
 #[tokio::test]
 #[ignore = "needs /v2/webhook-endpoints"]
 async fn the_webhooks_page_adds_rotates_and_disables_endpoints() {
+    let _lane = LANES.acquire().await.expect("a lane");
     let app = TestApp::spawn().await;
     let browser = signed_in(&app).await;
     visit(&browser, "webhooks").await;
