@@ -36,6 +36,9 @@ const WORDS = {
   invalid_language: "That language is not one of the built-in locales.",
   invalid_url: "That URL cannot receive webhooks (it must be a public http(s) address).",
   invalid_eventTypes: "One of the event types is unknown.",
+  webhookEndpoint_disabled: "That endpoint is disabled: enable it first.",
+  webhookEndpoint_not_found: "No webhook endpoint with that id was found.",
+  webhookMessage_not_found: "No webhook message with that event id was found (messages are kept for 30 days).",
 };
 
 const NAMES = {

@@ -5,7 +5,7 @@
 import { api, get, post, query } from "./api.js";
 import { attempt, field, h, say, table, time, when } from "./dom.js";
 
-const STATES = ["", "pending", "delivered", "failed", "retrying", "dead_lettered"];
+const STATES = ["", "pending", "delivered", "failed"];
 
 function eventTypeName(item) {
   return typeof item === "string" ? item : item.name || item.type || item.eventType || String(item);
@@ -129,7 +129,7 @@ export async function render(root, _args, current) {
             h("button", { type: "button", "aria-label": `Resend ${m.eventId}`, onclick: async () => {
               const body = endpointFilter.value ? { endpoint: endpointFilter.value } : {};
               const resent = await attempt(() => post(`/v2/webhook-messages/${encodeURIComponent(m.eventId)}/resend`, body));
-              if (resent) say(`${m.eventId} is queued again.`);
+              if (resent) say(`${m.eventId}: ${resent.data.queued} delivery(ies) queued again.`);
             } }, "Resend")),
         ]), { id: "messages-table" }),
       h("div", { class: "row" },
