@@ -528,6 +528,17 @@ async fn the_flows_page_previews_templates_with_their_segments() {
         "{alert}"
     );
 
+    // A setting changed: the code is longer, and so is the preview's.
+    browser.fill("#setting-otpLength", "8").await;
+    browser.click_on("#settings-form button[type=submit]").await;
+    browser.wait_contains("#status", "Settings saved.").await;
+    browser.wait_contains("#flow-settings", "otpLength\n8").await;
+    browser
+        .wait_contains("#preview-text", "Verifik Client: 12345678. Keep")
+        .await;
+    let stored = app.get(&format!("/v2/project-flows/{flow}")).await;
+    assert_eq!(stored.data()["phone"]["otpLength"], 8);
+
     // Another locale falls back to the built-in text; the voice channel has no segments.
     browser.fill("#template-locale", "es").await;
     let channel = browser.find("#template-channel").await;
