@@ -45,6 +45,9 @@ export async function render(root, _args, current) {
     const answer = await get(`/v2/webhook-endpoints${query({ limit: 100 })}`);
     endpoints = answer.data;
     drawEndpoints();
+    const chosen = endpointFilter.value;
+    endpointFilter.replaceChildren(h("option", { value: "" }, "any"),
+      endpoints.map((e) => h("option", { value: e._id, selected: e._id === chosen }, e.url)));
   };
   const drawEndpoints = () => {
     const needle = filter.value.trim().toLowerCase();

@@ -102,6 +102,7 @@ impl Browser {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
             "goog:chromeOptions": options,
+            "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let created = browser
             .command(reqwest::Method::POST, "/session", Some(capabilities))
@@ -173,6 +174,28 @@ impl Browser {
         let body = json!({"script": script, "args": args});
         self.command(reqwest::Method::POST, &self.session_path("/execute/sync"), Some(body))
             .await
+    }
+
+    /// The browser console's messages since the last call (Chromium's
+    /// log endpoint): each `"LEVEL message"`.
+    pub async fn console_log(&self) -> Vec<String> {
+        let body = json!({"type": "browser"});
+        let entries = self
+            .command(reqwest::Method::POST, &self.session_path("/se/log"), Some(body))
+            .await;
+        entries
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["level"].as_str().unwrap_or_default(),
+                    e["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
     }
 
     /// A PNG of the viewport.
