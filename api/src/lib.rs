@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod create;
 pub mod envelope;
 pub mod error;

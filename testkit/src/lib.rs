@@ -27,6 +27,7 @@ pub mod logs;
 pub mod process;
 pub mod schema;
 pub mod stack;
+pub mod webdriver;
 pub mod webhooks;
 
 pub use api::{create_client, Response, TestApp};

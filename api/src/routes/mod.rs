@@ -58,6 +58,7 @@ pub fn router(state: AppState, documents: Router) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
         .merge(documents)
+        .merge(crate::console::router())
         // Liveness on the public port too, for load balancers that can only
         // probe the port they send traffic to; the rest is on `OPS_ADDR`.
         .merge(shared::ops::liveness())

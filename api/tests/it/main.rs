@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broker_outage;
+mod console;
 mod content;
 mod fraud_guard;
 mod fraud_guard_upkeep;
