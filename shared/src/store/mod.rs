@@ -3,6 +3,7 @@
 //! neither. `phone_validations` moves the status machine; `receipts`
 //! records what providers report, and the failovers that follow.
 
+pub mod lifecycle;
 pub mod phone_validations;
 pub mod receipts;
 
