@@ -217,6 +217,9 @@ pub struct RecordedSends {
     pub events: Vec<outbox::OutboxMessage>,
 }
 
+/// A recorded send and its event's outbox row (id, event id, body), if written.
+type RecordedRow = (ObjectId, Option<i64>, Option<String>, Option<String>);
+
 /// Records the providers' confirmations (JSON text) of sends `holder` holds:
 /// `new` becomes `sent` (a validation the user already validated, or one
 /// that failed meanwhile, keeps its status and gains the confirmation), and
@@ -232,7 +235,7 @@ pub async fn record_sends(
 ) -> Result<RecordedSends, sqlx::Error> {
     let occurred_at = lifecycle::occurred_now();
     let event_ids: Vec<ObjectId> = ids.iter().map(|_| ObjectId::new()).collect();
-    let rows: Vec<(ObjectId, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(&RECORD_SENDS)
+    let rows: Vec<RecordedRow> = sqlx::query_as(&RECORD_SENDS)
         .bind(ids)
         .bind(confirmations)
         .bind(holder)
