@@ -64,7 +64,14 @@ async fn an_expired_open_validation_fails_once_and_the_rest_are_left_alone() {
     let unexpired = app.create_id(&project, &flow, "62647703", json!({})).await;
     let validated = app.sent_validation(&project, &flow, "62647704", "654321").await;
     assert_eq!(app.validate("62647704", json!("654321")).await.status, 200);
-    for id in [&fresh, &sent, &validated] {
+    // A send a dispatcher holds is left to it (it gives up as `provider_unavailable`).
+    let held = app.create_id(&project, &flow, "62647708", json!({})).await;
+    sqlx::query("UPDATE phone_validations SET dispatch_lease_holder = 'elsewhere', dispatch_lease_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(&held)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for id in [&fresh, &sent, &validated, &held] {
         expire(&app.pool, id, 1.0).await;
     }
     let events = published(&app).await;
@@ -81,6 +88,7 @@ async fn an_expired_open_validation_fails_once_and_the_rest_are_left_alone() {
     }
     assert_eq!(status_and_reason(&app, &unexpired).await.0, "new");
     assert_eq!(status_and_reason(&app, &validated).await.0, "validated");
+    assert_eq!(status_and_reason(&app, &held).await.0, "new", "held by a dispatcher");
 
     // A validate call on the expired code answers so, and emits nothing more.
     assert_eq!(app.validate("62647702", json!("123456")).await.status, 412);

@@ -51,12 +51,17 @@ static SUPERSEDE: LazyLock<String> = LazyLock::new(|| {
 /// The expiry sweep's batch: open validations past `expiresAt`, oldest
 /// first, on the partial index `phone_validations_open_expiry_idx`; rows
 /// another sweeper (or a validate call) holds are skipped, not waited for.
+/// A send a dispatcher holds a lease on is left to it: it is at the
+/// provider, and gives up as `provider_unavailable` when no provider took
+/// the code in time (a dead holder's lease runs out within
+/// `DISPATCH_LEASE_SECONDS`, and the sweep takes the row then).
 static EXPIRE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE phone_validations AS v
             SET status = 'failed', failed_reason = 'expired', updated_at = now()
            FROM (SELECT id FROM phone_validations
                   WHERE status IN ('new', 'sent') AND expires_at <= now()
+                    AND (dispatch_lease_until IS NULL OR dispatch_lease_until < now())
                   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS due
           WHERE v.id = due.id AND v.status IN ('new', 'sent')
       RETURNING {}",
