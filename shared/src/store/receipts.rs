@@ -2,6 +2,8 @@
 //! transactions: the status lands in `providerConfirmation` (never moving
 //! back), and a failure that another provider or channel may get past
 //! queues one failover, through the outbox, while the code is still valid.
+//! A report that makes the message delivered or undelivered writes its
+//! lifecycle event in the same statement, for clients with an endpoint for it.
 //!
 //! A report only changes messages its own provider sent (`provider_messages`
 //! is matched on message id *and* provider). A report about a message whose
