@@ -23,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 const ENQUEUE: &str =
     "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id";
-const ENQUEUE_MANY: &str = "INSERT INTO outbox (routing_key, message_id, payload)
-          SELECT e.routing_key, e.message_id, e.payload::jsonb
+/// `created_at` is the insert's own time, not the transaction's start: the
+/// sweeper takes rows by age, and a batch's transaction may have run a while.
+const ENQUEUE_MANY: &str = "INSERT INTO outbox (routing_key, message_id, payload, created_at)
+          SELECT e.routing_key, e.message_id, e.payload::jsonb, clock_timestamp()
             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(routing_key, message_id, payload, n)
            ORDER BY e.n
        RETURNING id, message_id";

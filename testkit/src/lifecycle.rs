@@ -88,9 +88,13 @@ impl Published {
 }
 
 /// Once the outbox is empty (every event confirmed), takes every event
-/// waiting on the `otp.webhooks` queue (no webhook worker runs in these tests).
+/// waiting on the `otp.webhooks` queue (no webhook worker runs in these
+/// tests), each once: the outbox publishes at least once, and a second copy
+/// of an event carries the same `eventId` (consumers drop it), so the copies
+/// are dropped here too and a duplicate *event* still shows.
 pub async fn published(app: &TestApp) -> Vec<Published> {
     app.wait_outbox_empty().await;
+    let mut seen = std::collections::HashSet::new();
     crate::infra::drain(&app.amqp, &app.topology.webhook_queue())
         .await
         .into_iter()
@@ -98,5 +102,6 @@ pub async fn published(app: &TestApp) -> Vec<Published> {
             routing_key: m.delivery.routing_key.to_string(),
             body: serde_json::from_slice(&m.delivery.data).expect("a JSON event"),
         })
+        .filter(|event| seen.insert(event.body["eventId"].as_str().unwrap_or_default().to_owned()))
         .collect()
 }
