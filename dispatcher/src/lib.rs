@@ -5,6 +5,7 @@
 //! in-process with their own database, queues and provider stand-ins.
 
 pub mod config;
+pub mod expiry;
 pub mod hashing;
 pub mod pipeline;
 pub mod plan;
@@ -33,6 +34,8 @@ pub struct Dispatcher {
     consumer: Consumer,
     /// The sweep of delivery receipts kept before their send was recorded.
     receipts: receipts::Sweep,
+    /// The sweep that fails open validations past their expiry.
+    expiry: expiry::Sweep,
 }
 
 impl Service for Dispatcher {
@@ -92,6 +95,13 @@ impl Service for Dispatcher {
                 .min()
                 .unwrap_or(Duration::from_secs(5)),
         });
+        let expiry = expiry::Sweep {
+            pool: pool.clone(),
+            relay: pipeline.relay.clone(),
+            every: config.expiry_sweep,
+            batch: config.expiry_batch,
+            cancel: cancel.clone(),
+        };
         let receipts = receipts::Sweep {
             pool,
             relay: pipeline.relay.clone(),
@@ -102,12 +112,14 @@ impl Service for Dispatcher {
             pipeline,
             consumer,
             receipts,
+            expiry,
         })
     }
 
     /// Consumes until cancelled, then finishes in-flight sends and returns.
     async fn run(self) -> anyhow::Result<()> {
         self.receipts.spawn();
+        self.expiry.spawn();
         self.consumer.run(self.pipeline).await
     }
 }

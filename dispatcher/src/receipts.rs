@@ -41,7 +41,7 @@ fn spawn(pool: PgPool, relay: Relay, every: Duration, cancel: CancellationToken)
                     if !applied.is_empty() || purged > 0 {
                         tracing::info!(applied = applied.len(), purged, "early receipts swept");
                     }
-                    relay.publish_soon(applied.into_iter().filter_map(|a| a.failover));
+                    relay.publish_soon(applied.into_iter().flat_map(receipts::Applied::messages));
                 }
                 Err(error) => tracing::warn!(%error, "early receipt sweep failed; trying again next tick"),
             }

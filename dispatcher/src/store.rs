@@ -3,7 +3,9 @@
 //! through `shared::batch`; the status changes themselves are the status
 //! machine's (`shared::store::phone_validations`). Once sends are recorded,
 //! a receipt their provider reported before that is applied
-//! (`shared::store::receipts`): one indexed probe per batch.
+//! (`shared::store::receipts`): one indexed probe per batch. Recording a
+//! send that left through a provider queues its `phone_validation_sent`
+//! event in the same statement, for clients with a webhook endpoint for it.
 
 mod failover;
 mod workflow;
@@ -114,13 +116,15 @@ impl Store {
                 let (confirmations, messages): (Vec<String>, Vec<_>) =
                     sends.into_iter().map(|s| (s.confirmation, s.message)).unzip();
                 let recorded = phone_validations::record_sends(&pool, ids, confirmations, &holder).await?;
+                // Committed (one statement): their `phone_validation_sent` events go out.
+                relay.publish_soon(recorded.events);
                 let messages: Vec<(&str, &str)> = messages
                     .iter()
                     .flatten()
                     .map(|(provider, id)| (provider.as_str(), id.as_str()))
                     .collect();
                 apply_early_receipts(&pool, &relay, &messages).await;
-                Ok(touched(recorded))
+                Ok(touched(recorded.ids))
             }
         });
         Self {
@@ -251,7 +255,7 @@ async fn load_many(pool: PgPool, ids: Vec<ObjectId>) -> Result<Vec<(ObjectId, Ta
 /// loses nothing: the receipts stay kept, and the sweep applies them.
 async fn apply_early_receipts(pool: &PgPool, relay: &Relay, messages: &[(&str, &str)]) {
     match receipts::apply_waiting(pool, messages).await {
-        Ok(applied) => relay.publish_soon(applied.into_iter().filter_map(|a| a.failover)),
+        Ok(applied) => relay.publish_soon(applied.into_iter().flat_map(receipts::Applied::messages)),
         Err(error) => tracing::warn!(%error, "could not apply early receipts now; the sweep will"),
     }
 }

@@ -23,6 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 const ENQUEUE: &str =
     "INSERT INTO outbox (routing_key, message_id, payload) VALUES ($1, $2, $3::text::jsonb) RETURNING id";
+/// `created_at` is the insert's own time, not the transaction's start: the
+/// sweeper takes rows by age, and a batch's transaction may have run a while.
+const ENQUEUE_MANY: &str = "INSERT INTO outbox (routing_key, message_id, payload, created_at)
+          SELECT e.routing_key, e.message_id, e.payload::jsonb, clock_timestamp()
+            FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(routing_key, message_id, payload, n)
+           ORDER BY e.n
+       RETURNING id, message_id";
 const DELETE_PUBLISHED: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 const PENDING: &str = "SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) AS o";
 const SWEEP: &str = "SELECT id, routing_key, message_id, payload FROM outbox
@@ -87,6 +94,31 @@ pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<Out
         .fetch_one(conn)
         .await?;
     Ok(prepared.into_message(id))
+}
+
+/// Writes `events` to the outbox inside the caller's transaction, with one
+/// multi-row statement (the expiry sweep's batch of `failed` events).
+pub async fn enqueue_many(conn: &mut PgConnection, events: Vec<Prepared>) -> Result<Vec<OutboxMessage>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let routing_keys: Vec<&str> = events.iter().map(|e| e.routing_key).collect();
+    let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+    let payloads: Vec<&str> = events.iter().map(Prepared::payload_text).collect();
+    let rows: Vec<(i64, String)> = sqlx::query_as(ENQUEUE_MANY)
+        .bind(routing_keys)
+        .bind(message_ids)
+        .bind(payloads)
+        .fetch_all(conn)
+        .await?;
+    let mut ids: std::collections::HashMap<String, i64> = rows.into_iter().map(|(id, m)| (m, id)).collect();
+    Ok(events
+        .into_iter()
+        .filter_map(|e| {
+            let id = ids.remove(&e.message_id)?;
+            Some(e.into_message(id))
+        })
+        .collect())
 }
 
 /// When the sweeper runs and what it takes.
@@ -291,6 +323,7 @@ pub async fn sweep_once(pool: &PgPool, broker: &Broker, older_than: Duration) ->
 pub fn statements() -> crate::db::Statements {
     [
         ("outbox.enqueue", ENQUEUE),
+        ("outbox.enqueue_many", ENQUEUE_MANY),
         ("outbox.delete_published", DELETE_PUBLISHED),
         ("outbox.pending", PENDING),
         ("outbox.sweep", SWEEP),

@@ -78,6 +78,8 @@ impl Harness {
             retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(3)],
             lease: Duration::from_secs(3),
             receipt_sweep: Duration::from_millis(500),
+            expiry_sweep: Duration::from_millis(200),
+            expiry_batch: 1000,
             sms: SmsConfig::single(self.twilio_config()),
             whatsapp: WhatsappConfig::Meta {
                 base_url: self.whatsapp.uri(),

@@ -13,6 +13,8 @@
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
 //! - [`stack`]: all three services as child processes, for failover tests;
 //! - [`cluster`]: a throwaway three-node RabbitMQ cluster;
+//! - [`lifecycle`]: webhook endpoints, validations expired in bulk, and the
+//!   lifecycle events published;
 //! - [`logs`]: log lines captured, for tests of what must not be logged.
 
 #![allow(clippy::expect_used)] // test support: a failed setup step should stop the test loudly
@@ -23,6 +25,7 @@ pub mod callbacks;
 pub mod cluster;
 pub mod dispatch;
 pub mod infra;
+pub mod lifecycle;
 pub mod logs;
 pub mod process;
 pub mod schema;

@@ -44,6 +44,12 @@ pub struct DispatcherConfig {
     /// `EARLY_RECEIPT_SWEEP_MS`: how often each instance applies the receipts
     /// a crash left unapplied and purges old ones (default 5000; see `receipts`).
     pub receipt_sweep: Duration,
+    /// `EXPIRY_SWEEP_MS`: the expiry sweep's pause after a batch that was
+    /// not full, jittered up to twice this (default 5000; see `expiry`).
+    pub expiry_sweep: Duration,
+    /// `EXPIRY_SWEEP_BATCH`: validations the expiry sweep fails per
+    /// transaction (default 1000).
+    pub expiry_batch: i64,
     pub sms: SmsConfig,
     pub whatsapp: WhatsappConfig,
     pub voice: VoiceConfig,
@@ -91,6 +97,8 @@ impl shared::process::Config for DispatcherConfig {
             retry_schedule,
             lease: Duration::from_secs(config::parse_or("DISPATCH_LEASE_SECONDS", 10u64)?.max(1)),
             receipt_sweep: Duration::from_millis(config::parse_or("EARLY_RECEIPT_SWEEP_MS", 5000u64)?.max(100)),
+            expiry_sweep: Duration::from_millis(config::parse_or("EXPIRY_SWEEP_MS", 5000u64)?.max(100)),
+            expiry_batch: config::parse_or("EXPIRY_SWEEP_BATCH", 1000i64)?.clamp(1, 10_000),
             sms: SmsConfig::from_env()?,
             whatsapp: WhatsappConfig::from_env()?,
             voice: VoiceConfig::from_env()?,

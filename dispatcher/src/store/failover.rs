@@ -1,12 +1,18 @@
 //! Failovers and workflow steps: each is a `send_failovers` row claimed with
 //! a lease, so a duplicate or redelivered message never sends it twice; its
-//! send is recorded as the validation's current message and joins the history.
+//! send is recorded as the validation's current message and joins the
+//! history, and queues its `phone_validation_sent` event for the client's
+//! webhook endpoints in the same statement.
 
 use super::{apply_early_receipts, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use shared::domain::WebhookEventType;
+use shared::events::routing;
+use shared::store::lifecycle;
 use shared::ObjectId;
 use sqlx::types::Json;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 const CLAIM_FAILOVER: &str =
@@ -19,10 +25,17 @@ const FAILOVER_LEFT: &str = "SELECT EXTRACT(EPOCH FROM (lease_until - now()))::f
 const RECORD_FAILOVER: &str =
     "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
               WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3";
-const FAILOVER_CONFIRMATION: &str = "WITH v AS (
+/// The failover's message becomes the validation's current one, counts in
+/// the phone's send ledger, and (when the client has an endpoint for it)
+/// queues its `phone_validation_sent` event, in one statement. `$8`: the
+/// event id, `$9`: its `occurredAt`.
+static FAILOVER_CONFIRMATION: LazyLock<String> = LazyLock::new(|| {
+    let sent = format!("'{}'", WebhookEventType::Sent.as_str());
+    format!(
+        "WITH v AS (
                 UPDATE phone_validations
                    SET status = CASE WHEN status = 'new' THEN 'sent' ELSE status END,
-                       provider_confirmation = (coalesce(provider_confirmation, '{}'::jsonb)
+                       provider_confirmation = (coalesce(provider_confirmation, '{{}}'::jsonb)
                            - 'deliveredAt' - 'deliveryErrorCode' - 'errorCode' - 'error')
                            || jsonb_build_object('sent', true, 'status', 'ok', 'provider', $2::text,
                                   'messageId', $3::text, 'sentAt', $4::text, 'deliveryStatus', 'queued',
@@ -32,13 +45,25 @@ const FAILOVER_CONFIRMATION: &str = "WITH v AS (
                        dispatch_lease_until = NULL, dispatch_lease_holder = NULL,
                        updated_at = now()
                  WHERE id = $1
-             RETURNING client_id, country_code, phone
-             )
+             RETURNING id, client_id, project_id, country_code, phone
+             ), windows AS (
              UPDATE phone_send_windows AS w
                 SET last_sent_at = now(),
                     sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
                FROM v
-              WHERE w.client_id = v.client_id AND w.country_code = v.country_code AND w.phone = v.phone";
+              WHERE w.client_id = v.client_id AND w.country_code = v.country_code AND w.phone = v.phone
+             ), event AS (
+             INSERT INTO outbox (routing_key, message_id, payload)
+             SELECT '{routing_key}', $8::text, {payload}
+               FROM v WHERE {subscribed}
+          RETURNING id, message_id, payload::text AS payload
+             )
+             SELECT id, message_id, payload FROM event",
+        routing_key = routing::SENT,
+        payload = lifecycle::payload("$8::text", &sent, "$9::text", "v.id"),
+        subscribed = lifecycle::subscribed("v", &sent),
+    )
+});
 const REMEMBER_MESSAGE: &str = "INSERT INTO provider_messages (message_id, validation_id, provider) VALUES ($1, $2, $3)
              ON CONFLICT (message_id) DO NOTHING";
 const END_FAILOVER: &str = "UPDATE send_failovers
@@ -103,7 +128,7 @@ impl Store {
         // The new message becomes the current one, joins the history, and
         // counts in the phone's send ledger (every channel's sends count
         // towards the cooldown and the hourly cap of later creates).
-        sqlx::query(FAILOVER_CONFIRMATION)
+        let event: Option<(i64, String, String)> = sqlx::query_as(&FAILOVER_CONFIRMATION)
             .bind(id)
             .bind(provider)
             .bind(message_id)
@@ -111,7 +136,9 @@ impl Store {
             .bind(cause)
             .bind(channel)
             .bind(Json(json!([entry])))
-            .execute(&mut *tx)
+            .bind(ObjectId::new())
+            .bind(lifecycle::occurred_now())
+            .fetch_optional(&mut *tx)
             .await?;
         sqlx::query(REMEMBER_MESSAGE)
             .bind(message_id)
@@ -120,6 +147,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.relay.publish_soon(event.map(|(outbox_id, event_id, payload)| {
+            lifecycle::message(outbox_id, routing::SENT.to_owned(), event_id, payload)
+        }));
         apply_early_receipts(&self.pool, &self.relay, &[(provider, message_id)]).await;
         Ok(())
     }
@@ -161,7 +191,7 @@ pub(super) fn statements() -> shared::db::Statements {
         ("dispatcher.claim_failover", CLAIM_FAILOVER),
         ("dispatcher.failover_left", FAILOVER_LEFT),
         ("dispatcher.record_failover", RECORD_FAILOVER),
-        ("dispatcher.failover_confirmation", FAILOVER_CONFIRMATION),
+        ("dispatcher.failover_confirmation", FAILOVER_CONFIRMATION.as_str()),
         ("dispatcher.remember_message", REMEMBER_MESSAGE),
         ("dispatcher.end_failover", END_FAILOVER),
     ]

@@ -8,6 +8,8 @@ mod callbacks;
 mod content;
 mod crash;
 mod dispatch;
+mod expiry;
+mod lifecycle_events;
 mod node_loss;
 mod providers;
 mod shutdown;

@@ -1,8 +1,11 @@
 //! The statements of the domain that write events: a floor above `domain`
 //! (types and pure rules), `events` and `outbox`, so the domain imports
 //! neither. `phone_validations` moves the status machine; `receipts`
-//! records what providers report, and the failovers that follow.
+//! records what providers report, and the failovers that follow;
+//! `lifecycle` is the SQL with which both write the lifecycle events of
+//! webhook endpoints (sent, delivered, undelivered).
 
+pub mod lifecycle;
 pub mod phone_validations;
 pub mod receipts;
 

@@ -2,6 +2,8 @@
 //! transactions: the status lands in `providerConfirmation` (never moving
 //! back), and a failure that another provider or channel may get past
 //! queues one failover, through the outbox, while the code is still valid.
+//! A report that makes the message delivered or undelivered writes its
+//! lifecycle event in the same statement, for clients with an endpoint for it.
 //!
 //! A report only changes messages its own provider sent (`provider_messages`
 //! is matched on message id *and* provider). A report about a message whose
@@ -15,14 +17,16 @@
 //! If a process dies between its commit and its look, the periodic
 //! [`sweep`] applies what is left.
 
+use super::lifecycle;
 use crate::domain::delivery::{failover_cause, DeliveryStatus, Report, ReportingProvider};
-use crate::domain::{workflow, Gateway, PhoneSettings, ValidationStatus};
+use crate::domain::{workflow, Gateway, PhoneSettings, ValidationStatus, WebhookEventType};
 use crate::events::OtpFailover;
 use crate::outbox::{self, OutboxMessage};
 use crate::ObjectId;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 const WAITING: &str = "SELECT e.provider, e.message_id FROM unnest($1::text[], $2::text[]) AS s(provider, message_id)
@@ -49,11 +53,19 @@ const TAKE_KEPT: &str = "DELETE FROM early_receipts AS e WHERE e.provider = $1 A
             AND EXISTS (SELECT 1 FROM provider_messages AS m
                          WHERE m.message_id = e.message_id AND m.provider = e.provider)
          RETURNING e.status, e.error_code";
-const UPDATE: &str = "UPDATE phone_validations AS v
+/// Applies a report to its message, if it goes further; a report that makes
+/// the message delivered (or read before any `delivered`) or undelivered
+/// writes its lifecycle event in the same statement when the client has an
+/// endpoint subscribed to it (`super::lifecycle`). `$7`: the event id,
+/// `$8`: its `occurredAt`.
+static UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH changed AS (
+        UPDATE phone_validations AS v
             SET provider_confirmation = v.provider_confirmation
                     || jsonb_build_object('deliveryStatus', $2::text)
-                    || CASE WHEN $3::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveredAt', $3::text) END
-                    || CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END
+                    || CASE WHEN $3::text IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('deliveredAt', $3::text) END
+                    || CASE WHEN $4::text IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('deliveryErrorCode', $4::text) END
                     -- The message's entry in `history` gets its status too.
                     || CASE WHEN jsonb_typeof(v.provider_confirmation->'history') = 'array'
                             THEN jsonb_build_object('history', coalesce((
@@ -62,7 +74,7 @@ const UPDATE: &str = "UPDATE phone_validations AS v
                                                       ELSE h END ORDER BY n)
                                   FROM jsonb_array_elements(v.provider_confirmation->'history') WITH ORDINALITY AS e(h, n)),
                                 '[]'::jsonb))
-                            ELSE '{}'::jsonb END,
+                            ELSE '{{}}'::jsonb END,
                 updated_at = now()
            FROM provider_messages AS m
           WHERE m.message_id = $1 AND m.provider = $6 AND v.id = m.validation_id
@@ -70,8 +82,30 @@ const UPDATE: &str = "UPDATE phone_validations AS v
             AND (CASE coalesce(v.provider_confirmation->>'deliveryStatus', 'queued')
                    WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'undelivered' THEN 2 WHEN 'failed' THEN 2
                    WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $5
-      RETURNING v.id, v.status, v.phone_gateway, v.expires_at, v.provider_confirmation->>'channel' AS channel,
-                (SELECT f.phone FROM project_flows AS f WHERE f.id = v.project_flow_id) AS settings";
+      RETURNING v.id, v.client_id, v.project_id, v.status, v.phone_gateway, v.expires_at,
+                v.provider_confirmation->>'channel' AS channel,
+                (SELECT f.phone FROM project_flows AS f WHERE f.id = v.project_flow_id) AS settings,
+                CASE WHEN $2 = 'delivered' OR ($2 = 'read' AND NOT v.provider_confirmation ? 'deliveredAt')
+                          THEN '{delivered}'
+                     WHEN $2 IN ('undelivered', 'failed') THEN '{undelivered}' END AS event_type
+         ), event AS (
+            INSERT INTO outbox (routing_key, message_id, payload)
+            SELECT {routing_key}, $7::text, {payload}
+              FROM changed AS c
+             WHERE c.event_type IS NOT NULL AND {subscribed}
+         RETURNING id, routing_key, message_id, payload::text AS payload
+         )
+         SELECT c.id, c.status, c.phone_gateway, c.expires_at, c.channel, c.settings,
+                ev.id AS event_id, ev.routing_key AS event_routing_key, ev.message_id AS event_message_id,
+                ev.payload AS event_payload
+           FROM changed AS c LEFT JOIN event AS ev ON true",
+        delivered = WebhookEventType::Delivered.as_str(),
+        undelivered = WebhookEventType::Undelivered.as_str(),
+        routing_key = lifecycle::routing_key("c.event_type"),
+        payload = lifecycle::payload("$7::text", "c.event_type", "$8::text", "c.id"),
+        subscribed = lifecycle::subscribed("c", "c.event_type"),
+    )
+});
 const REQUEST_FAILOVER: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
          ON CONFLICT (validation_id, cause) DO NOTHING";
 
@@ -89,6 +123,16 @@ pub struct Applied {
     pub validation_id: ObjectId,
     /// The failover it queued, already in the outbox (publish it soon).
     pub failover: Option<OutboxMessage>,
+    /// Its `phone_validation_delivered` or `_undelivered` event, in the
+    /// outbox when the client has an endpoint for it (publish it soon).
+    pub event: Option<OutboxMessage>,
+}
+
+impl Applied {
+    /// What it queued in the outbox, for the relay.
+    pub fn messages(self) -> impl Iterator<Item = OutboxMessage> {
+        self.event.into_iter().chain(self.failover)
+    }
 }
 
 /// What recording a report did.
@@ -232,30 +276,51 @@ struct Changed {
     /// The channel of the message reported on (absent before workflows).
     channel: Option<String>,
     settings: Option<Json<PhoneSettings>>,
+    /// The lifecycle event's outbox row, when one was written.
+    event_id: Option<i64>,
+    event_routing_key: Option<String>,
+    event_message_id: Option<String>,
+    event_payload: Option<String>,
+}
+
+impl Changed {
+    fn event(&mut self) -> Option<OutboxMessage> {
+        let id = self.event_id?;
+        Some(lifecycle::message(
+            id,
+            self.event_routing_key.take()?,
+            self.event_message_id.take()?,
+            self.event_payload.take()?,
+        ))
+    }
 }
 
 /// Applies `report` to the validation whose current message it names, if
 /// that message is its provider's and the report goes further.
 async fn apply(tx: &mut PgConnection, report: &Report) -> Result<Option<Applied>, sqlx::Error> {
-    let Some(changed) = update(tx, report).await? else {
+    let Some(mut changed) = update(tx, report).await? else {
         return Ok(None);
     };
+    let event = changed.event();
     let failover = request_failover(tx, &changed, report).await?;
     Ok(Some(Applied {
         validation_id: changed.id,
         failover,
+        event,
     }))
 }
 
 async fn update(tx: &mut PgConnection, report: &Report) -> Result<Option<Changed>, sqlx::Error> {
     let delivered_at = (report.status == DeliveryStatus::Delivered).then(|| crate::time::format(&Utc::now()));
-    sqlx::query_as(UPDATE)
+    sqlx::query_as(&UPDATE)
         .bind(&report.message_id)
         .bind(report.status.as_str())
         .bind(delivered_at)
         .bind(report.error_code.as_deref())
         .bind(i16::from(report.status.rank()))
         .bind(report.provider.as_str())
+        .bind(ObjectId::new())
+        .bind(lifecycle::occurred_now())
         .fetch_optional(tx)
         .await
 }
@@ -311,7 +376,7 @@ pub fn statements() -> crate::db::Statements {
         ("receipts.purge", PURGE),
         ("receipts.keep", KEEP),
         ("receipts.take_kept", TAKE_KEPT),
-        ("receipts.update", UPDATE),
+        ("receipts.update", UPDATE.as_str()),
         ("receipts.request_failover", REQUEST_FAILOVER),
     ]
     .map(|(name, sql)| (name.to_owned(), sql.to_owned()))

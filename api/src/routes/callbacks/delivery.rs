@@ -1,6 +1,8 @@
 //! Recording what a provider reported (`shared::store::receipts`): applied
 //! at once when its send is recorded, kept until it is otherwise; a
-//! failover it queued is published right after the commit.
+//! failover it queued, and its `phone_validation_delivered` or `_undelivered`
+//! event (when the client has a webhook endpoint for it), are published
+//! right after the commit.
 
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -24,8 +26,8 @@ pub async fn record(app: &AppState, report: &Report) -> ApiResult<()> {
     .increment(1);
     match receipts::record(&app.pool, report).await? {
         Recorded::Applied(applied) => {
-            app.relay.publish_soon(applied.failover);
             tracing::info!(validation_id = %applied.validation_id, provider, status = %report.status, "delivery status recorded");
+            app.relay.publish_soon(applied.messages());
         }
         Recorded::Kept => {
             tracing::info!(provider, status = %report.status, "a receipt for a send not recorded yet: kept");

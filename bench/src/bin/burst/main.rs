@@ -10,6 +10,7 @@
 //!   cargo run --release -p bench --bin burst -- --count 10000 --concurrency 256 --dispatchers 1
 //!   cargo run --release -p bench --bin burst -- --providers twilio,vonage --fail-ratio 0.3 --callbacks
 //!   cargo run --release -p bench --bin burst -- --provider-latency-ms 300 --rate-limit-ratio 0.2
+//!   cargo run --release -p bench --bin burst -- --webhook-endpoint   (every send writes its `sent` event)
 
 mod report;
 mod standins;
@@ -59,6 +60,10 @@ struct Args {
     /// The `Retry-After` of those 429s, in whole seconds.
     #[arg(long, default_value_t = 1)]
     retry_after_secs: u64,
+    /// The client has a webhook endpoint for every event type, so each send
+    /// also writes its `phone_validation_sent` event (nothing delivers it).
+    #[arg(long)]
+    webhook_endpoint: bool,
 }
 
 /// The child processes, killed when the bench ends.
@@ -197,6 +202,9 @@ async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::
         ready(format!("http://127.0.0.1:{}/ready", 19_191 + n)).await;
     }
     let client = testkit::create_client(pool, "bench").await;
+    if args.webhook_endpoint {
+        testkit::lifecycle::add_endpoint(pool, &client, testkit::lifecycle::Endpoint::default()).await;
+    }
     let token = api::auth::Jwt::new(&SecretString::from(JWT_SECRET)).client_token(&client, 0, 1)?;
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
