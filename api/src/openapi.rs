@@ -7,7 +7,10 @@
 
 use crate::envelope::{Pagination, Signature};
 use crate::error::ErrorBody;
-use crate::routes::{fraud_guard, phone_validations, project_flows, projects, webhook_deliveries};
+use crate::routes::{
+    fraud_guard, phone_validations, project_flows, projects, webhook_deliveries, webhook_endpoints, webhook_event_types,
+    webhook_messages,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Header, HttpMethod, Ref, RefOr, Response, ResponseBuilder};
@@ -29,6 +32,11 @@ pub use served::{router, served};
         webhook_deliveries::list,
         fraud_guard::list_blocks, fraud_guard::lift_block,
         fraud_guard::add, fraud_guard::list, fraud_guard::remove,
+        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::read,
+        webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,
+        webhook_messages::recover, webhook_messages::list, webhook_messages::read,
+        webhook_messages::attempts, webhook_messages::resend,
+        webhook_event_types::list,
     ),
     components(schemas(ErrorBody, Signature, Pagination, crate::stats::GroupBy)),
     modifiers(&BearerAuth, &Conventions),
@@ -55,7 +63,7 @@ impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             for (method, operation) in operations(item) {
-                let has_body = matches!(method, HttpMethod::Post | HttpMethod::Put);
+                let has_body = matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch);
                 complete(operation, has_body);
             }
         }
@@ -160,7 +168,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
         }
-        assert_eq!(seen.len(), 20);
+        assert_eq!(seen.len(), 32);
     }
 
     #[test]
@@ -169,7 +177,7 @@ mod tests {
         for (method, path, operation) in each_operation(&doc) {
             let responses = operation["responses"].as_object().unwrap();
             let mut expected = vec!["200", "401", "500", "503"];
-            if method == "post" || method == "put" {
+            if method == "post" || method == "put" || method == "patch" {
                 expected.extend(["400", "408", "413"]);
             }
             if path.ends_with("{id}") {

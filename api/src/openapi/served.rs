@@ -10,6 +10,8 @@
 //! - A `countryCode` is one of the calling codes the server knows, not any
 //!   1-4 digits: `+999` is `400:invalid_countryCode`.
 //! - A flow's `testNumbers`: E.164 keys, codes of digits, at most 100.
+//! - `webhooks`: what each webhook event type POSTs to an endpoint
+//!   (`crate::webhook_events`); utoipa 5 does not model the section.
 
 use serde_json::{json, Value};
 use shared::domain::CountryCode;
@@ -64,6 +66,7 @@ pub fn served() -> &'static Value {
                 country["pattern"] = format!(r"^\+(?:{codes})$").into();
             }
         }
+        doc["webhooks"] = crate::webhook_events::openapi_webhooks();
         doc
     })
 }
@@ -161,6 +164,13 @@ fn links(operation_id: &str) -> Option<Value> {
                 "parameters": {"validation": id},
                 "description": "The webhook deliveries of the validation",
             },
+        }),
+        "createWebhookEndpoint" => json!({
+            "GetWebhookEndpoint": {"operationId": "getWebhookEndpoint", "parameters": {"id": id}, "description": "Read the endpoint"},
+            "UpdateWebhookEndpoint": {"operationId": "updateWebhookEndpoint", "parameters": {"id": id}, "description": "Change the endpoint"},
+            "RotateWebhookEndpointSecret": {"operationId": "rotateWebhookEndpointSecret", "parameters": {"id": id}, "description": "Give the endpoint a new secret"},
+            "RecoverWebhookEndpoint": {"operationId": "recoverWebhookEndpoint", "parameters": {"id": id}, "description": "Send again what the endpoint failed to receive"},
+            "ListWebhookMessages": {"operationId": "listWebhookMessages", "parameters": {"endpoint": id}, "description": "The events delivered to the endpoint"},
         }),
         "addSafeListEntry" => json!({
             "RemoveSafeListEntry": {
