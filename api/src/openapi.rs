@@ -8,8 +8,8 @@
 use crate::envelope::{Pagination, Signature};
 use crate::error::ErrorBody;
 use crate::routes::{
-    fraud_guard, phone_validations, project_flows, projects, webhook_deliveries, webhook_endpoints, webhook_event_types,
-    webhook_messages,
+    fraud_guard, phone_validations, project_flows, projects, webhook_deliveries, webhook_endpoints,
+    webhook_event_types, webhook_messages,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};

@@ -40,7 +40,12 @@ pub fn name_schema() -> Schema {
 
 /// A list of event types, at least one (OpenAPI `schema_with`).
 pub fn names_schema() -> Schema {
-    Schema::Array(ArrayBuilder::new().items(RefOr::T(name_schema())).min_items(Some(1)).build())
+    Schema::Array(
+        ArrayBuilder::new()
+            .items(RefOr::T(name_schema()))
+            .min_items(Some(1))
+            .build(),
+    )
 }
 
 /// A list of event types, or `null`: every type (OpenAPI `schema_with`).
@@ -134,10 +139,7 @@ pub fn catalogue() -> &'static Value {
                 let mut schema = body_schema(*kind, "#/$defs/");
                 if let Value::Object(map) = &mut schema {
                     let mut full = Map::new();
-                    full.insert(
-                        "$schema".into(),
-                        "https://json-schema.org/draft/2020-12/schema".into(),
-                    );
+                    full.insert("$schema".into(), "https://json-schema.org/draft/2020-12/schema".into());
                     full.append(map);
                     if kind.is_validation() {
                         full.insert("$defs".into(), definitions().clone());
@@ -154,9 +156,7 @@ pub fn catalogue() -> &'static Value {
 /// The OpenAPI document's `webhooks`: one POST per event type, its body
 /// referring to the document's components.
 pub fn openapi_webhooks() -> Value {
-    let header = |name: &str, description: &str| {
-        json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}})
-    };
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
     let mut webhooks = Map::new();
     for kind in WebhookEventType::ALL {
         webhooks.insert(

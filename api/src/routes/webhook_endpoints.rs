@@ -250,7 +250,10 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateWebhookEndpoint>,
 ) -> ApiResult<Envelope<WebhookEndpoint>> {
     let id = path_id(&id, "webhookEndpoint")?;
-    let event_types = body.event_types.map(|kinds| kinds.map(event_types).transpose()).transpose()?;
+    let event_types = body
+        .event_types
+        .map(|kinds| kinds.map(event_types).transpose())
+        .transpose()?;
     let description = body.description.map(description).transpose()?;
     let rate_limit = body.rate_limit_per_second.map(rate).transpose()?;
     let project = body

@@ -111,7 +111,9 @@ pub async fn read(
 ) -> ApiResult<Envelope<WebhookMessage>> {
     let id = path_id(&id, "webhookMessage")?;
     let message = store::one(&app.pool, &client, &id).await?;
-    message.map(Envelope).ok_or_else(|| ApiError::not_found("webhookMessage"))
+    message
+        .map(Envelope)
+        .ok_or_else(|| ApiError::not_found("webhookMessage"))
 }
 
 /// List the attempts to deliver one event, newest first.

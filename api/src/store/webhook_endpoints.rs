@@ -75,9 +75,12 @@ pub struct WebhookEndpoint {
 impl From<Row> for WebhookEndpoint {
     fn from(row: Row) -> Self {
         let all_event_types = row.event_types.is_none();
-        let event_types = row
-            .event_types
-            .unwrap_or_else(|| WebhookEventType::ALL.iter().map(|kind| kind.as_str().to_owned()).collect());
+        let event_types = row.event_types.unwrap_or_else(|| {
+            WebhookEventType::ALL
+                .iter()
+                .map(|kind| kind.as_str().to_owned())
+                .collect()
+        });
         Self {
             id: row.id,
             url: row.url,
@@ -231,9 +234,8 @@ pub async fn update(
         .await
 }
 
-static DELETE: LazyLock<String> = LazyLock::new(|| {
-    format!("DELETE FROM webhook_endpoints WHERE id = $1 AND client_id = $2 RETURNING {COLUMNS}")
-});
+static DELETE: LazyLock<String> =
+    LazyLock::new(|| format!("DELETE FROM webhook_endpoints WHERE id = $1 AND client_id = $2 RETURNING {COLUMNS}"));
 
 /// Deletes the client's endpoint `id` (its deliveries with it); `None` when
 /// there is none.
@@ -269,7 +271,11 @@ const DISABLED: &str = "SELECT disabled FROM webhook_endpoints WHERE id = $1 AND
 
 /// Whether the client's endpoint `id` is disabled; `None` when there is none.
 pub async fn disabled(pool: &PgPool, id: &ObjectId, client: &ObjectId) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar(DISABLED).bind(id).bind(client).fetch_optional(pool).await
+    sqlx::query_scalar(DISABLED)
+        .bind(id)
+        .bind(client)
+        .fetch_optional(pool)
+        .await
 }
 
 static OF_CLIENT: LazyLock<String> =

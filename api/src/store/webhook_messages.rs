@@ -150,7 +150,8 @@ static COUNT: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT count(*) FROM (SELECT 1 FROM webhook_messages m WHERE {MATCHING} LIMIT {MAX_COUNTED}) AS matching")
 });
 
-const DELIVERIES: &str = "SELECT event_id, endpoint_id, status, attempts, last_attempt_at, next_attempt_at, last_status_code
+const DELIVERIES: &str =
+    "SELECT event_id, endpoint_id, status, attempts, last_attempt_at, next_attempt_at, last_status_code
        FROM webhook_endpoint_deliveries WHERE event_id = ANY($1) AND client_id = $2
       ORDER BY event_id, endpoint_id";
 
@@ -214,7 +215,11 @@ async fn with_deliveries(
     let mut deliveries: Vec<MessageDelivery> = if ids.is_empty() {
         Vec::new()
     } else {
-        sqlx::query_as(DELIVERIES).bind(&ids).bind(client).fetch_all(pool).await?
+        sqlx::query_as(DELIVERIES)
+            .bind(&ids)
+            .bind(client)
+            .fetch_all(pool)
+            .await?
     };
     Ok(rows
         .into_iter()
@@ -236,7 +241,11 @@ const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM webhook_messages WHERE event_
 
 /// Whether the client has event `event_id` in its log.
 pub async fn exists(pool: &PgPool, client: &ObjectId, event_id: &ObjectId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(EXISTS).bind(event_id).bind(client).fetch_one(pool).await
+    sqlx::query_scalar(EXISTS)
+        .bind(event_id)
+        .bind(client)
+        .fetch_one(pool)
+        .await
 }
 
 const ATTEMPTS: &str = "SELECT endpoint_id, url, attempted_at, status_code, latency_ms, error, response_body
@@ -295,7 +304,11 @@ static RESEND_ALL: LazyLock<String> = LazyLock::new(|| {
 /// Sends the client's event again to every enabled endpoint it went to;
 /// how many deliveries were queued.
 pub async fn resend_all(pool: &PgPool, client: &ObjectId, event_id: &ObjectId) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(&RESEND_ALL).bind(event_id).bind(client).execute(pool).await?;
+    let done = sqlx::query(&RESEND_ALL)
+        .bind(event_id)
+        .bind(client)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
 

@@ -17,3 +17,5 @@ mod schema;
 mod security;
 mod shutdown;
 mod slow_clients;
+mod webhook_endpoints;
+mod webhook_messages;
