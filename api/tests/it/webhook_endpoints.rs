@@ -406,3 +406,54 @@ async fn endpoints_are_listed_newest_first_a_page_at_a_time() {
         "400:invalid_limit"
     );
 }
+
+fn otpctl(app: &TestApp, args: &[&str]) -> (bool, Value) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_otpctl"))
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .output()
+        .expect("run otpctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (
+        output.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn otpctl_lists_a_clients_endpoints_without_secrets_and_enables_one() {
+    let app = TestApp::spawn().await;
+    let id = endpoint(&app, json!({"url": URL, "description": "one"})).await;
+    sqlx::query(
+        "UPDATE webhook_endpoints SET disabled = true, disabled_reason = 'failing', failing_since = now() WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let client = app.client.to_string();
+    let (ok, listed) = otpctl(&app, &["webhooks", "endpoints", "--client", &client]);
+    assert!(ok, "{listed}");
+    let endpoints = listed["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(
+        (&endpoints[0]["_id"], &endpoints[0]["disabledReason"]),
+        (&json!(id), &json!("failing"))
+    );
+    assert!(!listed.to_string().contains("whsec_") && !listed.to_string().contains("enc:v1"));
+
+    let (ok, enabled) = otpctl(&app, &["webhooks", "enable", "--endpoint", &id]);
+    assert!(ok, "{enabled}");
+    assert_eq!(
+        (&enabled["endpoint"]["disabled"], &enabled["endpoint"]["disabledReason"]),
+        (&json!(false), &Value::Null)
+    );
+    let read = app.get(&format!("/v2/webhook-endpoints/{id}")).await;
+    assert_eq!(read.data()["disabled"], false);
+    let (ok, _) = otpctl(
+        &app,
+        &["webhooks", "enable", "--endpoint", &ObjectId::new().to_string()],
+    );
+    assert!(!ok, "an unknown endpoint fails");
+}
