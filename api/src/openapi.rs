@@ -263,6 +263,15 @@ mod tests {
         assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
         let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
         assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
+        let links = &doc["paths"]["/v2/webhook-endpoints"]["post"]["responses"]["200"]["links"];
+        for (name, operation) in [
+            ("GetWebhookEndpoint", "getWebhookEndpoint"),
+            ("DeleteWebhookEndpoint", "deleteWebhookEndpoint"),
+            ("RecoverWebhookEndpoint", "recoverWebhookEndpoint"),
+        ] {
+            assert_eq!(links[name]["operationId"], operation);
+            assert_eq!(links[name]["parameters"]["id"], "$response.body#/data/_id");
+        }
         // The entry's `data._id`, not the envelope's request `id`.
         let links = &doc["paths"]["/v2/safe-list"]["post"]["responses"]["200"]["links"];
         assert_eq!(

@@ -171,6 +171,11 @@ fn links(operation_id: &str) -> Option<Value> {
             "RotateWebhookEndpointSecret": {"operationId": "rotateWebhookEndpointSecret", "parameters": {"id": id}, "description": "Give the endpoint a new secret"},
             "RecoverWebhookEndpoint": {"operationId": "recoverWebhookEndpoint", "parameters": {"id": id}, "description": "Send again what the endpoint failed to receive"},
             "ListWebhookMessages": {"operationId": "listWebhookMessages", "parameters": {"endpoint": id}, "description": "The events delivered to the endpoint"},
+            "DeleteWebhookEndpoint": {
+                "operationId": "deleteWebhookEndpoint",
+                "parameters": {"id": id},
+                "description": "Delete the endpoint (its `data._id`, not the envelope's request `id`)",
+            },
         }),
         "addSafeListEntry" => json!({
             "RemoveSafeListEntry": {

@@ -18,4 +18,5 @@ mod security;
 mod shutdown;
 mod slow_clients;
 mod webhook_endpoints;
+mod webhook_fixtures;
 mod webhook_messages;

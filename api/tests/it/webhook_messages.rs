@@ -5,7 +5,7 @@
 //! webhook worker would write are arranged with SQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::webhook_endpoints::{delivery, endpoint, status_of, URL};
+use crate::webhook_fixtures::{delivery, endpoint, status_of, URL};
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
