@@ -179,7 +179,13 @@ mod tests {
         let doc = doc();
         for (method, path, operation) in each_operation(&doc) {
             let responses = operation["responses"].as_object().unwrap();
-            let mut expected = vec!["200", "401", "500", "503"];
+            // Webhook endpoints are created with 201 (docs/contract.md §13).
+            let ok = if operation["operationId"] == "createWebhookEndpoint" {
+                "201"
+            } else {
+                "200"
+            };
+            let mut expected = vec![ok, "401", "500", "503"];
             if method == "post" || method == "put" || method == "patch" {
                 expected.extend(["400", "408", "413"]);
             }
@@ -263,7 +269,7 @@ mod tests {
         assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
         let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
         assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
-        let links = &doc["paths"]["/v2/webhook-endpoints"]["post"]["responses"]["200"]["links"];
+        let links = &doc["paths"]["/v2/webhook-endpoints"]["post"]["responses"]["201"]["links"];
         for (name, operation) in [
             ("GetWebhookEndpoint", "getWebhookEndpoint"),
             ("DeleteWebhookEndpoint", "deleteWebhookEndpoint"),

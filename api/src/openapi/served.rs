@@ -43,8 +43,13 @@ pub fn served() -> &'static Value {
                 .flat_map(|item| item.values_mut())
             {
                 let links = operation.get("operationId").and_then(Value::as_str).and_then(links);
-                if let (Some(links), Some(ok)) = (links, operation.pointer_mut("/responses/200")) {
-                    ok["links"] = links;
+                if let Some(links) = links {
+                    let ok = ["/responses/200", "/responses/201"]
+                        .into_iter()
+                        .find(|status| operation.pointer(status).is_some());
+                    if let Some(ok) = ok.and_then(|status| operation.pointer_mut(status)) {
+                        ok["links"] = links;
+                    }
                 }
                 for parameter in operation
                     .get_mut("parameters")
@@ -105,7 +110,7 @@ fn calling_codes() -> String {
         .join("|")
 }
 
-/// The links of an operation's 200 answer.
+/// The links of an operation's 200 (or 201) answer.
 fn links(operation_id: &str) -> Option<Value> {
     let id = "$response.body#/data/_id";
     let links = match operation_id {

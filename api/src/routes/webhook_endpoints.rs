@@ -13,6 +13,7 @@ use crate::listing::ListQuery;
 use crate::state::AppState;
 use crate::store::webhook_endpoints::{self as store, Settings, WebhookEndpoint};
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -155,11 +156,11 @@ fn rate(value: Option<i32>) -> ApiResult<Option<i32>> {
     }
 }
 
-/// Create a webhook endpoint; the answer holds its secret, shown this once.
+/// Create a webhook endpoint: 201, with its secret, shown this once.
 #[utoipa::path(post, path = "/v2/webhook-endpoints", tag = "webhook endpoints", operation_id = "createWebhookEndpoint",
     request_body = CreateWebhookEndpoint,
     responses(
-        (status = 200, body = Success<CreatedWebhookEndpoint>, description = "The endpoint, with its secret"),
+        (status = 201, body = Success<CreatedWebhookEndpoint>, description = "The endpoint, with its secret"),
         (status = 400, description = "`invalid_url` (not http(s), or a host that is not public or does not resolve), `invalid_eventTypes`, `invalid_description`, `invalid_rateLimitPerSecond`, `invalid_disabled`, `invalid_json`"),
         (status = 401, description = "`invalid_token`, or the token's client no longer exists"),
         (status = 404, description = "`project_not_found`"),
@@ -169,7 +170,7 @@ pub async fn create(
     State(app): State<AppState>,
     AuthClient(client): AuthClient,
     ApiJson(body): ApiJson<CreateWebhookEndpoint>,
-) -> ApiResult<Envelope<CreatedWebhookEndpoint>> {
+) -> ApiResult<(StatusCode, Envelope<CreatedWebhookEndpoint>)> {
     let raw_url = body.url.ok_or(ApiError::Missing(vec!["url"]))?;
     let event_types = body.event_types.map(event_types).transpose()?;
     let description = description(body.description)?;
@@ -195,7 +196,11 @@ pub async fn create(
         .await
         .map_err(unknown_client)?;
     let endpoint = row.ok_or_else(|| ApiError::not_found("project"))?.into();
-    Ok(Envelope(CreatedWebhookEndpoint { endpoint, secret }))
+    // 201, as docs/contract.md §13 says (the older resources answer 200).
+    Ok((
+        StatusCode::CREATED,
+        Envelope(CreatedWebhookEndpoint { endpoint, secret }),
+    ))
 }
 
 /// List the client's webhook endpoints, newest first.

@@ -24,7 +24,7 @@ async fn an_endpoint_is_created_with_its_secret_which_no_read_shows_again() {
         json!({"url": URL, "description": "orders", "rateLimitPerSecond": 5, "eventTypes": ["phone_validation_failed", "phone_validation_sent", "phone_validation_sent"]}),
     )
     .await;
-    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let data = created.data();
     let id = data["_id"].as_str().unwrap();
     let secret = data["secret"].as_str().unwrap();

@@ -18,7 +18,7 @@ pub async fn create(app: &TestApp, body: Value) -> Response {
 /// Creates an endpoint and returns its id.
 pub async fn endpoint(app: &TestApp, body: Value) -> String {
     let created = create(app, body).await;
-    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     created.data()["_id"].as_str().unwrap().to_owned()
 }
 

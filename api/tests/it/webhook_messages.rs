@@ -331,6 +331,8 @@ async fn the_openapi_document_has_the_new_paths_and_a_webhooks_section() {
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
+    let create = &doc["paths"]["/v2/webhook-endpoints"]["post"]["responses"];
+    assert!(create["201"].is_object() && create.get("200").is_none(), "created: 201");
     let patch = &doc["paths"]["/v2/webhook-endpoints/{id}"]["patch"]["responses"];
     for status in ["200", "400", "404", "413"] {
         assert!(patch[status].is_object(), "PATCH {status}");
