@@ -172,9 +172,22 @@ fn links(operation_id: &str) -> Option<Value> {
         }),
         "createWebhookEndpoint" => json!({
             "GetWebhookEndpoint": {"operationId": "getWebhookEndpoint", "parameters": {"id": id}, "description": "Read the endpoint"},
-            "UpdateWebhookEndpoint": {"operationId": "updateWebhookEndpoint", "parameters": {"id": id}, "description": "Change the endpoint"},
+            // A body of its own: a generated one names a project of nobody's
+            // (`404:project_not_found`, which a stateful run reads as the
+            // endpoint missing) or a host that does not resolve.
+            "UpdateWebhookEndpoint": {
+                "operationId": "updateWebhookEndpoint",
+                "parameters": {"id": id},
+                "requestBody": {"description": "changed", "rateLimitPerSecond": 10, "disabled": false},
+                "description": "Change the endpoint",
+            },
             "RotateWebhookEndpointSecret": {"operationId": "rotateWebhookEndpointSecret", "parameters": {"id": id}, "description": "Give the endpoint a new secret"},
-            "RecoverWebhookEndpoint": {"operationId": "recoverWebhookEndpoint", "parameters": {"id": id}, "description": "Send again what the endpoint failed to receive"},
+            "RecoverWebhookEndpoint": {
+                "operationId": "recoverWebhookEndpoint",
+                "parameters": {"id": id},
+                "requestBody": {"since": "2020-01-01T00:00:00Z"},
+                "description": "Send again what the endpoint failed to receive",
+            },
             "ListWebhookMessages": {"operationId": "listWebhookMessages", "parameters": {"endpoint": id}, "description": "The events delivered to the endpoint"},
             "DeleteWebhookEndpoint": {
                 "operationId": "deleteWebhookEndpoint",
