@@ -4,6 +4,7 @@ use crate::login_token::{KeySource, LoginKey};
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::outbox::RelayConfig;
+use shared::webhook_secrets::WebhookSecretKeys;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,6 +38,42 @@ pub struct ApiConfig {
     pub fraud_guard: crate::fraud::GuardConfig,
     /// `HTTP_*`: timeouts and the connection limit of the server.
     pub http: crate::serve::HttpConfig,
+    /// Webhook endpoints (docs/contract.md §13): sealing their secrets,
+    /// checking their URLs, the overlap of a rotation.
+    pub webhooks: WebhookConfig,
+}
+
+/// What the webhook endpoints' routes need.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_SECRET_KEY` (required; `WEBHOOK_SECRET_KEY_PREVIOUS` during
+    /// its rotation): endpoints' secrets are sealed with it, the endpoint id
+    /// as associated data, as the webhook worker opens them.
+    pub keys: WebhookSecretKeys,
+    /// `WEBHOOK_ALLOW_PRIVATE` (default `false`): accept endpoint URLs on
+    /// loopback and private addresses (tests, on-premises), as the worker's
+    /// variable of the same name delivers to them. Set both alike.
+    pub allow_private: bool,
+    /// `WEBHOOK_SECRET_OVERLAP_SECONDS` (default 86400, 0..=2592000): how
+    /// long an endpoint's previous secret keeps signing after a rotation.
+    pub secret_overlap_seconds: i64,
+}
+
+impl WebhookConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let overlap: i64 = config::parse_or("WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400)?;
+        if !(0..=30 * 86_400).contains(&overlap) {
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOK_SECRET_OVERLAP_SECONDS",
+                reason: format!("expected 0..=2592000 seconds, got {overlap}"),
+            });
+        }
+        Ok(Self {
+            keys: WebhookSecretKeys::from_env()?,
+            allow_private: config::flag("WEBHOOK_ALLOW_PRIVATE", false)?,
+            secret_overlap_seconds: overlap,
+        })
+    }
 }
 
 /// The secrets that prove a status callback comes from its provider. A
@@ -108,9 +145,10 @@ impl shared::process::Config for ApiConfig {
         let callbacks = CallbackConfig::from_env()?;
         let jwt_secret = config::key("JWT_SECRET")?;
         let otp_pepper = config::key("OTP_PEPPER")?;
+        let webhooks = WebhookConfig::from_env()?;
         let login_token_key = match login_token_key {
             Some(key) => KeySource::Configured(key),
-            None => KeySource::Stored(shared::webhook_secrets::WebhookSecretKeys::from_env()?),
+            None => KeySource::Stored(webhooks.keys.clone()),
         };
         let token_issuer = config::var("TOKEN_ISSUER")
             .or_else(|| callbacks.public_base_url.clone())
@@ -136,6 +174,7 @@ impl shared::process::Config for ApiConfig {
             callbacks,
             fraud_guard: crate::fraud::GuardConfig::from_env()?,
             http: crate::serve::HttpConfig::from_env()?,
+            webhooks,
             relay: RelayConfig {
                 sweep_interval: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_INTERVAL_MS", 1000u64)?),
                 sweep_after: Duration::from_millis(config::parse_or("OUTBOX_SWEEP_AFTER_MS", 4000u64)?),

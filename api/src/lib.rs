@@ -19,6 +19,7 @@ pub mod serve;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod webhook_events;
 
 use anyhow::Context;
 use auth::{Jwt, TokenVersions};
@@ -80,6 +81,7 @@ impl Service for Application {
             flows: create::flow_cache::new_cache(),
             callbacks: Arc::new(config.callbacks.clone()),
             creates: Arc::new(create::group_commit::GroupCommit::start(pool.clone(), relay.clone())),
+            webhooks: Arc::new(config.webhooks.clone()),
             pool,
         };
         let listener = TcpListener::bind(config.addr)

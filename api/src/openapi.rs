@@ -7,7 +7,10 @@
 
 use crate::envelope::{Pagination, Signature};
 use crate::error::ErrorBody;
-use crate::routes::{fraud_guard, phone_validations, project_flows, projects, webhook_deliveries};
+use crate::routes::{
+    fraud_guard, phone_validations, project_flows, projects, webhook_deliveries, webhook_endpoints,
+    webhook_event_types, webhook_messages,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Header, HttpMethod, Ref, RefOr, Response, ResponseBuilder};
@@ -29,8 +32,16 @@ pub use served::{router, served};
         webhook_deliveries::list,
         fraud_guard::list_blocks, fraud_guard::lift_block,
         fraud_guard::add, fraud_guard::list, fraud_guard::remove,
+        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::read,
+        webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,
+        webhook_messages::recover, webhook_messages::list, webhook_messages::read,
+        webhook_messages::attempts, webhook_messages::resend,
+        webhook_event_types::list,
     ),
-    components(schemas(ErrorBody, Signature, Pagination, crate::stats::GroupBy)),
+    components(schemas(
+        ErrorBody, Signature, Pagination, crate::stats::GroupBy,
+        crate::webhook_events::EventTypeName, crate::store::webhook_messages::DeliveryStatus,
+    )),
     modifiers(&BearerAuth, &Conventions),
 )]
 struct ApiDoc;
@@ -55,7 +66,7 @@ impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             for (method, operation) in operations(item) {
-                let has_body = matches!(method, HttpMethod::Post | HttpMethod::Put);
+                let has_body = matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch);
                 complete(operation, has_body);
             }
         }
@@ -160,7 +171,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} twice");
         }
-        assert_eq!(seen.len(), 20);
+        assert_eq!(seen.len(), 32);
     }
 
     #[test]
@@ -168,8 +179,14 @@ mod tests {
         let doc = doc();
         for (method, path, operation) in each_operation(&doc) {
             let responses = operation["responses"].as_object().unwrap();
-            let mut expected = vec!["200", "401", "500", "503"];
-            if method == "post" || method == "put" {
+            // Webhook endpoints are created with 201 (docs/contract.md §13).
+            let ok = if operation["operationId"] == "createWebhookEndpoint" {
+                "201"
+            } else {
+                "200"
+            };
+            let mut expected = vec![ok, "401", "500", "503"];
+            if method == "post" || method == "put" || method == "patch" {
                 expected.extend(["400", "408", "413"]);
             }
             if path.ends_with("{id}") {
@@ -252,6 +269,15 @@ mod tests {
         assert_eq!(links["CreateProjectFlow"]["operationId"], "createProjectFlow");
         let links = &doc["paths"]["/v2/project-flows"]["post"]["responses"]["200"]["links"];
         assert_eq!(links["CreatePhoneValidation"]["operationId"], "createPhoneValidation");
+        let links = &doc["paths"]["/v2/webhook-endpoints"]["post"]["responses"]["201"]["links"];
+        for (name, operation) in [
+            ("GetWebhookEndpoint", "getWebhookEndpoint"),
+            ("DeleteWebhookEndpoint", "deleteWebhookEndpoint"),
+            ("RecoverWebhookEndpoint", "recoverWebhookEndpoint"),
+        ] {
+            assert_eq!(links[name]["operationId"], operation);
+            assert_eq!(links[name]["parameters"]["id"], "$response.body#/data/_id");
+        }
         // The entry's `data._id`, not the envelope's request `id`.
         let links = &doc["paths"]["/v2/safe-list"]["post"]["responses"]["200"]["links"];
         assert_eq!(
@@ -269,6 +295,34 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}: no pattern"));
             assert!(pattern.starts_with(r"^\+(?:1|7|20|"), "{name}: {pattern}");
             assert!(pattern.contains("|507|") && !pattern.contains("|999|"), "{name}");
+        }
+    }
+
+    /// Every `$ref` names a schema of the document (parameters' schemas are
+    /// not collected by utoipa: they are listed in `components`).
+    #[test]
+    fn every_reference_resolves() {
+        fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(map) => {
+                    for (key, item) in map {
+                        match (key.as_str(), item.as_str()) {
+                            ("$ref", Some(reference)) => found.push(reference),
+                            _ => refs(item, found),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+                _ => {}
+            }
+        }
+        let doc = doc();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 50);
+        for reference in found {
+            let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{reference}"));
+            assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
         }
     }
 

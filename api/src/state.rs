@@ -32,6 +32,8 @@ pub struct AppState {
     pub callbacks: Arc<config::CallbackConfig>,
     /// Writes concurrent creates together.
     pub creates: Arc<create::group_commit::GroupCommit>,
+    /// Webhook endpoints: secrets' sealing keys, URL rules, rotation overlap.
+    pub webhooks: Arc<config::WebhookConfig>,
 }
 
 impl Authenticates for AppState {

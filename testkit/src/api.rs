@@ -157,6 +157,11 @@ impl TestApp {
             callbacks,
             fraud_guard: guard,
             http: api::serve::HttpConfig::default(),
+            webhooks: api::config::WebhookConfig {
+                keys: webhook_secret_keys(),
+                allow_private: false,
+                secret_overlap_seconds: 86_400,
+            },
         };
         let cancel = CancellationToken::new();
         let app = Application::build(config, topology.clone(), cancel.clone())

@@ -10,6 +10,8 @@
 //! - A `countryCode` is one of the calling codes the server knows, not any
 //!   1-4 digits: `+999` is `400:invalid_countryCode`.
 //! - A flow's `testNumbers`: E.164 keys, codes of digits, at most 100.
+//! - `webhooks`: what each webhook event type POSTs to an endpoint
+//!   (`crate::webhook_events`); utoipa 5 does not model the section.
 
 use serde_json::{json, Value};
 use shared::domain::CountryCode;
@@ -41,8 +43,13 @@ pub fn served() -> &'static Value {
                 .flat_map(|item| item.values_mut())
             {
                 let links = operation.get("operationId").and_then(Value::as_str).and_then(links);
-                if let (Some(links), Some(ok)) = (links, operation.pointer_mut("/responses/200")) {
-                    ok["links"] = links;
+                if let Some(links) = links {
+                    let ok = ["/responses/200", "/responses/201"]
+                        .into_iter()
+                        .find(|status| operation.pointer(status).is_some());
+                    if let Some(ok) = ok.and_then(|status| operation.pointer_mut(status)) {
+                        ok["links"] = links;
+                    }
                 }
                 for parameter in operation
                     .get_mut("parameters")
@@ -64,6 +71,7 @@ pub fn served() -> &'static Value {
                 country["pattern"] = format!(r"^\+(?:{codes})$").into();
             }
         }
+        doc["webhooks"] = crate::webhook_events::openapi_webhooks();
         doc
     })
 }
@@ -102,7 +110,7 @@ fn calling_codes() -> String {
         .join("|")
 }
 
-/// The links of an operation's 200 answer.
+/// The links of an operation's 200 (or 201) answer.
 fn links(operation_id: &str) -> Option<Value> {
     let id = "$response.body#/data/_id";
     let links = match operation_id {
@@ -160,6 +168,31 @@ fn links(operation_id: &str) -> Option<Value> {
                 "operationId": "listWebhookDeliveries",
                 "parameters": {"validation": id},
                 "description": "The webhook deliveries of the validation",
+            },
+        }),
+        "createWebhookEndpoint" => json!({
+            "GetWebhookEndpoint": {"operationId": "getWebhookEndpoint", "parameters": {"id": id}, "description": "Read the endpoint"},
+            // A body of its own: a generated one names a project of nobody's
+            // (`404:project_not_found`, which a stateful run reads as the
+            // endpoint missing) or a host that does not resolve.
+            "UpdateWebhookEndpoint": {
+                "operationId": "updateWebhookEndpoint",
+                "parameters": {"id": id},
+                "requestBody": {"description": "changed", "rateLimitPerSecond": 10, "disabled": false},
+                "description": "Change the endpoint",
+            },
+            "RotateWebhookEndpointSecret": {"operationId": "rotateWebhookEndpointSecret", "parameters": {"id": id}, "description": "Give the endpoint a new secret"},
+            "RecoverWebhookEndpoint": {
+                "operationId": "recoverWebhookEndpoint",
+                "parameters": {"id": id},
+                "requestBody": {"since": "2020-01-01T00:00:00Z"},
+                "description": "Send again what the endpoint failed to receive",
+            },
+            "ListWebhookMessages": {"operationId": "listWebhookMessages", "parameters": {"endpoint": id}, "description": "The events delivered to the endpoint"},
+            "DeleteWebhookEndpoint": {
+                "operationId": "deleteWebhookEndpoint",
+                "parameters": {"id": id},
+                "description": "Delete the endpoint (its `data._id`, not the envelope's request `id`)",
             },
         }),
         "addSafeListEntry" => json!({

@@ -8,6 +8,9 @@ pub mod phone_validations;
 pub mod project_flows;
 pub mod projects;
 pub mod webhook_deliveries;
+pub mod webhook_endpoints;
+pub mod webhook_event_types;
+pub mod webhook_messages;
 
 use crate::envelope::request_id;
 use crate::error::{code_for, envelope, ApiError};
@@ -51,7 +54,27 @@ pub fn router(state: AppState, documents: Router) -> Router {
         .route("/fraud-guard/blocks/{prefix}", delete(fraud_guard::lift_block))
         .route("/safe-list", post(fraud_guard::add).get(fraud_guard::list))
         .route("/safe-list/{id}", delete(fraud_guard::remove))
-        .route("/webhook-deliveries", get(webhook_deliveries::list));
+        .route("/webhook-deliveries", get(webhook_deliveries::list))
+        .route(
+            "/webhook-endpoints",
+            post(webhook_endpoints::create).get(webhook_endpoints::list),
+        )
+        .route(
+            "/webhook-endpoints/{id}",
+            get(webhook_endpoints::read)
+                .patch(webhook_endpoints::update)
+                .delete(webhook_endpoints::delete),
+        )
+        .route(
+            "/webhook-endpoints/{id}/rotate-secret",
+            post(webhook_endpoints::rotate_secret),
+        )
+        .route("/webhook-endpoints/{id}/recover", post(webhook_messages::recover))
+        .route("/webhook-messages", get(webhook_messages::list))
+        .route("/webhook-messages/{eventId}", get(webhook_messages::read))
+        .route("/webhook-messages/{eventId}/attempts", get(webhook_messages::attempts))
+        .route("/webhook-messages/{eventId}/resend", post(webhook_messages::resend))
+        .route("/webhook-event-types", get(webhook_event_types::list));
     Router::new()
         .nest("/v2", v2)
         .nest("/callbacks", callbacks::router())

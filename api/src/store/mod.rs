@@ -18,6 +18,8 @@ pub mod projects;
 pub mod safe_list;
 pub mod validations;
 pub mod webhook_deliveries;
+pub mod webhook_endpoints;
+pub mod webhook_messages;
 
 pub use shared::db::Statements;
 
@@ -31,6 +33,8 @@ pub fn statements() -> Statements {
         safe_list::statements(),
         validations::statements(),
         webhook_deliveries::statements(),
+        webhook_endpoints::statements(),
+        webhook_messages::statements(),
         crate::create::statements(),
         crate::fraud::statements(),
         crate::stats::statements(),

@@ -556,10 +556,8 @@ async fn the_flows_page_previews_templates_with_their_segments() {
 }
 
 /// The Webhooks page against the endpoints API of §13 (an IP literal as
-/// the URL: a public address that needs no DNS). Ignored until those routes
-/// are merged: un-ignore it then.
+/// the URL: a public address that needs no DNS).
 #[tokio::test]
-#[ignore = "needs /v2/webhook-endpoints"]
 async fn the_webhooks_page_adds_rotates_and_disables_endpoints() {
     let _lane = LANES.acquire().await.expect("a lane");
     let app = TestApp::spawn().await;

@@ -18,3 +18,6 @@ mod schema;
 mod security;
 mod shutdown;
 mod slow_clients;
+mod webhook_endpoints;
+mod webhook_fixtures;
+mod webhook_messages;

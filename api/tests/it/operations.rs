@@ -87,6 +87,15 @@ async fn the_openapi_document_lists_every_v2_route_as_openapi_3_1() {
         ("/v2/fraud-guard/blocks/{prefix}", vec!["delete"]),
         ("/v2/safe-list", vec!["get", "post"]),
         ("/v2/safe-list/{id}", vec!["delete"]),
+        ("/v2/webhook-endpoints", vec!["get", "post"]),
+        ("/v2/webhook-endpoints/{id}", vec!["get", "patch", "delete"]),
+        ("/v2/webhook-endpoints/{id}/rotate-secret", vec!["post"]),
+        ("/v2/webhook-endpoints/{id}/recover", vec!["post"]),
+        ("/v2/webhook-messages", vec!["get"]),
+        ("/v2/webhook-messages/{eventId}", vec!["get"]),
+        ("/v2/webhook-messages/{eventId}/attempts", vec!["get"]),
+        ("/v2/webhook-messages/{eventId}/resend", vec!["post"]),
+        ("/v2/webhook-event-types", vec!["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());

@@ -6,6 +6,7 @@ mod dlq;
 mod fraud;
 mod keys;
 mod tokens;
+mod webhooks;
 
 use anyhow::Context;
 use api::auth::Jwt;
@@ -15,7 +16,7 @@ use sqlx::PgPool;
 #[derive(Parser)]
 #[command(
     name = "otpctl",
-    about = "Operate the OTP service: migrations, clients, tokens, keys, dead letters, fraud-guard blocks"
+    about = "Operate the OTP service: migrations, clients, tokens, keys, dead letters, fraud-guard blocks, webhook endpoints"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: fraud::FraudCommand,
     },
+    /// Clients' webhook endpoints: list and re-enable.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +69,7 @@ async fn main() {
         Command::Keys { command } => keys::run(command).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Fraud { command } => fraud::run(command).await,
+        Command::Webhooks { command } => webhooks::run(command).await,
     };
     match result {
         Ok(output) => println!("{output}"),
