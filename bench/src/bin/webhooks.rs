@@ -155,6 +155,7 @@ async fn build_worker(
         prefetch: args.prefetch,
         per_host_concurrency: args.per_host,
         host_wait: Duration::from_millis(args.host_wait_ms),
+        endpoints: webhook_worker::config::EndpointConfig::default(),
     };
     let worker = WebhookWorker::build(config, topology.clone(), cancel.clone())
         .await

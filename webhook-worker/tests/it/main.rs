@@ -2,6 +2,7 @@
 //! CI a full link of the dependency tree): one module per concern.
 
 mod delivery;
+mod endpoint_fanout;
 mod plaintext_secrets;
 mod retries;
 mod shutdown;
