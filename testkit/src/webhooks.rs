@@ -271,6 +271,14 @@ impl Received {
             .to_owned()
     }
 
+    /// The same request with another `webhook-signature` header.
+    pub fn with_signature(&self, signature: &str) -> Self {
+        let mut copy = self.clone();
+        copy.headers
+            .insert("webhook-signature", signature.parse().expect("a header value"));
+        copy
+    }
+
     /// Checks the signature with the official Standard Webhooks library.
     pub fn verify(&self, secret: &str) -> Result<(), standardwebhooks::WebhookError> {
         standardwebhooks::Webhook::new(secret)?.verify(&self.body, &self.headers)

@@ -13,6 +13,10 @@ use crate::store::{AttemptRecord, ClaimedDelivery};
 use chrono::Utc;
 use std::time::Duration;
 
+/// How long after disabling an endpoint its pending deliveries are failed
+/// once more: longer than a fan-out statement that read it enabled takes.
+const STRAGGLERS: Duration = Duration::from_secs(2);
+
 /// What an attempt's decision means for its delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Settled {
@@ -146,15 +150,28 @@ impl EndpointLoop {
         false
     }
 
-    /// Disables an endpoint failing for longer than `WEBHOOK_DISABLE_AFTER_HOURS`.
+    /// Disables an endpoint failing for longer than `WEBHOOK_DISABLE_AFTER_HOURS`
+    /// and fails its pending deliveries: at once, and again a moment later
+    /// for those a fan-out that read the endpoint still enabled was writing.
     async fn disable(&self, endpoint_id: &str) {
         match self.store.disable(endpoint_id, self.config.disable_after).await {
             Ok(true) => {
                 tracing::warn!(endpoint_id, "endpoint disabled: failing for too long");
                 metrics::counter!("webhook_endpoints_disabled_total").increment(1);
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, endpoint_id, "could not disable the failing endpoint"),
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(%error, endpoint_id, "could not disable the failing endpoint");
+                return;
+            }
+        }
+        for pass in 0..2 {
+            if pass > 0 {
+                tokio::time::sleep(STRAGGLERS).await;
+            }
+            if let Err(error) = self.store.fail_pending(endpoint_id).await {
+                tracing::warn!(%error, endpoint_id, "could not fail the disabled endpoint's deliveries");
+            }
         }
     }
 

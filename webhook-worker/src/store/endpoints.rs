@@ -117,18 +117,17 @@ const RECORD: &str = "WITH f AS (
            JOIN health h ON h.endpoint_id = f.endpoint_id
            JOIN webhook_endpoints e ON e.id = f.endpoint_id";
 
-/// Disables an endpoint that has failed for longer than `$2` seconds and
-/// fails its pending deliveries; answers 1 when this call disabled it.
-const DISABLE: &str = "WITH disabled AS (
-            UPDATE webhook_endpoints
-               SET disabled = true, disabled_reason = 'failing', updated_at = now()
-             WHERE id = $1 AND NOT disabled AND failing_since < now() - make_interval(secs => $2)
-         RETURNING id
-         ), failed AS (
-            UPDATE webhook_endpoint_deliveries SET status = 'failed', next_attempt_at = NULL
-             WHERE endpoint_id IN (SELECT id FROM disabled) AND status = 'pending'
-         )
-         SELECT count(*) FROM disabled";
+/// Disables an endpoint that has failed for longer than `$2` seconds;
+/// answers whether this call did.
+const DISABLE: &str = "UPDATE webhook_endpoints
+            SET disabled = true, disabled_reason = 'failing', updated_at = now()
+          WHERE id = $1 AND NOT disabled AND failing_since < now() - make_interval(secs => $2)
+      RETURNING id";
+/// Fails what an endpoint disabled for failing still has pending.
+const FAIL_PENDING: &str = "UPDATE webhook_endpoint_deliveries d SET status = 'failed', next_attempt_at = NULL
+           FROM webhook_endpoints e
+          WHERE d.endpoint_id = $1 AND d.status = 'pending'
+            AND e.id = d.endpoint_id AND e.disabled AND e.disabled_reason = 'failing'";
 
 /// Rests a stalled endpoint for `$2` seconds: no worker claims its deliveries meanwhile.
 const PAUSE: &str = "UPDATE webhook_endpoints SET paused_until = now() + make_interval(secs => $2)
@@ -230,12 +229,18 @@ impl EndpointStore {
 
     /// Disables a failing endpoint; whether this call did.
     pub async fn disable(&self, endpoint_id: &str, after: Duration) -> Result<bool, sqlx::Error> {
-        let disabled: i64 = sqlx::query_scalar(DISABLE)
+        let disabled: Option<String> = sqlx::query_scalar(DISABLE)
             .bind(endpoint_id)
             .bind(after.as_secs_f64())
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(disabled > 0)
+        Ok(disabled.is_some())
+    }
+
+    /// Fails the pending deliveries of an endpoint disabled for failing; how many.
+    pub async fn fail_pending(&self, endpoint_id: &str) -> Result<u64, sqlx::Error> {
+        let failed = sqlx::query(FAIL_PENDING).bind(endpoint_id).execute(&self.pool).await?;
+        Ok(failed.rows_affected())
     }
 
     pub async fn pause(&self, endpoint_id: &str, rest: Duration) -> Result<(), sqlx::Error> {
@@ -302,6 +307,7 @@ pub(super) fn statements() -> shared::db::Statements {
         ("webhooks.endpoint_claim", CLAIM),
         ("webhooks.endpoint_record", RECORD),
         ("webhooks.endpoint_disable", DISABLE),
+        ("webhooks.endpoint_fail_pending", FAIL_PENDING),
         ("webhooks.endpoint_pause", PAUSE),
         ("webhooks.purge_messages", PURGE_MESSAGES),
         ("webhooks.purge_attempts", PURGE_ATTEMPTS),

@@ -14,9 +14,9 @@ use std::sync::Arc;
 /// The enabled endpoints of some clients, with what they subscribe to.
 const ENDPOINTS: &str = "SELECT client_id, id, event_types, project_id FROM webhook_endpoints
           WHERE client_id = ANY($1) AND NOT disabled";
-/// The messages (the body as POSTed) and their deliveries, due now. A
-/// message already written (a redelivered event) and its deliveries are left
-/// as they are.
+/// The messages (the body as POSTed) and their deliveries, due now, to the
+/// endpoints still enabled. A message already written (a redelivered event)
+/// and its deliveries are left as they are.
 const FAN_OUT: &str = "WITH messages AS (
             INSERT INTO webhook_messages (event_id, client_id, project_id, event_type, occurred_at, payload)
             SELECT m.event_id, m.client_id, m.project_id, m.event_type, m.occurred_at, m.payload::jsonb
@@ -27,6 +27,7 @@ const FAN_OUT: &str = "WITH messages AS (
             INSERT INTO webhook_endpoint_deliveries (event_id, endpoint_id, client_id, status, next_attempt_at)
             SELECT d.event_id, d.endpoint_id, d.client_id, 'pending', now()
               FROM unnest($7::text[], $8::text[], $9::text[]) AS d(event_id, endpoint_id, client_id)
+              JOIN webhook_endpoints e ON e.id = d.endpoint_id AND NOT e.disabled
             ON CONFLICT (event_id, endpoint_id) DO NOTHING
          )
          SELECT unnest($1::text[])";
