@@ -37,7 +37,7 @@ const CLAIM: &str = "WITH eligible AS (
                     SELECT w.event_id, w.endpoint_id, w.next_attempt_at
                       FROM webhook_endpoint_deliveries w
                      WHERE w.endpoint_id = el.id AND w.status = 'pending' AND w.next_attempt_at <= now()
-                     ORDER BY w.next_attempt_at
+                     ORDER BY w.endpoint_id, w.next_attempt_at
                      LIMIT el.room
                        FOR UPDATE SKIP LOCKED) d
              WHERE el.room > 0
