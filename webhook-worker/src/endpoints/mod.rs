@@ -38,7 +38,7 @@ use tracker::Tracker;
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// After a finished request, how long more completions are gathered before
 /// the next claim (one claim for several freed slots).
-const GATHER: Duration = Duration::from_millis(3);
+const GATHER: Duration = Duration::from_millis(10);
 /// Pause after a failed claim (the database is down or overloaded).
 const CLAIM_BACK_OFF: Duration = Duration::from_secs(1);
 
