@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmarks: latency summaries.
 
+pub mod webhook_endpoints;
 pub mod webhook_receiver;
 
 /// p50 / p99 / max of a set of durations in milliseconds.

@@ -91,6 +91,36 @@ pub async fn wait_for(arrivals: &Shared, count: usize, started: Instant) -> anyh
     }
 }
 
+/// Waits until each of `arrivals` has seen `count` distinct events; returns the elapsed time.
+pub async fn wait_for_all(arrivals: &[Shared], count: usize, started: Instant) -> anyhow::Result<Duration> {
+    let mut took = Duration::ZERO;
+    for one in arrivals {
+        took = wait_for(one, count, started).await?;
+    }
+    Ok(took)
+}
+
+/// Prints a run's line over several receivers (`count` events each); its
+/// rate in deliveries per second.
+pub fn report_all(
+    label: &str,
+    arrivals: &[Shared],
+    count: usize,
+    took: Duration,
+    clock: chrono::DateTime<chrono::Utc>,
+) -> f64 {
+    let merged: Shared = Arc::default();
+    if let Ok(mut all) = merged.lock() {
+        for one in arrivals {
+            if let Ok(one) = one.lock() {
+                all.times.extend(one.times.iter().copied());
+                all.duplicates += one.duplicates;
+            }
+        }
+    }
+    report(label, &merged, count * arrivals.len(), took, clock)
+}
+
 /// Prints a run's line; its rate. Latency runs from the event's
 /// `occurredAt`, or from `clock` when that is later (a backlog's start).
 pub fn report(

@@ -11,6 +11,8 @@
 //! - [`callbacks`]: providers' signed status callbacks, and a Twilio stand-in
 //!   that reports before it answers;
 //! - [`webhooks`]: the API plus the webhook worker and scripted receivers;
+//! - [`webhook_endpoints`]: webhook endpoints arranged as rows, and what
+//!   their deliveries and attempts came to;
 //! - [`stack`]: all three services as child processes, for failover tests;
 //! - [`cluster`]: a throwaway three-node RabbitMQ cluster;
 //! - [`lifecycle`]: webhook endpoints, validations expired in bulk, and the
@@ -31,6 +33,7 @@ pub mod process;
 pub mod schema;
 pub mod stack;
 pub mod webdriver;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 pub use api::{create_client, Response, TestApp};

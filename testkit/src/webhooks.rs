@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use webhook_worker::config::{parse_schedule, WebhookConfig};
+use webhook_worker::config::{parse_schedule, EndpointConfig, WebhookConfig};
 use webhook_worker::WebhookWorker;
 
 /// The secret `create_client` gives every test client.
@@ -32,6 +32,8 @@ pub struct Options {
     pub allow_private: bool,
     pub prefetch: u16,
     pub per_host: usize,
+    /// Webhook endpoints' delivery (poll, per-endpoint slots, disable, retention).
+    pub endpoints: EndpointConfig,
 }
 
 impl Default for Options {
@@ -42,6 +44,10 @@ impl Default for Options {
             allow_private: true,
             prefetch: 32,
             per_host: 4,
+            endpoints: EndpointConfig {
+                poll: Duration::from_millis(100),
+                ..EndpointConfig::default()
+            },
         }
     }
 }
@@ -58,6 +64,7 @@ fn worker_config(app: &TestApp, options: &Options) -> WebhookConfig {
         prefetch: options.prefetch,
         per_host_concurrency: options.per_host,
         host_wait: Duration::from_millis(250),
+        endpoints: options.endpoints.clone(),
     }
 }
 
@@ -246,6 +253,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The wall clock at arrival (PostgreSQL's clock on this machine).
+    pub wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl Received {
@@ -260,6 +269,14 @@ impl Received {
             .to_str()
             .expect("test setup")
             .to_owned()
+    }
+
+    /// The same request with another `webhook-signature` header.
+    pub fn with_signature(&self, signature: &str) -> Self {
+        let mut copy = self.clone();
+        copy.headers
+            .insert("webhook-signature", signature.parse().expect("a header value"));
+        copy
     }
 
     /// Checks the signature with the official Standard Webhooks library.
@@ -327,6 +344,7 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
             headers,
             body,
             at: Instant::now(),
+            wall: chrono::Utc::now(),
         });
         received.len() - 1
     };

@@ -33,6 +33,73 @@ pub struct WebhookConfig {
     /// slot that a delivery waits out; one predicted to wait longer is
     /// deferred to the first retry tier (see `hosts/mod.rs`).
     pub host_wait: Duration,
+    /// What the delivery of webhook endpoints' events (docs/contract.md §13) is tuned by.
+    pub endpoints: EndpointConfig,
+}
+
+/// Webhook endpoints (docs/contract.md §13): their deliveries wait in
+/// PostgreSQL and every worker claims the due ones.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// `WEBHOOK_DISABLE_AFTER_HOURS` (120, fractional hours accepted): an
+    /// endpoint failing for this long is disabled.
+    pub disable_after: Duration,
+    /// `WEBHOOK_RETENTION_DAYS` (30): messages and attempts older than this are purged.
+    pub retention: Duration,
+    /// `WEBHOOK_ENDPOINT_POLL_MS` (250, at most 500): how often an idle worker looks for due deliveries.
+    pub poll: Duration,
+    /// `WEBHOOK_ENDPOINT_CONCURRENCY` (32): requests in flight to one endpoint from one worker.
+    pub per_endpoint: usize,
+    /// `WEBHOOK_PURGE_INTERVAL_SECS` (600): how often a worker purges what the retention let go.
+    pub purge_every: Duration,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            disable_after: Duration::from_secs(120 * 3600),
+            retention: Duration::from_secs(30 * 86_400),
+            poll: Duration::from_millis(250),
+            per_endpoint: 32,
+            purge_every: Duration::from_secs(600),
+        }
+    }
+}
+
+impl EndpointConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_owned(),
+        };
+        let hours: f64 = config::parse_or("WEBHOOK_DISABLE_AFTER_HOURS", 120.0)?;
+        if !hours.is_finite() || !(0.001..=87_600.0).contains(&hours) {
+            return Err(invalid("WEBHOOK_DISABLE_AFTER_HOURS", "must be 0.001 to 87600 hours"));
+        }
+        let days: u32 = config::parse_or("WEBHOOK_RETENTION_DAYS", 30)?;
+        if !(1..=3650).contains(&days) {
+            return Err(invalid("WEBHOOK_RETENTION_DAYS", "must be 1 to 3650"));
+        }
+        let poll_ms: u64 = config::parse_or("WEBHOOK_ENDPOINT_POLL_MS", 250)?;
+        if !(10..=500).contains(&poll_ms) {
+            return Err(invalid("WEBHOOK_ENDPOINT_POLL_MS", "must be 10 to 500"));
+        }
+        let per_endpoint: usize = config::parse_or("WEBHOOK_ENDPOINT_CONCURRENCY", 32)?;
+        if !(1..=1024).contains(&per_endpoint) {
+            return Err(invalid("WEBHOOK_ENDPOINT_CONCURRENCY", "must be 1 to 1024"));
+        }
+        let purge_secs: u64 = config::parse_or("WEBHOOK_PURGE_INTERVAL_SECS", 600)?;
+        if !(1..=86_400).contains(&purge_secs) {
+            return Err(invalid("WEBHOOK_PURGE_INTERVAL_SECS", "must be 1 to 86400"));
+        }
+        Ok(Self {
+            disable_after: Duration::from_secs_f64(hours * 3600.0),
+            retention: Duration::from_secs(u64::from(days) * 86_400),
+            poll: Duration::from_millis(poll_ms),
+            per_endpoint,
+            purge_every: Duration::from_secs(purge_secs),
+        })
+    }
 }
 
 impl shared::process::Config for WebhookConfig {
@@ -71,6 +138,7 @@ impl shared::process::Config for WebhookConfig {
             prefetch,
             per_host_concurrency: per_host,
             host_wait: Duration::from_millis(config::parse_or("WEBHOOK_HOST_WAIT_MS", 1000u64)?),
+            endpoints: EndpointConfig::from_env()?,
         })
     }
 }

@@ -13,6 +13,7 @@ use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::BasicProperties;
 use serde::Deserialize;
 use shared::amqp::retry;
+use shared::domain::WebhookEventType;
 use shared::events::{FraudGuardBlocked, ValidationEventType};
 use shared::ObjectId;
 
@@ -24,6 +25,20 @@ pub enum EventKind {
     Validation(ValidationEventType),
     /// `fraud_guard_blocked`: a block of the fraud guard.
     FraudGuardBlocked(FraudGuardBlockedType),
+    /// `phone_validation_sent` / `_delivered` / `_undelivered`: a validation,
+    /// for webhook endpoints only (docs/contract.md §13).
+    Lifecycle(LifecycleType),
+}
+
+/// The lifecycle events, which go to webhook endpoints and never to a `webhookUrl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum LifecycleType {
+    #[serde(rename = "phone_validation_sent")]
+    Sent,
+    #[serde(rename = "phone_validation_delivered")]
+    Delivered,
+    #[serde(rename = "phone_validation_undelivered")]
+    Undelivered,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -37,6 +52,19 @@ impl EventKind {
         match self {
             EventKind::Validation(kind) => kind.as_str(),
             EventKind::FraudGuardBlocked(_) => FraudGuardBlocked::TYPE,
+            EventKind::Lifecycle(_) => self.webhook_type().as_str(),
+        }
+    }
+
+    /// The event's type in the endpoints' catalogue (what `eventTypes` filters on).
+    pub fn webhook_type(self) -> WebhookEventType {
+        match self {
+            EventKind::Validation(ValidationEventType::Validated) => WebhookEventType::Validated,
+            EventKind::Validation(ValidationEventType::Failed) => WebhookEventType::Failed,
+            EventKind::FraudGuardBlocked(_) => WebhookEventType::FraudGuardBlocked,
+            EventKind::Lifecycle(LifecycleType::Sent) => WebhookEventType::Sent,
+            EventKind::Lifecycle(LifecycleType::Delivered) => WebhookEventType::Delivered,
+            EventKind::Lifecycle(LifecycleType::Undelivered) => WebhookEventType::Undelivered,
         }
     }
 }
@@ -159,6 +187,23 @@ mod tests {
 
         assert_eq!(message.hint, Hint::default());
 
+        let sent = serde_json::to_vec(&shared::events::LifecycleEvent::new(
+            WebhookEventType::Sent,
+            ObjectId::new(),
+        ))
+        .unwrap();
+        let message = Message::decode(&sent, &BasicProperties::default()).unwrap();
+        assert_eq!(message.kind, EventKind::Lifecycle(LifecycleType::Sent));
+        assert_eq!(message.kind.as_str(), "phone_validation_sent");
+        for kind in WebhookEventType::ALL {
+            let body = format!(
+                r#"{{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"{kind}","occurredAt":"2026-01-01T00:00:00Z","data":{{"_id":"65a1b2c3d4e5f6a7b8c9d0e2"}}}}"#
+            );
+            let message = Message::decode(body.as_bytes(), &BasicProperties::default()).unwrap();
+            assert_eq!(message.kind.webhook_type(), kind);
+            assert_eq!(message.kind.as_str(), kind.as_str());
+        }
+
         let unknown = br#"{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"something_else",
             "occurredAt":"2026-01-01T00:00:00Z","data":{"_id":"65a1b2c3d4e5f6a7b8c9d0e2"}}"#;
         assert!(Message::decode(unknown, &BasicProperties::default()).is_err());
@@ -179,5 +224,22 @@ mod tests {
             "webhookUrl":7,"client":"not-an-id","projectFlow":null}}"#;
         let message = Message::decode(odd, &BasicProperties::default()).expect("a bad hint refuses nothing");
         assert_eq!(message.hint, Hint::default());
+
+        let sent = serde_json::to_vec(&shared::events::LifecycleEvent::new(
+            WebhookEventType::Sent,
+            ObjectId::new(),
+        ))
+        .unwrap();
+        let message = Message::decode(&sent, &BasicProperties::default()).unwrap();
+        assert_eq!(message.kind, EventKind::Lifecycle(LifecycleType::Sent));
+        assert_eq!(message.kind.as_str(), "phone_validation_sent");
+        for kind in WebhookEventType::ALL {
+            let body = format!(
+                r#"{{"eventId":"65a1b2c3d4e5f6a7b8c9d0e1","type":"{kind}","occurredAt":"2026-01-01T00:00:00Z","data":{{"_id":"65a1b2c3d4e5f6a7b8c9d0e2"}}}}"#
+            );
+            let message = Message::decode(body.as_bytes(), &BasicProperties::default()).unwrap();
+            assert_eq!(message.kind.webhook_type(), kind);
+            assert_eq!(message.kind.as_str(), kind.as_str());
+        }
     }
 }

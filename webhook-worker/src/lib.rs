@@ -7,7 +7,9 @@
 pub mod body;
 pub mod config;
 pub mod deliver;
+pub mod endpoints;
 pub mod event;
+pub mod fanout;
 pub use shared::amqp::dlq;
 pub mod hosts;
 pub mod plan;
@@ -19,6 +21,8 @@ pub mod store;
 use anyhow::Context;
 use config::WebhookConfig;
 use deliver::Deliverer;
+use endpoints::{EndpointLoop, EndpointParts};
+use fanout::FanOut;
 use hosts::HostLimiter;
 use plan::RetryPolicy;
 use sender::Sender;
@@ -31,7 +35,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Store, TargetCache};
+use store::{EndpointStore, FanOutStore, Store, TargetCache};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client's keys and a flow's URL are reused before reloading.
@@ -41,6 +46,8 @@ const TARGET_CACHE_TTL: Duration = Duration::from_secs(2);
 pub struct WebhookWorker {
     deliverer: Arc<Deliverer>,
     consumer: Consumer,
+    endpoints: Arc<EndpointLoop>,
+    cancel: CancellationToken,
 }
 
 impl Service for WebhookWorker {
@@ -82,14 +89,30 @@ impl Service for WebhookWorker {
             pool.clone(),
             messaging,
             config.prefetch,
-            cancel,
+            cancel.clone(),
         )
         .await?;
         shared::ops::prometheus();
         if config.allow_private {
             tracing::warn!("WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses");
         }
+        let sender = Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
+            .context("while building the HTTP client")?;
+        let wake = Arc::new(Notify::new());
+        let endpoints = EndpointLoop::new(EndpointParts {
+            store: EndpointStore::start(endpoint_pool(&config).await?, config.endpoints.disable_after),
+            sender: Sender::new(config.timeout, config.allow_private, config.endpoints.per_endpoint)
+                .context("while building the HTTP client")?,
+            policy: RetryPolicy::new(config.retry_schedule.clone()),
+            sealing: config.secret_keys.clone(),
+            config: config.endpoints.clone(),
+            allow_private: config.allow_private,
+            max_in_flight: usize::from(config.prefetch),
+            timeout: config.timeout,
+            wake: wake.clone(),
+        });
         let deliverer = Deliverer {
+            fanout: FanOut::new(FanOutStore::start(pool.clone()), wake),
             store: Store::start(
                 pool,
                 TargetCache::new(TARGET_CACHE_TTL, config.secret_keys.clone()),
@@ -98,23 +121,50 @@ impl Service for WebhookWorker {
             broker,
             delays: DelayQueues::new(queue, &config.retry_schedule),
             policy: RetryPolicy::new(config.retry_schedule.clone()),
-            sender: Sender::new(config.timeout, config.allow_private, config.per_host_concurrency)
-                .context("while building the HTTP client")?,
+            sender,
             hosts: HostLimiter::new(config.per_host_concurrency, config.host_wait),
             allow_private: config.allow_private,
         };
         Ok(Self {
             deliverer: Arc::new(deliverer),
             consumer,
+            endpoints: Arc::new(endpoints),
+            cancel,
         })
     }
 
     /// Runs until the cancellation token fires: declares the delay tiers,
-    /// consumes the webhook queue, and on shutdown lets in-flight deliveries
-    /// finish (or return to the queue) before returning.
+    /// consumes the webhook queue and delivers endpoints' due deliveries
+    /// from PostgreSQL; on shutdown lets in-flight deliveries finish (or
+    /// return to the queue) before returning.
     async fn run(self) -> anyhow::Result<()> {
-        self.consumer.run(self.deliverer).await
+        let endpoints = tokio::spawn(self.endpoints.run(self.cancel.clone()));
+        let consumed = self.consumer.run(self.deliverer).await;
+        // The consumer stops on the same token; a consumer that failed stops the loop too.
+        self.cancel.cancel();
+        endpoints.await.context("the endpoint loop panicked")?;
+        consumed
     }
+}
+
+/// Connections of the endpoint loop's own (claims, records): their
+/// statements are long and their parameters few, so PostgreSQL plans each
+/// once per connection (`plan_cache_mode=force_generic_plan`) instead of
+/// again at every execution (measured: planning the claim took 7-13 ms, running it 2 ms).
+const ENDPOINT_CONNECTIONS: u32 = 6;
+
+async fn endpoint_pool(config: &WebhookConfig) -> anyhow::Result<PgPool> {
+    use secrecy::ExposeSecret;
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(config.common.database_url.expose_secret())
+        .context("while reading DATABASE_URL")?
+        .options([("plan_cache_mode", "force_generic_plan")]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(ENDPOINT_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("while connecting to PostgreSQL (DATABASE_URL)")
 }
 
 impl Handler for Deliverer {

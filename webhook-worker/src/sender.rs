@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 const MAX_RESPONSE_BYTES: usize = 4 * 1024;
 /// The longest error text kept in a record.
 const MAX_ERROR_CHARS: usize = 500;
+/// How much of the answer's body is kept for an endpoint's attempt log.
+pub const KEPT_RESPONSE_BYTES: usize = 1024;
 
 /// What one request came to.
 #[derive(Debug)]
@@ -22,6 +24,21 @@ pub struct Call {
     pub latency: Duration,
     /// For the record: what went wrong, without the URL (it may hold a token).
     pub error: Option<String>,
+    /// The first KiB of the answer's body (lossy UTF-8), when there was an answer.
+    pub response: Option<String>,
+}
+
+impl Call {
+    /// An attempt that made no request: `error` says why.
+    pub fn not_made(result: Attempted, error: String) -> Self {
+        Self {
+            result,
+            status: None,
+            latency: Duration::ZERO,
+            error: Some(error),
+            response: None,
+        }
+    }
 }
 
 /// The signed headers of one attempt.
@@ -79,6 +96,7 @@ impl Sender {
                     status: None,
                     latency: started.elapsed(),
                     error: Some(describe(&error.without_url())),
+                    response: None,
                 }
             }
         }
@@ -111,10 +129,15 @@ async fn answered(mut response: reqwest::Response, started: Instant) -> Call {
         .and_then(|v| v.to_str().ok())
         .and_then(shared::http::parse_retry_after);
     let mut read = 0usize;
+    let mut kept = Vec::new();
     let mut body_error = None;
     while read < MAX_RESPONSE_BYTES {
         match response.chunk().await {
-            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = KEPT_RESPONSE_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             Ok(None) => break,
             Err(error) => {
                 body_error = Some(error);
@@ -143,6 +166,8 @@ async fn answered(mut response: reqwest::Response, started: Instant) -> Call {
         status: Some(code),
         latency: started.elapsed(),
         error,
+        // PostgreSQL's text holds no NUL.
+        response: Some(String::from_utf8_lossy(&kept).replace('\0', "")),
     }
 }
 

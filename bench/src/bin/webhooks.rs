@@ -18,9 +18,10 @@
 //!
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000
 //!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --black-holed 2000 --backlog
+//!   RUST_LOG=warn cargo run --release -p bench --bin webhooks -- --events 10000 --endpoints 3
 
 use anyhow::Context;
-use bench::webhook_receiver::{black_hole, receiver, report, wait_for};
+use bench::webhook_receiver::{black_hole, receiver, report_all, wait_for_all};
 use clap::Parser;
 use futures_util::future::join_all;
 use secrecy::SecretString;
@@ -63,6 +64,12 @@ struct Args {
     /// Queue every event before the workers start, and time the workers alone.
     #[arg(long)]
     backlog: bool,
+    /// Webhook endpoints (docs/contract.md §13) instead of the flow's URL:
+    /// every event fans out to this many endpoints, each a fast receiver;
+    /// the black-hole run adds one black-holed endpoint subscribed to
+    /// everything (and no events of its own). 0: the flow's `webhookUrl`.
+    #[arg(long, default_value_t = 0)]
+    endpoints: usize,
 }
 
 /// A client, project and flow delivering to `url`; `count` validated records under it.
@@ -155,6 +162,7 @@ async fn build_worker(
         prefetch: args.prefetch,
         per_host_concurrency: args.per_host,
         host_wait: Duration::from_millis(args.host_wait_ms),
+        endpoints: webhook_worker::config::EndpointConfig::default(),
     };
     let worker = WebhookWorker::build(config, topology.clone(), cancel.clone())
         .await
@@ -209,14 +217,33 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         broker.wait_connected(Duration::from_secs(10)).await,
         "RabbitMQ unreachable"
     );
-    let (url, arrivals) = receiver().await?;
-    let healthy = validations(pool, &url, args.events).await?;
-    let black_holed = if kind == Kind::BesideBlackHole {
+    let mut dead = None;
+    let (mut receivers, mut endpoint_client) = (Vec::new(), None);
+    let healthy = if args.endpoints > 0 {
+        let mut urls = Vec::new();
+        for _ in 0..args.endpoints {
+            let (url, arrivals) = receiver().await?;
+            urls.push(url);
+            receivers.push(arrivals);
+        }
+        let hole = match kind {
+            Kind::BesideBlackHole => Some(dead.insert(black_hole().await?).url.clone()),
+            _ => None,
+        };
+        let (client, records) =
+            bench::webhook_endpoints::validations(pool, &urls, hole.as_deref(), args.events).await?;
+        endpoint_client = Some(client);
+        records
+    } else {
+        let (url, arrivals) = receiver().await?;
+        receivers.push(arrivals);
+        validations(pool, &url, args.events).await?
+    };
+    let black_holed = if kind == Kind::BesideBlackHole && args.endpoints == 0 {
         args.black_holed
     } else {
         0
     };
-    let mut dead = None;
     let records = if black_holed > 0 {
         // Interleaved: one event for the black hole every `every` healthy ones.
         let hole = dead.insert(black_hole().await?);
@@ -257,7 +284,7 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         publish(&broker, records).await?;
         published = started.elapsed();
     }
-    let took = wait_for(&arrivals, args.events, started).await?;
+    let took = wait_for_all(&receivers, args.events, started).await?;
     let cpu_after = bench::cpu_by_command();
     let deferred: Vec<String> = bench::counter_by("webhook_deferred_total", "reason")
         .into_iter()
@@ -271,7 +298,7 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         deferred.join(", ")
     };
 
-    let rate = report(kind.label(), &arrivals, args.events, took, clock);
+    let rate = report_all(kind.label(), &receivers, args.events, took, clock);
     let when = if args.backlog {
         " before the workers started"
     } else {
@@ -301,6 +328,9 @@ async fn timed_run(args: &Args, database_url: &str, pool: &PgPool, kind: Kind, f
         }
     }
     cancel.cancel();
+    if let Some(client) = endpoint_client {
+        bench::webhook_endpoints::retire(pool, &client).await?;
+    }
     // A run's queues go with it: RabbitMQ's file-handle budget (see README,
     // "Running the tests") does not hold many runs' quorum queues at once.
     let schedule = parse_schedule(DEFAULT_SCHEDULE).map_err(anyhow::Error::msg)?;

@@ -13,7 +13,8 @@ mod load;
 mod stage;
 
 use crate::body::WebhookBody;
-use crate::event::Message;
+use crate::event::{EventKind, Message};
+use crate::fanout::{About, FanOut};
 use crate::hosts::HostLimiter;
 use crate::plan::{random_jitter, Attempted, RetryPolicy};
 use crate::sender::{Call, Sender, Signed};
@@ -22,11 +23,11 @@ use crate::ssrf::{self, Refused};
 use crate::store::{AttemptKey, Claim, Store};
 use chrono::Utc;
 use followup::{Deferral, FollowUps};
-use load::{Loaded, Loader};
+use load::{Loaded, Loader, Subject};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
 use stage::{back_off, stage};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// The validation's own URL wins over its flow's.
@@ -47,6 +48,8 @@ pub struct Deliverer {
     pub sender: Sender,
     pub hosts: HostLimiter,
     pub allow_private: bool,
+    /// Writes each event's deliveries to webhook endpoints (docs/contract.md §13).
+    pub fanout: FanOut,
 }
 
 impl Deliverer {
@@ -71,15 +74,57 @@ impl Deliverer {
     }
 
     async fn process(&self, message: &Message) -> Handled {
+        // An event is fanned out to its endpoints when it is first handled,
+        // not again when its `webhookUrl` delivery comes back from a delay
+        // tier; lifecycle events go to endpoints only.
+        let lifecycle = matches!(message.kind, EventKind::Lifecycle(_));
+        if lifecycle || (message.attempt == 1 && message.deferrals == 0) {
+            let subject = match self.loader().subject(message).await {
+                Ok(subject) => subject,
+                Err(settled) => return settled,
+            };
+            if let Err(settled) = self.fan_out(message, &subject).await {
+                return settled;
+            }
+            if lifecycle {
+                return Handled::Ack;
+            }
+            return match self.loader().target(subject).await {
+                Ok(loaded) => self.deliver(message, loaded).await,
+                Err(settled) => settled,
+            };
+        }
         // A dead or backed-up host's deliveries are put off before any
         // database work: where the event says it goes is enough to know that.
         if let Some(busy) = self.hinted_host(message).and_then(|host| self.hosts.busy(&host)) {
             return self.follow_up().defer(message, busy.into()).await;
         }
-        let loaded = match self.loader().load(message).await {
-            Ok(loaded) => loaded,
-            Err(settled) => return settled,
+        match self.loader().load(message).await {
+            Ok(loaded) => self.deliver(message, loaded).await,
+            Err(settled) => settled,
+        }
+    }
+
+    /// Fan-out: the event's deliveries to webhook endpoints, written once.
+    #[tracing::instrument(skip_all)]
+    async fn fan_out(&self, message: &Message, subject: &Subject) -> Result<(), Handled> {
+        let started = Instant::now();
+        let about = About {
+            object: &subject.object,
+            client: &subject.client,
+            project: subject.project.as_deref(),
         };
+        match self.fanout.fan_out(message, about).await {
+            Ok(_) => {
+                stage("fan_out", started);
+                Ok(())
+            }
+            Err(error) => Err(back_off("fanning out to endpoints", &error).await),
+        }
+    }
+
+    /// The `webhookUrl` delivery (docs/contract.md §8) of a loaded event.
+    async fn deliver(&self, message: &Message, loaded: Loaded) -> Handled {
         let flow_url = loaded.target.flow_url.as_deref();
         let Some(raw_url) = choose_url(loaded.own_url.as_deref(), flow_url) else {
             tracing::debug!("no webhook URL: nothing to deliver");
@@ -110,12 +155,7 @@ impl Deliverer {
         };
         let call = match checked {
             Ok(url) => self.call(message, &loaded, &url).await,
-            Err(refused) => Call {
-                result: Attempted::Refused,
-                status: None,
-                latency: Duration::ZERO,
-                error: Some(refused.to_string()),
-            },
+            Err(refused) => Call::not_made(Attempted::Refused, refused.to_string()),
         };
         drop(permit);
         metrics::histogram!("webhook_request_duration_seconds").record(call.latency.as_secs_f64());

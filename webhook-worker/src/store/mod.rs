@@ -6,9 +6,13 @@
 //! for its own row, so no attempt counts before it is durable.
 
 mod attempts;
+mod endpoints;
+mod fanout;
 mod targets;
 
 pub use attempts::{AttemptKey, Claim, Finished, Outcome};
+pub use endpoints::{AttemptRecord, ClaimedDelivery, EndpointStore};
+pub use fanout::{EndpointFilter, FanOutStore, NewMessage};
 pub use shared::batch::StoreError;
 pub use targets::{LoadError, Target, TargetCache};
 
@@ -22,7 +26,8 @@ use std::time::Duration;
 
 static VALIDATIONS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM phone_validations WHERE id = ANY($1)"));
-const BLOCK: &str = "SELECT client_id, project_flow_id, prefix, until, sent, validated FROM fraud_blocks WHERE id = $1";
+const BLOCK: &str = "SELECT b.client_id, b.project_flow_id, f.project_id, b.prefix, b.until, b.sent, b.validated
+           FROM fraud_blocks b LEFT JOIN project_flows f ON f.id = b.project_flow_id WHERE b.id = $1";
 const CLAIM_MANY: &str = "WITH input AS (
             SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])
                 AS i(event_id, round, attempt, event_type, validation_id, client_id, url)
@@ -47,6 +52,16 @@ const FINISH_MANY: &str = "UPDATE webhook_deliveries AS d
              AS f(id, status_code, latency_ms, error, next_attempt_at, outcome)
           WHERE d.id = f.id
       RETURNING d.id";
+
+/// A fraud-guard block as the worker reads it.
+#[derive(sqlx::FromRow)]
+pub struct Block {
+    pub client_id: ObjectId,
+    pub project_flow_id: ObjectId,
+    pub project_id: Option<String>,
+    #[sqlx(flatten)]
+    pub block: BlockObject,
+}
 
 /// Batches of each statement in flight at once: while one waits for its
 /// commit, the next gathers.
@@ -114,19 +129,11 @@ impl Store {
         Ok(self.validations.submit(id.clone(), ()).await?)
     }
 
-    /// A fraud-guard block by id: its client, its flow and what the
-    /// webhook tells of it (`None`: no such block). Blocks are rare: one
-    /// query each.
-    pub async fn block(&self, id: &ObjectId) -> Result<Option<(ObjectId, ObjectId, BlockObject)>, sqlx::Error> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            client_id: ObjectId,
-            project_flow_id: ObjectId,
-            #[sqlx(flatten)]
-            block: BlockObject,
-        }
-        let row: Option<Row> = sqlx::query_as(BLOCK).bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| (r.client_id, r.project_flow_id, r.block)))
+    /// A fraud-guard block by id: its client, its flow, the flow's project
+    /// (when the flow still exists) and what the webhook tells of it
+    /// (`None`: no such block). Blocks are rare: one query each.
+    pub async fn block(&self, id: &ObjectId) -> Result<Option<Block>, sqlx::Error> {
+        sqlx::query_as(BLOCK).bind(id).fetch_optional(&self.pool).await
     }
 
     /// The target as last loaded, however old, without touching the database.
@@ -236,6 +243,8 @@ pub fn statements() -> shared::db::Statements {
     .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
     .into();
     statements.extend(attempts::statements());
+    statements.extend(endpoints::statements());
+    statements.extend(fanout::statements());
     statements.extend(targets::statements());
     statements
 }
