@@ -206,13 +206,17 @@ impl Browser {
         decode_base64(png.as_str().unwrap_or_default())
     }
 
-    /// With `CONSOLE_SCREENSHOTS` set to a directory, saves a PNG of the
-    /// page there as `<name>.png` (to look at what a test saw).
+    /// Saves a PNG of the page as `<name>.png` under `CONSOLE_SCREENSHOTS`,
+    /// or by default under the workspace's `target/console-screenshots/`
+    /// (to look at what a test saw).
     pub async fn snapshot(&self, name: &str) {
-        if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
-            let path = std::path::Path::new(&dir).join(format!("{name}.png"));
-            std::fs::write(&path, self.screenshot().await).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        }
+        let dir = std::env::var_os("CONSOLE_SCREENSHOTS").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots"),
+            std::path::PathBuf::from,
+        );
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.screenshot().await).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
     /// Every element matching `css` now (possibly none).

@@ -15,25 +15,42 @@ fn prism_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/prism")
 }
 
+/// Installs Prism and the document once per test process: the SMS and the
+/// voice tests run at the same time, and two `npm install`s into one
+/// directory break each other. Install scripts are skipped (the only one is
+/// a usage-reporting package's, which fails offline).
 async fn install_prism() -> (PathBuf, PathBuf) {
-    let dir = prism_dir();
-    let bin = dir.join("node_modules/.bin/prism");
-    let spec = dir.join("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json");
-    if !bin.exists() || !spec.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = tokio::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
-            .arg(&dir)
-            .args(PACKAGES)
-            .status()
-            .await
-            .expect("npm must be installed to run the Twilio contract test");
-        assert!(
-            status.success(),
-            "npm install of Prism and Twilio's OpenAPI document failed"
-        );
-    }
-    (bin, spec)
+    static INSTALLED: tokio::sync::OnceCell<(PathBuf, PathBuf)> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            let dir = prism_dir();
+            let bin = dir.join("node_modules/.bin/prism");
+            let spec = dir.join("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json");
+            if !bin.exists() || !spec.exists() {
+                std::fs::create_dir_all(&dir).unwrap();
+                let status = tokio::process::Command::new("npm")
+                    .args([
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--ignore-scripts",
+                        "--loglevel=error",
+                        "--prefix",
+                    ])
+                    .arg(&dir)
+                    .args(PACKAGES)
+                    .status()
+                    .await
+                    .expect("npm must be installed to run the Twilio contract test");
+                assert!(
+                    status.success(),
+                    "npm install of Prism and Twilio's OpenAPI document failed"
+                );
+            }
+            (bin, spec)
+        })
+        .await
+        .clone()
 }
 
 /// Prism serving Twilio's document on a free port, and its base URL.
