@@ -245,8 +245,8 @@ pub async fn read(
     params(("id" = String, Path, description = "Webhook endpoint id", pattern = "^[0-9a-f]{24}$")),
     responses(
         (status = 200, body = Success<WebhookEndpoint>, description = "The endpoint, changed"),
-        (status = 400, description = "`invalid_url`, `invalid_eventTypes`, `invalid_description`, `invalid_rateLimitPerSecond`, `invalid_disabled`, `invalid_json`"),
-        (status = 404, description = "`webhookEndpoint_not_found`, or `project_not_found`")),
+        (status = 400, description = "`invalid_url`, `invalid_eventTypes`, `invalid_project` (not a project of the client), `invalid_description`, `invalid_rateLimitPerSecond`, `invalid_disabled`, `invalid_json`"),
+        (status = 404, description = "`webhookEndpoint_not_found`")),
     security(("bearer" = [])))]
 pub async fn update(
     State(app): State<AppState>,
@@ -261,9 +261,14 @@ pub async fn update(
         .transpose()?;
     let description = body.description.map(description).transpose()?;
     let rate_limit = body.rate_limit_per_second.map(rate).transpose()?;
+    // The endpoint is the resource changed, and it exists: a project it
+    // cannot move to is a bad field (400), not a missing resource (404).
     let project = body
         .project
-        .map(|raw| raw.map(|raw| path_id(&raw, "project")).transpose())
+        .map(|raw| {
+            raw.map(|raw| ObjectId::parse(&raw).map_err(|_| ApiError::invalid("project")))
+                .transpose()
+        })
         .transpose()?;
     let url = match body.url {
         Some(raw) => Some(check_url(&raw, app.webhooks.allow_private).await?),
@@ -274,7 +279,7 @@ pub async fn update(
     let current = current.ok_or_else(|| ApiError::not_found("webhookEndpoint"))?;
     if let Some(Some(project)) = &project {
         if !store::owns_project(&mut tx, project, &client).await? {
-            return Err(ApiError::not_found("project"));
+            return Err(ApiError::invalid("project"));
         }
     }
     let mut settings = Settings::from(&current);

@@ -164,8 +164,11 @@ async fn a_project_must_be_the_clients_own() {
     assert_eq!(unknown.message(), "404:project_not_found");
     let malformed = create(&app, json!({"url": URL, "project": "x"})).await;
     assert_eq!(malformed.message(), "404:project_not_found");
+    // The endpoint exists: a project it cannot move to is a bad field.
     let changed = patch(&app, &id, json!({"project": ObjectId::new()})).await;
-    assert_eq!(changed.message(), "404:project_not_found");
+    assert_eq!(changed.message(), "400:invalid_project");
+    let changed = patch(&app, &id, json!({"project": "x"})).await;
+    assert_eq!(changed.message(), "400:invalid_project");
     let cleared = patch(&app, &id, json!({"project": null})).await;
     assert_eq!(cleared.data()["project"], Value::Null);
 }
