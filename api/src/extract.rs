@@ -81,6 +81,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ApiBytes(bytes) = ApiBytes::from_request(request, state).await?;
+        // Every body of the API is an object. serde's derived structs also
+        // accept an array of their fields in order (`[null, null]`), which
+        // no client means: refuse it as the JSON it is not.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("invalid_json"));
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }
