@@ -94,6 +94,7 @@ impl Service for Dispatcher {
                 .copied()
                 .min()
                 .unwrap_or(Duration::from_secs(5)),
+            guard: config.fraud_guard,
         });
         let expiry = expiry::Sweep {
             pool: pool.clone(),

@@ -8,10 +8,12 @@
 //! event in the same statement, for clients with a webhook endpoint for it.
 
 mod failover;
+mod limits;
 mod workflow;
 
 use failover::history_entry;
 pub use failover::FailoverClaim;
+pub use limits::DayUnit;
 pub use workflow::Refused;
 
 use chrono::{DateTime, Utc};

@@ -89,6 +89,7 @@ impl Harness {
                 template: "verification_code".into(),
             },
             voice: self.voice_config(),
+            fraud_guard: shared::store::fraud::GuardConfig::default(),
             relay: relay_config(),
         }
     }

@@ -2,12 +2,14 @@
 //! A block is a row that is never updated but to lift it, so its history
 //! stays readable; the judge counts a prefix's sends only from its last
 //! block's end, so a lifted or expired block is not set off again by the
-//! sends that caused it.
+//! sends that caused it. Which block refuses a number is
+//! `shared::store::fraud::blocking` (the dispatcher asks too).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::store::fraud::ACTIVE;
 use shared::ObjectId;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use std::sync::LazyLock;
 use utoipa::ToSchema;
 
@@ -30,18 +32,6 @@ pub struct Block {
     pub reason: String,
 }
 
-const ACTIVE: &str = "lifted_at IS NULL AND until > now()";
-
-static BLOCKING: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
-          WHERE client_id = $1 AND prefix IN ($2, $3) AND {ACTIVE}
-            AND NOT EXISTS (SELECT 1 FROM safe_list s
-                             WHERE s.client_id = $1 AND s.country_code = $3 AND s.phone = $4)
-          ORDER BY until DESC LIMIT 1"
-    )
-});
-
 static ACTIVE_BLOCKS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT client_id, prefix, blocked_at, until, sent, validated, reason FROM fraud_blocks
@@ -55,24 +45,6 @@ static LIFT: LazyLock<String> = LazyLock::new(|| {
 });
 
 static COUNT_ACTIVE: LazyLock<String> = LazyLock::new(|| format!("SELECT count(*) FROM fraud_blocks WHERE {ACTIVE}"));
-
-/// The client's block that refuses this number (of `country_code`, with
-/// canonical national digits `national`), if any: its prefix's own, else
-/// its calling code's; none for a number on the client's safe list.
-pub async fn blocking(
-    conn: &mut PgConnection,
-    client: &ObjectId,
-    country_code: &str,
-    national: &str,
-) -> Result<Option<Block>, sqlx::Error> {
-    sqlx::query_as(&BLOCKING)
-        .bind(client)
-        .bind(super::prefix_of(country_code, national))
-        .bind(country_code)
-        .bind(national)
-        .fetch_optional(conn)
-        .await
-}
 
 /// The client's active blocks, newest first.
 pub async fn active(pool: &PgPool, client: Option<&ObjectId>) -> Result<Vec<(ObjectId, Block)>, sqlx::Error> {
@@ -100,7 +72,6 @@ pub async fn count_active(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// The blocks' statements, for the schema check.
 pub fn statements() -> shared::db::Statements {
     [
-        ("blocks.blocking", &BLOCKING),
         ("blocks.active", &ACTIVE_BLOCKS),
         ("blocks.lift", &LIFT),
         ("blocks.count_active", &COUNT_ACTIVE),

@@ -15,31 +15,10 @@ use crate::error::{ApiError, ApiResult};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use shared::domain::RateLimits;
+use shared::store::rate_limits::{self as windows, Limit};
 use shared::ObjectId;
 use sqlx::PgPool;
 use std::net::IpAddr;
-
-const TAKE: &str = "INSERT INTO rate_limit_windows AS r (project_flow_id, key, window_start, window_end, count, lim)
-         SELECT $1, w.key, date_trunc(w.unit, now(), 'UTC'),
-                date_trunc(w.unit, now(), 'UTC') + ('1 ' || w.unit)::interval, 1, w.lim
-           FROM unnest($2::text[], $3::text[], $4::int[]) AS w(key, unit, lim)
-          ORDER BY w.key
-         ON CONFLICT (project_flow_id, key, window_start) DO UPDATE
-            SET count = r.count + 1, lim = excluded.lim
-          WHERE r.count < excluded.lim
-         RETURNING key, window_start";
-const WAIT: &str = "SELECT extract(epoch FROM max(window_end) - now())::float8 FROM rate_limit_windows
-          WHERE project_flow_id = $1 AND key = ANY($2) AND window_end > now() AND count >= lim";
-const GIVE_BACK: &str = "UPDATE rate_limit_windows r SET count = r.count - 1
-           FROM unnest($2::text[], $3::timestamptz[]) AS t(key, window_start)
-          WHERE r.project_flow_id = $1 AND r.key = t.key AND r.window_start = t.window_start AND r.count > 0";
-
-/// One limit that applies to a create: its key, window unit and limit.
-struct Limit {
-    key: String,
-    unit: &'static str,
-    limit: i32,
-}
 
 /// What the `ipAddress` limits count an address as: IPv4 as is, an
 /// IPv4-mapped IPv6 address as its IPv4 address, other IPv6 by its /64
@@ -77,11 +56,7 @@ fn limits(settings: &RateLimits, ip: Option<IpAddr>) -> Vec<Limit> {
         }
     }
     if let Some(n) = settings.per_day {
-        limits.push(Limit {
-            key: "day".to_owned(),
-            unit: "day",
-            limit: bound(n),
-        });
+        limits.push(Limit::per_day(n));
     }
     limits
 }
@@ -110,13 +85,7 @@ pub async fn take(
     }
     let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
     let mut tx = pool.begin().await?;
-    let taken: Vec<(String, DateTime<Utc>)> = sqlx::query_as(TAKE)
-        .bind(flow)
-        .bind(&keys)
-        .bind(limits.iter().map(|l| l.unit).collect::<Vec<_>>())
-        .bind(limits.iter().map(|l| l.limit).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
+    let taken = windows::take(&mut *tx, flow, &limits).await?;
     if taken.len() == limits.len() {
         tx.commit().await?;
         let (keys, windows) = taken.into_iter().unzip();
@@ -132,37 +101,30 @@ pub async fn take(
         .copied()
         .filter(|k| !taken.iter().any(|(t, _)| t == k))
         .collect();
-    let wait: Option<f64> = sqlx::query_scalar(WAIT).bind(flow).bind(&full).fetch_one(pool).await?;
-    let seconds = wait.unwrap_or(1.0).ceil().max(1.0) as u64;
-    metrics::counter!("rate_limited_total", "limit" => if full.contains(&"day") { "per_day" } else { "ip_address" })
-        .increment(1);
-    Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests").with_retry_after(seconds))
+    let seconds = windows::wait(pool, flow, &full).await?;
+    let limit = if full.contains(&windows::DAY) {
+        "per_day"
+    } else {
+        "ip_address"
+    };
+    Err(too_many_requests(limit, seconds))
+}
+
+/// `429:too_many_requests`, `Retry-After` the window's end, counted under
+/// `rate_limited_total{limit}`.
+pub fn too_many_requests(limit: &'static str, seconds: u64) -> ApiError {
+    metrics::counter!("rate_limited_total", "limit" => limit).increment(1);
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests").with_retry_after(seconds)
 }
 
 /// Gives back the units of a create that was refused after taking them, to
 /// the windows they were taken from (a window that has ended meanwhile gets
 /// its unit back too, harmlessly: it counts nothing any more).
 pub async fn give_back(pool: &PgPool, taken: Taken) {
-    let result = sqlx::query(GIVE_BACK)
-        .bind(&taken.flow)
-        .bind(&taken.keys)
-        .bind(&taken.windows)
-        .execute(pool)
-        .await;
+    let result = windows::give_back(pool, &taken.flow, &taken.keys, &taken.windows).await;
     if let Err(error) = result {
         tracing::warn!(%error, "could not give back rate-limit units of a refused create");
     }
-}
-
-/// The rate limits' statements, for the schema check.
-pub fn statements() -> shared::db::Statements {
-    [
-        ("rate_limits.take", TAKE),
-        ("rate_limits.wait", WAIT),
-        ("rate_limits.give_back", GIVE_BACK),
-    ]
-    .map(|(name, sql)| (name.to_owned(), sql.to_owned()))
-    .into()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub use providers::{
 use secrecy::SecretString;
 use shared::config::{self, CommonConfig, ConfigError};
 use shared::outbox::RelayConfig;
+use shared::store::fraud::GuardConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub struct DispatcherConfig {
     pub sms: SmsConfig,
     pub whatsapp: WhatsappConfig,
     pub voice: VoiceConfig,
+    /// `FRAUD_GUARD_*`: the guard judges a workflow's later steps as the
+    /// API's upkeep judges creates (the same window, grace and block length).
+    pub fraud_guard: GuardConfig,
     pub relay: RelayConfig,
 }
 
@@ -102,6 +106,7 @@ impl shared::process::Config for DispatcherConfig {
             sms: SmsConfig::from_env()?,
             whatsapp: WhatsappConfig::from_env()?,
             voice: VoiceConfig::from_env()?,
+            fraud_guard: GuardConfig::from_env()?,
             relay: RelayConfig::default(),
         })
     }

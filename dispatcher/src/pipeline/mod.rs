@@ -4,6 +4,7 @@
 //! PostgreSQL, or re-published to a delay tier with a confirm).
 
 mod failover;
+mod limits;
 mod send;
 mod stage;
 mod workflow;

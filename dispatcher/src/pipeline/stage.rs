@@ -11,6 +11,7 @@ use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, PublishError};
 use shared::otp::CodeDeriver;
 use shared::outbox::Relay;
+use shared::store::fraud::GuardConfig;
 use std::time::{Duration, Instant};
 
 /// Everything a message handler needs.
@@ -32,6 +33,8 @@ pub struct Pipeline {
     pub delays: DelayQueues,
     /// The first scheduled delay: how long a parked message waits at least.
     pub first_delay: Duration,
+    /// How the fraud guard judges a workflow's later steps.
+    pub guard: GuardConfig,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,10 @@
 //! the client asked (`next-channel`). Each step is claimed with a lease on
 //! its `send_failovers` row, so a duplicate or redelivered message never
 //! sends it twice, and a crash between the send and its record sends it
-//! again only as the first send would be (the lease runs out).
+//! again only as the first send would be (the lease runs out). Before its
+//! send a step passes the send limits (`limits.rs`).
 
+use super::limits::Day;
 use super::send::Channel;
 use super::stage::{calling_code, report, Pipeline, PipelineError, LEASE_MARGIN};
 use crate::providers::{Provider, SendError};
@@ -141,6 +143,14 @@ impl Pipeline {
                 }
             },
         };
+        // The send limits judge every later step (the first send was judged
+        // at create): the fraud guard, then the flow's `perDay`.
+        let step = (id, cause);
+        if let Some(why) = self.guard_refusal(&target).await? {
+            let refusal = ("fraud_guard_blocked", why.as_str());
+            self.refuse_step(step, (channel, provider.name()), refusal).await?;
+            return Ok(Handled::Ack);
+        }
         // An SMS step takes a place in flight to its provider like any send
         // (or waits in a delay tier while the provider rests).
         let permit = match route {
@@ -150,11 +160,24 @@ impl Pipeline {
             },
             None => None,
         };
+        let day = match self.take_day(&target).await? {
+            Day::Go(unit) => unit,
+            Day::Full => {
+                drop(permit);
+                let refusal = ("too_many_requests", "the flow's perDay sends are used up for today");
+                self.refuse_step(step, (channel, provider.name()), refusal).await?;
+                return Ok(Handled::Ack);
+            }
+        };
         let sent = self.send_once(provider, &target, channel, &code).await;
         if let Some(route) = route {
             report(route, &sent);
         }
         drop(permit);
+        if sent.is_err() {
+            // Not sent: the unit goes back (a retry takes one again).
+            self.give_back_day(&validation.project_flow, day).await?;
+        }
         match sent {
             Ok(sent) => {
                 let message_id = sent.message_id;

@@ -7,7 +7,7 @@
 use super::{apply_early_receipts, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::domain::WebhookEventType;
+use shared::domain::{workflow, WebhookEventType};
 use shared::events::routing;
 use shared::store::lifecycle;
 use shared::ObjectId;
@@ -26,9 +26,10 @@ const RECORD_FAILOVER: &str =
     "UPDATE send_failovers SET sent_at = now(), provider = $4, message_id = $5, lease_until = NULL
               WHERE validation_id = $1 AND cause = $2 AND lease_holder = $3";
 /// The failover's message becomes the validation's current one, counts in
-/// the phone's send ledger, and (when the client has an endpoint for it)
-/// queues its `phone_validation_sent` event, in one statement. `$8`: the
-/// event id, `$9`: its `occurredAt`.
+/// the phone's send ledger (and, a workflow's later step, `$10`, in the
+/// fraud guard's counters as a create's send does), and (when the client
+/// has an endpoint for it) queues its `phone_validation_sent` event, in one
+/// statement. `$8`: the event id, `$9`: its `occurredAt`.
 static FAILOVER_CONFIRMATION: LazyLock<String> = LazyLock::new(|| {
     let sent = format!("'{}'", WebhookEventType::Sent.as_str());
     format!(
@@ -45,13 +46,19 @@ static FAILOVER_CONFIRMATION: LazyLock<String> = LazyLock::new(|| {
                        dispatch_lease_until = NULL, dispatch_lease_holder = NULL,
                        updated_at = now()
                  WHERE id = $1
-             RETURNING id, client_id, project_id, country_code, phone
+             RETURNING id, client_id, project_id, project_flow_id, country_code, phone
              ), windows AS (
              UPDATE phone_send_windows AS w
                 SET last_sent_at = now(),
                     sent_at = array(SELECT t FROM unnest(w.sent_at) AS t WHERE t > now() - interval '1 hour') || now()
                FROM v
               WHERE w.client_id = v.client_id AND w.country_code = v.country_code AND w.phone = v.phone
+             ), guard AS (
+             INSERT INTO fraud_counters AS f (client_id, project_flow_id, country_code, prefix, bucket, sent, validated)
+             SELECT v.client_id, v.project_flow_id, v.country_code, v.country_code || left(v.phone, 3),
+                    date_trunc('second', now()), 1, 0
+               FROM v WHERE $10 AND $2::text NOT IN ('', 'test', 'none')
+             ON CONFLICT (client_id, bucket, project_flow_id, prefix) DO UPDATE SET sent = f.sent + 1
              ), event AS (
              INSERT INTO outbox (routing_key, message_id, payload)
              SELECT '{routing_key}', $8::text, {payload}
@@ -127,7 +134,8 @@ impl Store {
             .await?;
         // The new message becomes the current one, joins the history, and
         // counts in the phone's send ledger (every channel's sends count
-        // towards the cooldown and the hourly cap of later creates).
+        // towards the cooldown and the hourly cap of later creates) and, a
+        // workflow's step, in the fraud guard's counters.
         let event: Option<(i64, String, String)> = sqlx::query_as(&FAILOVER_CONFIRMATION)
             .bind(id)
             .bind(provider)
@@ -138,6 +146,7 @@ impl Store {
             .bind(Json(json!([entry])))
             .bind(ObjectId::new())
             .bind(lifecycle::occurred_now())
+            .bind(workflow::step_of(cause).is_some())
             .fetch_optional(&mut *tx)
             .await?;
         sqlx::query(REMEMBER_MESSAGE)

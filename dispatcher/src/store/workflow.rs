@@ -9,6 +9,7 @@ use shared::events::OtpFailover;
 use shared::outbox;
 use shared::ObjectId;
 use sqlx::types::Json;
+use sqlx::PgConnection;
 
 const ENSURE_STEP: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, '')
              ON CONFLICT (validation_id, cause) DO NOTHING";
@@ -31,12 +32,27 @@ const REFUSAL_HISTORY: &str = "UPDATE phone_validations
 const REQUEST_STEP: &str = "INSERT INTO send_failovers (validation_id, cause, failed_provider) VALUES ($1, $2, $3)
              ON CONFLICT (validation_id, cause) DO NOTHING";
 
-/// A send the provider refused for good, as a `providerConfirmation.history` entry.
+/// A send the provider (or the send limits) refused for good, as a
+/// `providerConfirmation.history` entry.
 pub struct Refused<'a> {
     pub channel: &'a str,
     pub provider: &'a str,
     pub code: Option<&'a str>,
     pub message: &'a str,
+}
+
+impl Refused<'_> {
+    /// Its `providerConfirmation.history` entry: failed, no message id.
+    fn entry(&self) -> serde_json::Value {
+        json!({
+            "channel": self.channel,
+            "provider": self.provider,
+            "sentAt": shared::time::format(&Utc::now()),
+            "deliveryStatus": "failed",
+            "errorCode": self.code,
+            "error": self.message,
+        })
+    }
 }
 
 impl Store {
@@ -64,14 +80,7 @@ impl Store {
         refused: &Refused<'_>,
         next: &str,
     ) -> Result<(), StoreError> {
-        let entry = json!({
-            "channel": refused.channel,
-            "provider": refused.provider,
-            "sentAt": shared::time::format(&Utc::now()),
-            "deliveryStatus": "failed",
-            "errorCode": refused.code,
-            "error": refused.message,
-        });
+        let entry = refused.entry();
         let mut tx = self.pool.begin().await?;
         let settled = match cause {
             None => sqlx::query(REFUSE_FIRST_SEND)
@@ -85,23 +94,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
-            Some(cause) => {
-                let closed = sqlx::query(CLOSE_STEP)
-                    .bind(id)
-                    .bind(cause)
-                    .bind(&self.holder)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if closed == 1 {
-                    sqlx::query(REFUSAL_HISTORY)
-                        .bind(id)
-                        .bind(Json(json!([entry])))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                closed
-            }
+            Some(cause) => self.settle_step(&mut tx, id, cause, entry).await?,
         };
         if settled == 0 {
             return Ok(());
@@ -119,6 +112,44 @@ impl Store {
         };
         tx.commit().await?;
         self.relay.publish_soon(message);
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Closes the step `cause` we hold without a send, its refusal joining
+    /// `providerConfirmation.history` (`1`), unless it is no longer ours (`0`).
+    async fn settle_step(
+        &self,
+        conn: &mut PgConnection,
+        id: &ObjectId,
+        cause: &str,
+        entry: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let closed = sqlx::query(CLOSE_STEP)
+            .bind(id)
+            .bind(cause)
+            .bind(&self.holder)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if closed == 1 {
+            sqlx::query(REFUSAL_HISTORY)
+                .bind(id)
+                .bind(Json(json!([entry])))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(closed)
+    }
+
+    /// The send limits refused the step `cause` (`limits.rs`): it is closed
+    /// unsent, the refusal joins the history, and no later step follows;
+    /// the validation stays open for the code already sent.
+    pub async fn refuse_step(&self, id: &ObjectId, cause: &str, refused: &Refused<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.settle_step(&mut tx, id, cause, refused.entry()).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

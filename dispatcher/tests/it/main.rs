@@ -17,6 +17,7 @@ mod throttling;
 mod twilio_contract;
 mod voice;
 mod workflow;
+mod workflow_limits;
 
 /// Not a test: the API and the webhook worker of a `Stack` (`node_loss`) run
 /// as this test binary, told by `testkit::process::start_service` to run

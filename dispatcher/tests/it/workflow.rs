@@ -12,7 +12,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 /// The Twilio stand-in answers messages with `sms` and calls with `call`.
-async fn twilio_answers(h: &Harness, sms: ResponseTemplate, call: ResponseTemplate) {
+pub(crate) async fn twilio_answers(h: &Harness, sms: ResponseTemplate, call: ResponseTemplate) {
     Mock::given(method("POST"))
         .and(path(twilio_path()))
         .respond_with(sms)
@@ -26,7 +26,7 @@ async fn twilio_answers(h: &Harness, sms: ResponseTemplate, call: ResponseTempla
 }
 
 /// Waits until the stand-in placed `n` calls; returns them.
-async fn calls(h: &Harness, n: usize, within: Duration) -> Vec<std::collections::HashMap<String, String>> {
+pub(crate) async fn calls(h: &Harness, n: usize, within: Duration) -> Vec<std::collections::HashMap<String, String>> {
     testkit::eventually(within, "the voice call", || async {
         let calls = h.call_requests().await;
         (calls.len() >= n).then_some(calls)
@@ -35,7 +35,7 @@ async fn calls(h: &Harness, n: usize, within: Duration) -> Vec<std::collections:
 }
 
 /// Waits until the validation's current channel is `channel`.
-async fn on_channel(h: &Harness, id: &str, channel: &str) -> Value {
+pub(crate) async fn on_channel(h: &Harness, id: &str, channel: &str) -> Value {
     testkit::eventually(Duration::from_secs(20), "the next channel recorded", || async {
         let validation = h.validation(id).await;
         (validation["providerConfirmation"]["channel"] == channel).then_some(validation)
@@ -43,7 +43,7 @@ async fn on_channel(h: &Harness, id: &str, channel: &str) -> Value {
     .await
 }
 
-const SMS_THEN_VOICE: fn(u32) -> Value =
+pub(crate) const SMS_THEN_VOICE: fn(u32) -> Value =
     |timeout| json!({"channels": ["sms", "voice"], "channelTimeoutSeconds": timeout, "resendCooldownSeconds": 0});
 
 #[tokio::test]

@@ -137,9 +137,23 @@ pub fn judge_country(mode: GuardMode, country: Counts, client: Counts) -> Verdic
     }
 }
 
+/// The guard's prefix of a number: calling code and the first 3 national
+/// digits (`+507` + `626…` → `+507626`).
+pub fn prefix_of(country_code: &str, national: &str) -> String {
+    let digits: String = national.chars().take(3).collect();
+    format!("{country_code}{digits}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_is_the_calling_code_and_three_digits() {
+        assert_eq!(prefix_of("+507", "62612345"), "+507626");
+        assert_eq!(prefix_of("+1", "4155550100"), "+1415");
+        assert_eq!(prefix_of("+44", "79"), "+4479");
+    }
 
     fn counts(sent: u64, validated: u64) -> Counts {
         Counts { sent, validated }

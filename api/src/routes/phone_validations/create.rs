@@ -16,8 +16,7 @@ use crate::fraud::{self, rate_limits};
 use crate::state::AppState;
 use crate::stats;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use chrono::Utc;
+use axum::http::HeaderMap;
 use shared::domain::fraud::GuardMode;
 use shared::domain::PhoneValidation;
 use shared::ObjectId;
@@ -166,7 +165,7 @@ async fn guard_refusal(
         return Ok(None);
     }
     let country_code = new.phone.country().to_string();
-    let Some(block) = fraud::blocks::blocking(conn, client, &country_code, new.phone.national()).await? else {
+    let Some(until) = shared::store::fraud::blocking(conn, client, &country_code, new.phone.national()).await? else {
         return Ok(None);
     };
     let prefix = fraud::prefix_of(&country_code, new.phone.national());
@@ -182,9 +181,5 @@ async fn guard_refusal(
     if let Err(error) = stats::record_blocked(&app.pool, &refused).await {
         tracing::warn!(%error, "could not count a create the fraud guard refused");
     }
-    metrics::counter!("fraud_guard_refused_total").increment(1);
-    let wait = (block.until - Utc::now()).num_seconds().max(1);
-    Ok(Some(
-        ApiError::new(StatusCode::FORBIDDEN, "fraud_guard_blocked").with_retry_after(u64::try_from(wait).unwrap_or(1)),
-    ))
+    Ok(Some(fraud::refused(until)))
 }

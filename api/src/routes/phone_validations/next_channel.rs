@@ -4,7 +4,9 @@
 //! send ledger takes the send (the resend cooldown and the hourly cap
 //! apply, as to a create), the step's `send_failovers` row is written and
 //! its `otp.failover` goes to the outbox; the dispatcher claims and sends it
-//! like any workflow step (`dispatcher/src/pipeline/workflow.rs`).
+//! like any workflow step (`dispatcher/src/pipeline/workflow.rs`). A number
+//! the fraud guard blocks, or a flow whose `perDay` is used up today, is
+//! refused first, as a create would be.
 
 use super::validate::{decide, refusal, Decision};
 use crate::auth::AuthClient;
@@ -16,10 +18,14 @@ use crate::state::AppState;
 use crate::store::{next_channel as store, validations};
 use axum::extract::State;
 use chrono::Utc;
+use shared::domain::fraud::GuardMode;
 use shared::domain::phone_validation::PhoneValidation;
-use shared::domain::workflow;
+use shared::domain::{workflow, PhoneSettings};
 use shared::events::OtpFailover;
 use shared::outbox;
+use shared::store::{fraud, rate_limits};
+use shared::ObjectId;
+use sqlx::PgConnection;
 
 /// Send the code by the validation's next channel now.
 #[utoipa::path(post, path = "/v2/phone-validations/{id}/next-channel", tag = "phone validations",
@@ -27,12 +33,13 @@ use shared::outbox;
     params(("id" = String, Path, description = "Phone validation id", pattern = "^[0-9a-f]{24}$")),
     responses(
         (status = 200, body = Success<PhoneValidation>, description = "The next channel's send is queued (the same code); the validation as it stands"),
-        (status = 403, description = "`max_attempts_exceeded`"),
+        (status = 403, description = "`max_attempts_exceeded`; `fraud_guard_blocked`: the fraud guard blocks the number's prefix (with `Retry-After`: the block's end)",
+            headers(("Retry-After" = u64, description = "Seconds until the block ends"))),
         (status = 404, description = "`phone_validation_not_found`"),
         (status = 409, description = "`no_next_channel`: the workflow has no channel left; `otp_recently_sent` (with `Retry-After`); `phone_validation_already_validated`, `otp_send_failed` or `otp_not_sent`",
             headers(("Retry-After" = u64, description = "Seconds until a code may be sent again"))),
         (status = 412, description = "`phoneValidation_has_expired`"),
-        (status = 429, description = "`too_many_requests`: the phone's hourly cap (with `Retry-After`)",
+        (status = 429, description = "`too_many_requests`: the phone's hourly cap, or the flow's `perDay` used up (with `Retry-After`)",
             headers(("Retry-After" = u64, description = "Seconds until a code may be sent again")))),
     security(("bearer" = [])))]
 pub async fn next_channel(
@@ -67,6 +74,7 @@ pub async fn next_channel(
     let Some(next) = next else {
         return Err(no_next());
     };
+    limits_refusal(&mut tx, &client, &validation, &settings).await?;
     let phone = (validation.country_code.as_str(), validation.phone.as_str());
     let counted = store::count_send(&mut tx, &client, phone, &settings).await?;
     if !counted {
@@ -82,4 +90,29 @@ pub async fn next_channel(
     metrics::counter!("phone_validation_next_channel_total", "channel" => channels[next].as_str()).increment(1);
     tracing::info!(validation_id = %id, step = next, "next channel requested");
     Ok(Envelope(validation))
+}
+
+/// The flow's limits that refuse a later send before it is queued, as they
+/// would refuse a create: an active block of the fraud guard
+/// (`403:fraud_guard_blocked`) and a `perDay` used up today
+/// (`429:too_many_requests`). The dispatcher judges the step again when it
+/// sends it, and takes its `perDay` unit then.
+async fn limits_refusal(
+    conn: &mut PgConnection,
+    client: &ObjectId,
+    validation: &PhoneValidation,
+    settings: &PhoneSettings,
+) -> ApiResult<()> {
+    if settings.fraud_guard != GuardMode::Off {
+        let (code, phone) = (validation.country_code.as_str(), validation.phone.as_str());
+        if let Some(until) = fraud::blocking(&mut *conn, client, code, phone).await? {
+            return Err(crate::fraud::refused(until));
+        }
+    }
+    if settings.rate_limits.per_day.is_some() {
+        if let Some(wait) = rate_limits::day_full(&mut *conn, &validation.project_flow).await? {
+            return Err(crate::fraud::rate_limits::too_many_requests("per_day", wait));
+        }
+    }
+    Ok(())
 }
