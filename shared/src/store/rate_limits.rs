@@ -23,6 +23,9 @@ const TAKE: &str = "INSERT INTO rate_limit_windows AS r (project_flow_id, key, w
          RETURNING key, window_start";
 const WAIT: &str = "SELECT extract(epoch FROM max(window_end) - now())::float8 FROM rate_limit_windows
           WHERE project_flow_id = $1 AND key = ANY($2) AND window_end > now() AND count >= lim";
+const DAY_FULL: &str = "SELECT extract(epoch FROM window_end - now())::float8 FROM rate_limit_windows
+          WHERE project_flow_id = $1 AND key = 'day' AND window_start = date_trunc('day', now(), 'UTC')
+            AND count >= $2";
 const GIVE_BACK: &str = "UPDATE rate_limit_windows r SET count = r.count - 1
            FROM unnest($2::text[], $3::timestamptz[]) AS t(key, window_start)
           WHERE r.project_flow_id = $1 AND r.key = t.key AND r.window_start = t.window_start AND r.count > 0";
@@ -69,10 +72,14 @@ pub async fn wait(conn: impl PgExecutor<'_>, flow: &ObjectId, keys: &[&str]) -> 
     Ok(wait.unwrap_or(1.0).ceil().max(1.0) as u64)
 }
 
-/// Whether the flow's `perDay` window of today is full: the seconds until
-/// it ends, if so.
-pub async fn day_full(conn: impl PgExecutor<'_>, flow: &ObjectId) -> Result<Option<u64>, sqlx::Error> {
-    let wait: Option<f64> = sqlx::query_scalar(WAIT).bind(flow).bind([DAY]).fetch_one(conn).await?;
+/// Whether today's window of the flow's `perDay` (`per_day` units, as the
+/// flow says now) is used up: the seconds until it ends, if so.
+pub async fn day_full(conn: impl PgExecutor<'_>, flow: &ObjectId, per_day: u32) -> Result<Option<u64>, sqlx::Error> {
+    let wait: Option<f64> = sqlx::query_scalar(DAY_FULL)
+        .bind(flow)
+        .bind(i32::try_from(per_day).unwrap_or(i32::MAX))
+        .fetch_optional(conn)
+        .await?;
     Ok(wait.map(|w| w.ceil().max(1.0) as u64))
 }
 
@@ -98,6 +105,7 @@ pub fn statements() -> crate::db::Statements {
     [
         ("rate_limits.take", TAKE),
         ("rate_limits.wait", WAIT),
+        ("rate_limits.day_full", DAY_FULL),
         ("rate_limits.give_back", GIVE_BACK),
     ]
     .map(|(name, sql)| (name.to_owned(), sql.to_owned()))

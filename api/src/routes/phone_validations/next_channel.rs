@@ -109,8 +109,8 @@ async fn limits_refusal(
             return Err(crate::fraud::refused(until));
         }
     }
-    if settings.rate_limits.per_day.is_some() {
-        if let Some(wait) = rate_limits::day_full(&mut *conn, &validation.project_flow).await? {
+    if let Some(per_day) = settings.rate_limits.per_day {
+        if let Some(wait) = rate_limits::day_full(&mut *conn, &validation.project_flow, per_day).await? {
             return Err(crate::fraud::rate_limits::too_many_requests("per_day", wait));
         }
     }
