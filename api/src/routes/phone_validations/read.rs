@@ -4,7 +4,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, RawPathId};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::validations::{self, Filters};
 use axum::extract::{RawQuery, State};
@@ -33,8 +33,7 @@ pub async fn read(
 /// List phone validations, newest first.
 #[utoipa::path(get, path = "/v2/phone-validations", tag = "phone validations", operation_id = "listPhoneValidations",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
+        PagingParams,
         ("project" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("projectFlow" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("status" = Option<ValidationStatus>, Query), ("type" = Option<ValidationType>, Query),
