@@ -2,11 +2,11 @@
 //! send (with quick retries) → record → ack. Longer waits go through a delay
 //! queue; the message is acked only once its outcome is durable (recorded in
 //! PostgreSQL, or re-published to a delay tier with a confirm).
-
 //!
 //! This module is the orchestrator, the one place that implements
-//! [`Pipeline`]; each stage is a child module of free functions over the
-//! [`Context`](stage::Context) it borrows from it, and never imports it.
+//! [`Pipeline`]; each stage is a child module of functions over the
+//! [`Context`](stage::Context) they borrow from the pipeline for one
+//! message, and no stage imports this module.
 
 mod attempt;
 mod failover;
