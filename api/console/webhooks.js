@@ -71,8 +71,9 @@ export async function render(root, _args, current) {
             h("button", { type: "button", "aria-label": `${e.disabled ? "Enable" : "Disable"} ${e.url}`, onclick: async () => {
               const changed = await attempt(() => api("PATCH", `/v2/webhook-endpoints/${e._id}`, { disabled: !e.disabled }));
               if (changed) {
-                say(`${e.url} is ${e.disabled ? "enabled" : "disabled"}.`);
+                // Told once the table shows it (its controls drawn anew).
                 await attempt(reload);
+                say(`${e.url} is ${e.disabled ? "enabled" : "disabled"}.`);
               }
             } }, e.disabled ? "Enable" : "Disable"),
             h("form", { class: "row", "aria-label": `Recover messages for ${e.url}`, onsubmit: async (event) => {

@@ -62,6 +62,14 @@ async fn the_webhooks_page_adds_rotates_and_disables_endpoints() {
     browser
         .wait_contains("#status", "https://8.8.8.8/hooks is enabled.")
         .await;
+    // The table is drawn anew (its recover field with it) before the status
+    // says so; the field filled before that would be replaced empty.
+    browser
+        .wait_script(
+            "return !!document.querySelector(\"button[aria-label='Disable https://8.8.8.8/hooks']\")",
+            "the endpoint's row, enabled",
+        )
+        .await;
 
     // Recover since an hour ago: nothing to queue yet. (The value is set
     // by script: how a datetime-local field is typed depends on the locale.)
