@@ -1,9 +1,11 @@
 // Validations: search (phone, id, status) and one validation's timeline:
 // created, every send (channel, provider, message id), receipts, failovers,
-// attempts, the outcome, and its webhook attempts.
+// attempts, the outcome, its webhook attempts (the flow's webhookUrl) and
+// its webhook endpoint messages, each with its attempts a click away.
 
 import { get, query } from "./api.js";
 import { append, attempt, field, h, table, time, when } from "./dom.js";
+import { deliveryText, showAttempts } from "./messages.js";
 
 const STATUSES = ["", "new", "sent", "validated", "failed"];
 const PAGE_SIZE = 20;
@@ -49,10 +51,10 @@ export async function render(root, args, current) {
   await search();
 }
 
-/** The validation's story, oldest first. */
-function events(v, deliveries) {
+/** The validation's story, oldest first; `attemptsOf` opens a message's attempts. */
+function events(v, deliveries, messages, urlOf, attemptsOf) {
   const items = [];
-  const add = (at, text, tone) => items.push({ at, text, tone });
+  const add = (at, text, tone, extra) => items.push({ at, text, tone, extra });
   add(v.createdAt, `Created: ${v.type} for ${v.countryCode} ${v.phone}, gateway ${v.phoneGateway}${v.language ? `, language ${v.language}` : ""}, expires ${when(v.expiresAt)}.`);
   const pc = v.providerConfirmation;
   if (pc) {
@@ -82,6 +84,13 @@ function events(v, deliveries) {
     add(d.attemptedAt, `Webhook ${d.type} attempt ${d.attempt} to ${d.url}: ${answer}, ${d.outcome.replace(/_/g, " ")}${d.latencyMs != null ? ` in ${d.latencyMs} ms` : ""}.`,
       d.outcome === "delivered" ? "good" : "bad");
   }
+  for (const m of messages) {
+    const states = m.deliveries || [];
+    const tone = states.some((d) => d.status === "failed") ? "bad"
+      : states.length && states.every((d) => d.status === "delivered") ? "good" : undefined;
+    add(m.occurredAt, `Endpoint message ${m.type} (event ${m.eventId}): ${states.map((d) => deliveryText(d, urlOf)).join("; ") || "no delivery"}. `, tone,
+      h("button", { type: "button", "aria-label": `Attempts of ${m.eventId}`, onclick: () => attemptsOf(m.eventId) }, "Attempts"));
+  }
   // Timed entries in order; untimed ones (attempts, an open outcome) last.
   return items
     .map((item, i) => ({ ...item, i }))
@@ -92,18 +101,27 @@ async function timeline(root, id, current) {
   root.append(h("p", {}, h("a", { href: "#/validations" }, "Back to the search")));
   const heading = h("h2", { tabindex: "-1" }, `Validation ${id}`);
   root.append(heading);
-  const [validation, deliveries] = await Promise.all([
+  const unread = (error) => ({ data: [], error });
+  const [validation, deliveries, messages, endpoints] = await Promise.all([
     get(`/v2/phone-validations/${encodeURIComponent(id)}`),
-    get(`/v2/webhook-deliveries${query({ validation: id, limit: 100 })}`).catch((error) => ({ data: [], error })),
+    get(`/v2/webhook-deliveries${query({ validation: id, limit: 100 })}`).catch(unread),
+    get(`/v2/webhook-messages${query({ validation: id, limit: 100 })}`).catch(unread),
+    get(`/v2/webhook-endpoints${query({ limit: 100 })}`).catch(unread),
   ]);
   if (!current()) return;
   const v = validation.data;
+  const urlOf = (endpoint) => endpoints.data.find((e) => e._id === endpoint)?.url || endpoint;
+  const attemptsBox = h("div", { id: "attempts" });
+  const attemptsOf = (eventId) => showAttempts(attemptsBox, eventId, urlOf, current);
   append(root, [
     h("p", {}, `Status `, h("strong", { id: "validation-status" }, v.status), ` · project ${v.project} · flow ${v.projectFlow}`),
     h("h3", {}, "Timeline"),
     h("ol", { class: "timeline", id: "timeline" },
-      events(v, deliveries.data).map((e) => h("li", { class: e.tone }, e.at ? time(e.at) : null, e.text))),
+      events(v, deliveries.data, messages.data, urlOf, attemptsOf)
+        .map((e) => h("li", { class: e.tone }, e.at ? time(e.at) : null, e.text, e.extra))),
     deliveries.error ? h("p", { class: "muted" }, `Its webhook attempts could not be read: ${deliveries.error.message}`) : null,
+    messages.error ? h("p", { class: "muted" }, `Its endpoint messages could not be read: ${messages.error.message}`) : null,
+    attemptsBox,
   ]);
   heading.focus();
 }

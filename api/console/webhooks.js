@@ -3,7 +3,8 @@
 // messages (per-endpoint state, attempts, resend).
 
 import { api, get, post, query } from "./api.js";
-import { attempt, field, h, say, table, time, when } from "./dom.js";
+import { attempt, field, h, say, table, time } from "./dom.js";
+import { deliveryText, showAttempts } from "./messages.js";
 
 const STATES = ["", "pending", "delivered", "failed"];
 
@@ -70,8 +71,9 @@ export async function render(root, _args, current) {
             h("button", { type: "button", "aria-label": `${e.disabled ? "Enable" : "Disable"} ${e.url}`, onclick: async () => {
               const changed = await attempt(() => api("PATCH", `/v2/webhook-endpoints/${e._id}`, { disabled: !e.disabled }));
               if (changed) {
-                say(`${e.url} is ${e.disabled ? "enabled" : "disabled"}.`);
+                // Told once the table shows it (its controls drawn anew).
                 await attempt(reload);
+                say(`${e.url} is ${e.disabled ? "enabled" : "disabled"}.`);
               }
             } }, e.disabled ? "Enable" : "Disable"),
             h("form", { class: "row", "aria-label": `Recover messages for ${e.url}`, onsubmit: async (event) => {
@@ -122,13 +124,9 @@ export async function render(root, _args, current) {
         ["Occurred", "Type", "Event id", "Deliveries", "Actions"],
         answer.data.map((m) => [
           time(m.occurredAt), m.type, m.eventId,
-          h("ul", {}, (m.deliveries || []).map((d) => h("li", {},
-            `${urlOf(d.endpoint)}: ${d.status}, ${d.attempts} attempt(s)`,
-            d.lastStatusCode ? `, last HTTP ${d.lastStatusCode}` : "",
-            d.lastAttemptAt ? `, last ${when(d.lastAttemptAt)}` : "",
-            d.nextAttemptAt ? `, next ${when(d.nextAttemptAt)}` : ""))),
+          h("ul", {}, (m.deliveries || []).map((d) => h("li", {}, deliveryText(d, urlOf)))),
           h("div", { class: "row" },
-            h("button", { type: "button", "aria-label": `Attempts of ${m.eventId}`, onclick: () => showAttempts(m.eventId) }, "Attempts"),
+            h("button", { type: "button", "aria-label": `Attempts of ${m.eventId}`, onclick: () => showAttempts(attemptsBox, m.eventId, urlOf, current) }, "Attempts"),
             h("button", { type: "button", "aria-label": `Resend ${m.eventId}`, onclick: async () => {
               const body = endpointFilter.value ? { endpoint: endpointFilter.value } : {};
               const resent = await attempt(() => post(`/v2/webhook-messages/${encodeURIComponent(m.eventId)}/resend`, body));
@@ -140,14 +138,6 @@ export async function render(root, _args, current) {
         h("button", { type: "button", disabled: pagination.page >= pagination.pages, onclick: () => { page += 1; showMessages(); } }, "Next page")),
     );
   };
-  const showAttempts = async (eventId) => {
-    const answer = await attempt(() => get(`/v2/webhook-messages/${encodeURIComponent(eventId)}/attempts${query({ limit: 100 })}`));
-    if (!answer || !current()) return;
-    attemptsBox.replaceChildren(table(`Attempts of ${eventId}`, ["At", "Endpoint", "Answer", { label: "Latency (ms)", num: true }, "Response"],
-      answer.data.map((a) => [time(a.attemptedAt), a.url || urlOf(a.endpoint), a.statusCode ? `HTTP ${a.statusCode}` : (a.error || "no answer"), a.latencyMs ?? "", a.responseBody || ""]),
-      { id: "attempts-table" }));
-  };
-
   root.append(
     secretBox,
     h("section", { "aria-labelledby": "endpoints-title" },

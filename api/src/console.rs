@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = &[
     asset!("validations.js", JS),
     asset!("fraud.js", JS),
     asset!("webhooks.js", JS),
+    asset!("messages.js", JS),
     asset!("flows.js", JS),
     asset!("sms.js", JS),
 ];

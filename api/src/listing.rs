@@ -27,6 +27,20 @@ impl Paging {
     }
 }
 
+/// The paging parameters of every list, as the OpenAPI document shows
+/// them (`params(PagingParams)`); read by [`ListQuery::paging`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a description for the document, never built
+pub struct PagingParams {
+    /// 1-based; a list reaches its first 10,000 rows (a page past them is empty)
+    #[param(minimum = 1, maximum = 10000)]
+    page: Option<i64>,
+    /// Rows per page (default 10)
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+}
+
 /// The decoded query string of a list request: each parameter at most once.
 pub struct ListQuery(Vec<(String, String)>);
 

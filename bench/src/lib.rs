@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmarks: latency summaries.
 
+pub mod rows;
 pub mod webhook_endpoints;
 pub mod webhook_receiver;
 

@@ -4,7 +4,7 @@
 //! whose events fan out to every endpoint. The flow has no `webhookUrl`, so
 //! the worker's time goes to fan-out and the endpoints' deliveries.
 
-use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
+use shared::domain::PhoneValidation;
 use shared::ObjectId;
 use sqlx::PgPool;
 use testkit::webhook_endpoints::Endpoint;
@@ -21,38 +21,11 @@ pub async fn validations(
     count: usize,
 ) -> anyhow::Result<(ObjectId, Vec<PhoneValidation>)> {
     let client = testkit::create_client(pool, "bench").await;
-    let (project, flow) = (ObjectId::new(), ObjectId::new());
-    sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'bench')")
-        .bind(&project)
-        .bind(&client)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', '{}')",
-    )
-    .bind(&flow)
-    .bind(&client)
-    .bind(&project)
-    .execute(pool)
-    .await?;
+    let (project, flow) = crate::rows::project_and_flow(pool, &client, serde_json::json!({})).await?;
     for url in urls.iter().map(String::as_str).chain(black_hole) {
         Endpoint::new(&client, url, SECRET).insert(pool).await;
     }
-    let ids: Vec<String> = (0..count).map(|_| ObjectId::new().as_str().to_owned()).collect();
-    let rows: Vec<PhoneValidation> = sqlx::query_as(&format!(
-        "INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, status, country_code, phone,
-                phone_gateway, validation_method, type, otp_length, expires_at, max_attempts, validated_at)
-         SELECT id, $2, $3, $4, 'validated', '+507', '6' || lpad(n::text, 7, '0'), 'sms', 'verificationCode',
-                'login', 6, now() + interval '10 minutes', 3, now()
-           FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)
-      RETURNING {COLUMNS}"
-    ))
-    .bind(&ids)
-    .bind(&client)
-    .bind(&project)
-    .bind(&flow)
-    .fetch_all(pool)
-    .await?;
+    let rows = crate::rows::validated(pool, &client, &project, &flow, count).await?;
     Ok((client, rows))
 }
 

@@ -19,10 +19,8 @@ use config::DispatcherConfig;
 use pipeline::Pipeline;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::amqp::{Delivery, Handled};
 use shared::otp::{CodeDeriver, OtpHasher};
-use shared::process::{Consumer, Handler, Messaging, Service};
-use std::future::Future;
+use shared::process::{Consumer, Messaging, Service};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,15 +120,6 @@ impl Service for Dispatcher {
         self.receipts.spawn();
         self.expiry.spawn();
         self.consumer.run(self.pipeline).await
-    }
-}
-
-impl Handler for Pipeline {
-    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
-        Pipeline::handle(self, delivery)
-    }
-    fn delays(&self) -> &DelayQueues {
-        &self.delays
     }
 }
 

@@ -301,6 +301,23 @@ impl TestApp {
         assert_eq!(updated.rows_affected(), 1);
     }
 
+    /// What the fraud guard writes when it blocks `prefix` for `flow` for an
+    /// hour: 40 codes sent there, `validated` of them validated.
+    pub async fn block(&self, prefix: &str, flow: &str, validated: i32) {
+        sqlx::query(
+            "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
+             VALUES ($1, $2, $3, $4, 'low_conversion', 40, $5, now() + interval '1 hour')",
+        )
+        .bind(ObjectId::new())
+        .bind(&self.client)
+        .bind(prefix)
+        .bind(flow)
+        .bind(validated)
+        .execute(&self.pool)
+        .await
+        .expect("a block");
+    }
+
     /// A validation for `phone` whose code `code` was sent; returns its id.
     pub async fn sent_validation(&self, project: &str, flow: &str, phone: &str, code: &str) -> String {
         let id = self.create_id(project, flow, phone, json!({})).await;

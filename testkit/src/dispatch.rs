@@ -138,6 +138,17 @@ impl Harness {
         self.start_dispatcher_with(self.dispatcher_config()).await;
     }
 
+    /// Starts a dispatcher that sends SMS by Twilio first, Vonage next.
+    pub async fn start_twilio_then_vonage(&self) {
+        let mut config = self.dispatcher_config();
+        config.sms = SmsConfig {
+            providers: vec![self.twilio_config(), self.vonage_config()],
+            routes: Vec::new(),
+            breaker: dispatcher::config::BreakerConfig::default(),
+        };
+        self.start_dispatcher_with(config).await;
+    }
+
     pub async fn start_dispatcher_with(&self, config: DispatcherConfig) {
         let dispatcher = Dispatcher::build(config, self.app.topology.clone(), self.app.cancel.clone())
             .await
@@ -210,6 +221,31 @@ impl Harness {
             .expect("the sent validations")
             .into_iter()
             .collect()
+    }
+
+    /// Publishes `copies` copies of `message` to the exchange under
+    /// `routing_key`, as duplicates or a redelivery would reach the dispatcher.
+    pub async fn publish_copies(&self, routing_key: &str, message: &Value, copies: usize) {
+        let channel = self.app.amqp.create_channel().await.expect("a channel");
+        let payload = serde_json::to_vec(message).expect("a message");
+        for _ in 0..copies {
+            channel
+                .basic_publish(
+                    self.app.topology.exchange().as_str().into(),
+                    routing_key.into(),
+                    Default::default(),
+                    &payload,
+                    Default::default(),
+                )
+                .await
+                .expect("published");
+        }
+        let _ = channel.close(200, "published".into()).await;
+    }
+
+    /// Ready messages in the queue `name` (`None`: not declared yet).
+    pub async fn ready_in(&self, name: &str) -> Option<u32> {
+        infra::ready_in(&self.app.amqp, name).await
     }
 
     /// Every message the Twilio stand-in received, as form fields.

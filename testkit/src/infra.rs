@@ -81,6 +81,23 @@ pub async fn drain(connection: &Connection, queue: &str) -> Vec<lapin::message::
     messages
 }
 
+/// Messages ready in `queue` now (`None`: the queue is not declared).
+pub async fn ready_in(connection: &Connection, queue: &str) -> Option<u32> {
+    let channel = connection.create_channel().await.expect("a channel");
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await;
+    let _ = channel.close(200, "counted".into()).await;
+    declared.ok().map(|q| q.message_count())
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

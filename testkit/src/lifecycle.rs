@@ -1,40 +1,11 @@
-//! Arranging and observing lifecycle events (docs/contract.md §13): webhook
-//! endpoints written straight into the database, validations made to
-//! expire in bulk, and the events the relay published, read off the
+//! Arranging and observing lifecycle events (docs/contract.md §13):
+//! validations made to expire in bulk (endpoints are arranged with
+//! `webhook_endpoints::Endpoint`), and the events the relay published, read off the
 //! `otp.webhooks` queue with their routing keys.
 
 use crate::api::TestApp;
 use serde_json::Value;
-use shared::ObjectId;
 use sqlx::PgPool;
-
-/// Which endpoint to add for a client.
-#[derive(Clone, Copy, Default)]
-pub struct Endpoint<'a> {
-    /// `None`: every event type.
-    pub event_types: Option<&'a [&'a str]>,
-    /// `None`: every project.
-    pub project: Option<&'a str>,
-    pub disabled: bool,
-}
-
-/// Adds an endpoint for `client` (its secret any text: nothing here signs); returns its id.
-pub async fn add_endpoint(pool: &PgPool, client: &ObjectId, endpoint: Endpoint<'_>) -> String {
-    let id = ObjectId::new().to_string();
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (id, client_id, url, event_types, project_id, disabled, secret)
-         VALUES ($1, $2, 'https://hooks.example.com/otp', $3, $4, $5, 'not-a-sealed-secret')",
-    )
-    .bind(&id)
-    .bind(client)
-    .bind(endpoint.event_types)
-    .bind(endpoint.project)
-    .bind(endpoint.disabled)
-    .execute(pool)
-    .await
-    .expect("add an endpoint");
-    id
-}
 
 /// `n` copies of validation `template` (status `status`, other phones),
 /// expired `seconds_ago` seconds ago, written with one set-based statement;

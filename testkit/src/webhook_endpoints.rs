@@ -18,6 +18,7 @@ pub struct Endpoint {
     pub event_types: Option<Vec<String>>,
     pub project: Option<String>,
     pub rate_limit_per_second: Option<i32>,
+    pub disabled: bool,
 }
 
 impl Endpoint {
@@ -30,7 +31,14 @@ impl Endpoint {
             event_types: None,
             project: None,
             rate_limit_per_second: None,
+            disabled: false,
         }
+    }
+
+    /// An endpoint of `client` for every event, at a receiver nothing
+    /// delivers to (the dispatcher's tests look only at what is published).
+    pub fn at_rest(client: &ObjectId) -> Self {
+        Self::new(client, "https://hooks.example.com/otp", "any secret")
     }
 
     pub fn types(mut self, types: &[&str]) -> Self {
@@ -48,6 +56,11 @@ impl Endpoint {
         self
     }
 
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
     /// Inserts the endpoint; returns its id.
     pub async fn insert(&self, pool: &PgPool) -> String {
         let id = ObjectId::new().to_string();
@@ -55,8 +68,9 @@ impl Endpoint {
             .seal(&id, &self.secret)
             .expect("seal the secret");
         sqlx::query(
-            "INSERT INTO webhook_endpoints (id, client_id, url, event_types, project_id, rate_limit_per_second, secret)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO webhook_endpoints (id, client_id, url, event_types, project_id, rate_limit_per_second,
+                    disabled, secret)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(&self.client)
@@ -64,6 +78,7 @@ impl Endpoint {
         .bind(&self.event_types)
         .bind(&self.project)
         .bind(self.rate_limit_per_second)
+        .bind(self.disabled)
         .bind(sealed)
         .execute(pool)
         .await

@@ -188,20 +188,7 @@ impl TestEnv {
 
     /// Messages ready in `queue` now (0 if it does not exist).
     pub async fn ready_count(&self, queue: &str) -> u32 {
-        let channel = self.app.amqp.create_channel().await.expect("test setup");
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await;
-        let count = declared.map(|q| q.message_count()).unwrap_or(0);
-        let _ = channel.close(200, "counted".into()).await;
-        count
+        infra::ready_in(&self.app.amqp, queue).await.unwrap_or(0)
     }
 
     /// Publishes raw bytes straight to the work queue, as a redelivery would look.
@@ -230,6 +217,12 @@ impl TestEnv {
         self.app
             .request(reqwest::Method::POST, path, Some(token), Some(body))
             .await
+    }
+
+    /// The worker's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let response = self.app.http.get(format!("{}/metrics", self.health)).send().await;
+        response.expect("the metrics").text().await.expect("the metrics' text")
     }
 
     pub fn dead_letter_queue(&self) -> String {

@@ -28,10 +28,8 @@ use plan::RetryPolicy;
 use sender::Sender;
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::Topology;
-use shared::amqp::{Delivery, Handled};
-use shared::process::{Consumer, Handler, Messaging, Service};
+use shared::process::{Consumer, Messaging, Service};
 use sqlx::PgPool;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,15 +163,6 @@ async fn endpoint_pool(config: &WebhookConfig) -> anyhow::Result<PgPool> {
         .connect_with(options)
         .await
         .context("while connecting to PostgreSQL (DATABASE_URL)")
-}
-
-impl Handler for Deliverer {
-    fn handle(&self, delivery: Delivery) -> impl Future<Output = Handled> + Send {
-        Deliverer::handle(self, delivery)
-    }
-    fn delays(&self) -> &DelayQueues {
-        &self.delays
-    }
 }
 
 impl WebhookWorker {

@@ -7,7 +7,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, RawPathId};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::flows::{self, ProjectFlow};
 use axum::extract::{RawQuery, State};
@@ -122,8 +122,7 @@ pub async fn read(
 /// List the client's project flows, newest first (optionally of one project).
 #[utoipa::path(get, path = "/v2/project-flows", tag = "project flows", operation_id = "listProjectFlows",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
+        PagingParams,
         ("project" = Option<String>, Query, description = "Only this project's flows", pattern = "^[0-9a-f]{24}$")),
     responses(
         (status = 200, body = List<ProjectFlow>, description = "A page of flows"),

@@ -4,7 +4,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, RawPathId};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::projects::{self, Project};
 use axum::extract::{RawQuery, State};
@@ -75,9 +75,7 @@ pub async fn read(
 
 /// List the client's projects, newest first.
 #[utoipa::path(get, path = "/v2/projects", tag = "projects", operation_id = "listProjects",
-    params(
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
+    params(PagingParams),
     responses(
         (status = 200, body = List<Project>, description = "A page of projects"),
         (status = 400, description = "`invalid_page` or `invalid_limit`")),

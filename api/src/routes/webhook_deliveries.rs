@@ -5,7 +5,7 @@
 use crate::auth::AuthClient;
 use crate::envelope::{List, Page};
 use crate::error::{ApiError, ApiResult};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::webhook_deliveries::{self, WebhookDelivery};
 use axum::extract::{RawQuery, State};
@@ -13,8 +13,7 @@ use axum::extract::{RawQuery, State};
 /// List a validation's webhook delivery attempts, newest first.
 #[utoipa::path(get, path = "/v2/webhook-deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
     params(("validation" = String, Query, description = "Phone validation id", pattern = "^[0-9a-f]{24}$"),
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
+        PagingParams),
     responses(
         (status = 200, body = List<WebhookDelivery>, description = "A page of delivery attempts"),
         (status = 400, description = "`invalid_page`, `invalid_limit` or `invalid_validation`"),

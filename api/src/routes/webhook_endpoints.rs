@@ -9,7 +9,7 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, RawPathId};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::webhook_endpoints::{self as store, Settings, WebhookEndpoint};
 use axum::extract::{RawQuery, State};
@@ -205,9 +205,7 @@ pub async fn create(
 
 /// List the client's webhook endpoints, newest first.
 #[utoipa::path(get, path = "/v2/webhook-endpoints", tag = "webhook endpoints", operation_id = "listWebhookEndpoints",
-    params(
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100)),
+    params(PagingParams),
     responses(
         (status = 200, body = List<WebhookEndpoint>, description = "A page of endpoints"),
         (status = 400, description = "`invalid_page` or `invalid_limit`")),
@@ -234,9 +232,7 @@ pub async fn read(
     RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<WebhookEndpoint>> {
     let id = path_id(&id, "webhookEndpoint")?;
-    let row = store::one(&app.pool, &id, &client).await?;
-    row.map(|row| Envelope(row.into()))
-        .ok_or_else(|| ApiError::not_found("webhookEndpoint"))
+    found(store::one(&app.pool, &id, &client).await?)
 }
 
 /// Change a webhook endpoint: only the fields given change.
@@ -276,7 +272,7 @@ pub async fn update(
     };
     let mut tx = app.pool.begin().await?;
     let current = store::lock(&mut tx, &id, &client).await?;
-    let current = current.ok_or_else(|| ApiError::not_found("webhookEndpoint"))?;
+    let current = current.ok_or_else(not_found)?;
     if let Some(Some(project)) = &project {
         if !store::owns_project(&mut tx, project, &client).await? {
             return Err(ApiError::invalid("project"));
@@ -319,9 +315,7 @@ pub async fn delete(
     RawPathId(id): RawPathId,
 ) -> ApiResult<Envelope<WebhookEndpoint>> {
     let id = path_id(&id, "webhookEndpoint")?;
-    let row = store::delete(&app.pool, &id, &client).await?;
-    row.map(|row| Envelope(row.into()))
-        .ok_or_else(|| ApiError::not_found("webhookEndpoint"))
+    found(store::delete(&app.pool, &id, &client).await?)
 }
 
 /// Give an endpoint a new secret; the previous one keeps signing beside it
@@ -346,7 +340,16 @@ pub async fn rotate_secret(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("while sealing a secret: {e}")))?;
     let overlap = app.webhooks.secret_overlap_seconds;
     if !store::rotate(&app.pool, &id, &client, &sealed, overlap).await? {
-        return Err(ApiError::not_found("webhookEndpoint"));
+        return Err(not_found());
     }
     Ok(Envelope(RotatedSecret { secret }))
+}
+
+/// The endpoint a request names, or `webhookEndpoint_not_found`.
+fn found(row: Option<store::Row>) -> ApiResult<Envelope<WebhookEndpoint>> {
+    row.map(|row| Envelope(row.into())).ok_or_else(not_found)
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("webhookEndpoint")
 }

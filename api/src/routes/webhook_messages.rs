@@ -71,10 +71,11 @@ async fn enabled_endpoint(app: &AppState, client: &ObjectId, raw: &str) -> ApiRe
         ("endpoint" = Option<String>, Query, description = "Only events with a delivery to this endpoint", pattern = "^[0-9a-f]{24}$"),
         ("status" = Option<crate::store::webhook_messages::DeliveryStatus>, Query, description = "Only events with a delivery in this state (to `endpoint`, when given)"),
         ("since" = Option<String>, Query, description = "RFC 3339: events that occurred at or after it", format = DateTime),
-        ("until" = Option<String>, Query, description = "RFC 3339: events that occurred before it", format = DateTime)),
+        ("until" = Option<String>, Query, description = "RFC 3339: events that occurred before it", format = DateTime),
+        ("validation" = Option<String>, Query, description = "Only events about this phone validation (their body's `object`); another client's gives none", pattern = "^[0-9a-f]{24}$")),
     responses(
         (status = 200, body = List<WebhookMessage>, description = "A page of events"),
-        (status = 400, description = "`invalid_page`, `invalid_limit`, `invalid_eventType`, `invalid_endpoint`, `invalid_status`, `invalid_since` or `invalid_until`")),
+        (status = 400, description = "`invalid_page`, `invalid_limit`, `invalid_eventType`, `invalid_endpoint`, `invalid_status`, `invalid_since`, `invalid_until` or `invalid_validation`")),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
@@ -93,6 +94,7 @@ pub async fn list(
         status: query.parsed("status")?,
         since: query.get("since").map(|raw| instant(raw, "since")).transpose()?,
         until: query.get("until").map(|raw| instant(raw, "until")).transpose()?,
+        validation: query.id("validation")?,
     };
     Ok(store::page(&app.pool, &client, &filter, paging).await?)
 }

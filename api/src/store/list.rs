@@ -10,8 +10,10 @@ use crate::error::ApiResult;
 use crate::listing::{Paging, MAX_COUNTED};
 use shared::db::Statements;
 use shared::ObjectId;
+use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments, FromRow, PgPool};
+use std::future::Future;
 
 /// A table as its lists read it.
 pub struct Listed {
@@ -100,24 +102,41 @@ where
         args,
         count,
     } = filter;
-    let data: Vec<T> = if paging.offset() >= MAX_COUNTED {
+    let page_args = paged(&args, paging).map_err(|e| anyhow::anyhow!(e))?;
+    let page_sql = page_sql(listed.table, listed.columns, &conditions, count);
+    let count_sql = count_sql(listed.table, &conditions);
+    let rows = sqlx::query_as_with(&page_sql, page_args).fetch_all(pool);
+    let total = sqlx::query_scalar_with(&count_sql, args).fetch_one(pool);
+    Ok(bounded(paging, rows, total).await?)
+}
+
+/// The arguments of a page's statement: the filter's `args`, then its
+/// `LIMIT` and `OFFSET`.
+pub fn paged(args: &PgArguments, paging: Paging) -> Result<PgArguments, BoxDynError> {
+    let mut paged = args.clone();
+    paged.add(paging.limit)?;
+    paged.add(paging.offset())?;
+    Ok(paged)
+}
+
+/// A page of a list: its `rows`, read only when the page starts within the
+/// rows a list reaches (`MAX_COUNTED`, so a deeper `OFFSET` scans nothing),
+/// and the bounded count of the matching rows, `total`.
+pub async fn bounded<T, E>(
+    paging: Paging,
+    rows: impl Future<Output = Result<Vec<T>, E>>,
+    total: impl Future<Output = Result<i64, E>>,
+) -> Result<Page<T>, E> {
+    let data = if paging.offset() >= MAX_COUNTED {
         Vec::new()
     } else {
-        let mut page_args = args.clone();
-        page_args.add(paging.limit).map_err(|e| anyhow::anyhow!(e))?;
-        page_args.add(paging.offset()).map_err(|e| anyhow::anyhow!(e))?;
-        sqlx::query_as_with(&page_sql(listed.table, listed.columns, &conditions, count), page_args)
-            .fetch_all(pool)
-            .await?
+        rows.await?
     };
-    let total: i64 = sqlx::query_scalar_with(&count_sql(listed.table, &conditions), args)
-        .fetch_one(pool)
-        .await?;
     Ok(Page {
         data,
         page: paging.page,
         limit: paging.limit,
-        total,
+        total: total.await?,
     })
 }
 

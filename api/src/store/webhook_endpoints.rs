@@ -140,7 +140,21 @@ pub async fn insert(
     settings: &Settings,
     sealed_secret: &str,
 ) -> Result<Option<Row>, sqlx::Error> {
-    sqlx::query_as(&INSERT)
+    with_settings(&INSERT, id, client, settings)
+        .bind(sealed_secret)
+        .fetch_optional(pool)
+        .await
+}
+
+/// `INSERT` and `UPDATE` with their first eight parameters bound: the
+/// endpoint, its client and its settings.
+fn with_settings<'q>(
+    sql: &'q str,
+    id: &'q ObjectId,
+    client: &'q ObjectId,
+    settings: &'q Settings,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Row, sqlx::postgres::PgArguments> {
+    sqlx::query_as(sql)
         .bind(id)
         .bind(client)
         .bind(&settings.url)
@@ -149,9 +163,6 @@ pub async fn insert(
         .bind(&settings.project)
         .bind(settings.rate_limit_per_second)
         .bind(settings.disabled)
-        .bind(sealed_secret)
-        .fetch_optional(pool)
-        .await
 }
 
 pub async fn one(pool: &PgPool, id: &ObjectId, client: &ObjectId) -> ApiResult<Option<Row>> {
@@ -220,15 +231,7 @@ pub async fn update(
     settings: &Settings,
     disable: bool,
 ) -> Result<Row, sqlx::Error> {
-    sqlx::query_as(&UPDATE)
-        .bind(id)
-        .bind(client)
-        .bind(&settings.url)
-        .bind(&settings.description)
-        .bind(&settings.event_types)
-        .bind(&settings.project)
-        .bind(settings.rate_limit_per_second)
-        .bind(settings.disabled)
+    with_settings(&UPDATE, id, client, settings)
         .bind(disable)
         .fetch_one(conn)
         .await

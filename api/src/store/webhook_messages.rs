@@ -7,13 +7,16 @@
 //! attempts; the worker polls due deliveries and sends them with the same
 //! `webhook-id`.
 
+use super::list;
 use crate::envelope::Page;
 use crate::listing::{Paging, MAX_COUNTED};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::db::Statements;
 use shared::ObjectId;
-use sqlx::PgPool;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgPool};
 use std::sync::LazyLock;
 use utoipa::ToSchema;
 
@@ -40,12 +43,10 @@ impl std::str::FromStr for DeliveryStatus {
     type Err = ();
 
     fn from_str(raw: &str) -> Result<Self, ()> {
-        match raw {
-            "pending" => Ok(DeliveryStatus::Pending),
-            "delivered" => Ok(DeliveryStatus::Delivered),
-            "failed" => Ok(DeliveryStatus::Failed),
-            _ => Err(()),
-        }
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+            .ok_or(())
     }
 }
 
@@ -57,6 +58,8 @@ pub struct MessageFilter {
     pub status: Option<DeliveryStatus>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Only events about this phone validation (the body's `object`).
+    pub validation: Option<ObjectId>,
 }
 
 /// One event as the log shows it.
@@ -129,7 +132,12 @@ pub struct WebhookAttempt {
 const MESSAGE_COLUMNS: &str = "m.event_id, m.event_type, m.occurred_at, m.payload";
 
 /// The filters as one condition: each parameter is `NULL` when not given.
-const MATCHING: &str = "m.client_id = $1
+/// The validation's (`$7`) is written either way, so that the statement
+/// that has it (`*_OF_VALIDATION`) reads 0024's index even under a generic
+/// plan, and the one without it binds the same parameters.
+fn matching(validation: &str) -> String {
+    format!(
+        "m.client_id = $1
        AND ($2::text IS NULL OR m.event_type = $2)
        AND ($3::timestamptz IS NULL OR m.occurred_at >= $3)
        AND ($4::timestamptz IS NULL OR m.occurred_at < $4)
@@ -137,18 +145,34 @@ const MATCHING: &str = "m.client_id = $1
             OR EXISTS (SELECT 1 FROM webhook_endpoint_deliveries d
                         WHERE d.event_id = m.event_id
                           AND ($5::text IS NULL OR d.endpoint_id = $5)
-                          AND ($6::text IS NULL OR d.status = $6)))";
-
-static PAGE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages m WHERE {MATCHING}
-          ORDER BY m.occurred_at DESC, m.event_id DESC LIMIT $7 OFFSET $8"
+                          AND ($6::text IS NULL OR d.status = $6)))
+       AND {validation}"
     )
-});
+}
 
-static COUNT: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT count(*) FROM (SELECT 1 FROM webhook_messages m WHERE {MATCHING} LIMIT {MAX_COUNTED}) AS matching")
-});
+const ANY_VALIDATION: &str = "$7::text IS NULL";
+/// The validation the event's body is about (its `object`), as 0024 indexes it.
+const ONE_VALIDATION: &str = "(m.payload -> 'object' ->> '_id') = $7";
+
+fn page_sql(validation: &str) -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages m WHERE {}
+          ORDER BY m.occurred_at DESC, m.event_id DESC LIMIT $8 OFFSET $9",
+        matching(validation)
+    )
+}
+
+fn count_sql(validation: &str) -> String {
+    format!(
+        "SELECT count(*) FROM (SELECT 1 FROM webhook_messages m WHERE {} LIMIT {MAX_COUNTED}) AS matching",
+        matching(validation)
+    )
+}
+
+static PAGE: LazyLock<String> = LazyLock::new(|| page_sql(ANY_VALIDATION));
+static COUNT: LazyLock<String> = LazyLock::new(|| count_sql(ANY_VALIDATION));
+static PAGE_OF_VALIDATION: LazyLock<String> = LazyLock::new(|| page_sql(ONE_VALIDATION));
+static COUNT_OF_VALIDATION: LazyLock<String> = LazyLock::new(|| count_sql(ONE_VALIDATION));
 
 const DELIVERIES: &str =
     "SELECT event_id, endpoint_id, status, attempts, last_attempt_at, next_attempt_at, last_status_code
@@ -159,6 +183,19 @@ static ONE: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {MESSAGE_COLUMNS} FROM webhook_messages m WHERE m.event_id = $1 AND m.client_id = $2")
 });
 
+/// `$1` to `$7` of `matching`.
+fn matching_args(client: &ObjectId, filter: &MessageFilter) -> Result<PgArguments, BoxDynError> {
+    let mut args = PgArguments::default();
+    args.add(client)?;
+    args.add(filter.event_type)?;
+    args.add(filter.since)?;
+    args.add(filter.until)?;
+    args.add(&filter.endpoint)?;
+    args.add(filter.status.map(DeliveryStatus::as_str))?;
+    args.add(&filter.validation)?;
+    Ok(args)
+}
+
 /// A page of the client's events matching `filter`, newest first.
 pub async fn page(
     pool: &PgPool,
@@ -166,33 +203,18 @@ pub async fn page(
     filter: &MessageFilter,
     paging: Paging,
 ) -> Result<Page<WebhookMessage>, sqlx::Error> {
-    let rows: Vec<MessageRow> = if paging.offset() >= MAX_COUNTED {
-        Vec::new()
-    } else {
-        let query = sqlx::query_as(&PAGE)
-            .bind(client)
-            .bind(filter.event_type)
-            .bind(filter.since)
-            .bind(filter.until)
-            .bind(&filter.endpoint)
-            .bind(filter.status.map(DeliveryStatus::as_str));
-        query.bind(paging.limit).bind(paging.offset()).fetch_all(pool).await?
+    let (page_sql, count_sql) = match filter.validation {
+        Some(_) => (&PAGE_OF_VALIDATION, &COUNT_OF_VALIDATION),
+        None => (&PAGE, &COUNT),
     };
-    let total: i64 = sqlx::query_scalar(&COUNT)
-        .bind(client)
-        .bind(filter.event_type)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(&filter.endpoint)
-        .bind(filter.status.map(DeliveryStatus::as_str))
-        .fetch_one(pool)
-        .await?;
-    Ok(Page {
-        data: with_deliveries(pool, client, rows).await?,
-        page: paging.page,
-        limit: paging.limit,
-        total,
-    })
+    let args = matching_args(client, filter).map_err(sqlx::Error::Encode)?;
+    let page_args = list::paged(&args, paging).map_err(sqlx::Error::Encode)?;
+    let rows = async {
+        let rows = sqlx::query_as_with(page_sql, page_args).fetch_all(pool).await?;
+        with_deliveries(pool, client, rows).await
+    };
+    let total = sqlx::query_scalar_with(count_sql, args).fetch_one(pool);
+    list::bounded(paging, rows, total).await
 }
 
 /// The client's event `event_id` with its deliveries.
@@ -266,28 +288,17 @@ pub async fn attempts(
     event_id: &ObjectId,
     paging: Paging,
 ) -> Result<Page<WebhookAttempt>, sqlx::Error> {
-    let data = if paging.offset() >= MAX_COUNTED {
-        Vec::new()
-    } else {
-        sqlx::query_as(ATTEMPTS)
-            .bind(event_id)
-            .bind(client)
-            .bind(paging.limit)
-            .bind(paging.offset())
-            .fetch_all(pool)
-            .await?
-    };
-    let total: i64 = sqlx::query_scalar(&ATTEMPTS_COUNT)
+    let rows = sqlx::query_as(ATTEMPTS)
         .bind(event_id)
         .bind(client)
-        .fetch_one(pool)
-        .await?;
-    Ok(Page {
-        data,
-        page: paging.page,
-        limit: paging.limit,
-        total,
-    })
+        .bind(paging.limit)
+        .bind(paging.offset())
+        .fetch_all(pool);
+    let total = sqlx::query_scalar(&ATTEMPTS_COUNT)
+        .bind(event_id)
+        .bind(client)
+        .fetch_one(pool);
+    list::bounded(paging, rows, total).await
 }
 
 /// What a new round sets: due now, no attempt made yet.
@@ -372,6 +383,8 @@ pub fn statements() -> Statements {
     [
         ("webhook_messages.page", PAGE.as_str()),
         ("webhook_messages.count", COUNT.as_str()),
+        ("webhook_messages.page_of_validation", PAGE_OF_VALIDATION.as_str()),
+        ("webhook_messages.count_of_validation", COUNT_OF_VALIDATION.as_str()),
         ("webhook_messages.deliveries", DELIVERIES),
         ("webhook_messages.one", ONE.as_str()),
         ("webhook_messages.exists", EXISTS),

@@ -281,16 +281,7 @@ async fn a_block_set_through_one_instance_is_enforced_by_another_at_once() {
     let second = TestApp::spawn_guarded(quick_guard(), Some((first.database_url.clone(), first.pool.clone()))).await;
     second.wait_for_broker().await;
     let (project, flow) = first.project_and_flow(json!({})).await;
-    sqlx::query(
-        "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
-         VALUES ($1, $2, '+507626', $3, 'low_conversion', 40, 0, now() + interval '1 hour')",
-    )
-    .bind(shared::ObjectId::new())
-    .bind(&first.client)
-    .bind(&flow)
-    .execute(&first.pool)
-    .await
-    .unwrap();
+    first.block("+507626", &flow, 0).await;
     // The second instance's request, with the first instance's client token.
     let refused = second
         .request(

@@ -49,6 +49,53 @@ async fn a_number_typed_with_its_trunk_prefix_is_the_same_number() {
     assert_eq!(listed.body["pagination"]["total"], 1, "listed in either form");
 }
 
+/// The list's phone filter reads a number as it is typed: national (with a
+/// trunk prefix or not) with its country code, or international with `+` or
+/// `00`; it compares the canonical form.
+#[tokio::test]
+async fn a_validation_is_found_by_its_number_in_any_format() {
+    let (app, project, flow) = TestApp::with_flow(json!({})).await;
+    let created = app
+        .post("/v2/phone-validations", body(&project, &flow, "+1", "(415) 555-0123"))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let id = created.data()["_id"].as_str().unwrap();
+    app.create_validation(&project, &flow, "62617731").await;
+    let found = |query: &'static str| {
+        let app = &app;
+        async move {
+            let answer = app.get(&format!("/v2/phone-validations?{query}")).await;
+            assert_eq!(answer.status, StatusCode::OK, "{query}: {:?}", answer.body);
+            let ids = answer.data().as_array().unwrap().iter();
+            ids.map(|v| v["_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    for query in [
+        "phone=%2B1%20(415)%20555-0123",
+        "phone=001%20415%20555%200123",
+        "phone=%2B1%201%20415%20555%200123",
+        "phone=4155550123",
+        "countryCode=%2B1&phone=415-555-0123",
+        "countryCode=1&phone=1%20415%20555%200123",
+        "countryCode=%2B1&phone=%2B14155550123",
+        "countryCode=%2B1&phone=001-415-555-0123",
+    ] {
+        assert_eq!(found(query).await, [id], "{query}");
+    }
+    for query in [
+        "countryCode=%2B507&phone=%2B1%20415%20555%200123",
+        "countryCode=%2B44&phone=415-555-0123",
+        "phone=%2B44%20415%20555%200123",
+        "phone=%2B1%20415%20555%200124",
+    ] {
+        assert!(found(query).await.is_empty(), "{query}");
+    }
+    for query in ["phone=%2B", "phone=%2B1-415-CALL-NOW", "phone=%2B%2B1415"] {
+        let refused = app.get(&format!("/v2/phone-validations?{query}")).await;
+        assert_eq!(refused.message(), "400:invalid_phone", "{query}");
+    }
+}
+
 #[tokio::test]
 async fn numbers_that_cannot_receive_an_sms_are_refused_unless_they_are_test_numbers() {
     let (app, project, flow) = TestApp::with_flow(json!({"testNumbers": {"+5073001234": "123456"}})).await;

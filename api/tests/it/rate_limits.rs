@@ -98,16 +98,7 @@ async fn a_unit_given_back_returns_to_the_window_it_was_taken_from() {
 async fn a_refused_create_whose_client_hung_up_still_gives_its_units_back() {
     let (app, project, flow) = TestApp::with_flow(json!({"rateLimits": {"perDay": 5}})).await;
     // A block refuses the create after it took its unit of the daily budget.
-    sqlx::query(
-        "INSERT INTO fraud_blocks (id, client_id, prefix, project_flow_id, reason, sent, validated, until)
-         VALUES ($1, $2, '+507626', $3, 'low_conversion', 40, 0, now() + interval '1 hour')",
-    )
-    .bind(ObjectId::new())
-    .bind(&app.client)
-    .bind(&flow)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.block("+507626", &flow, 0).await;
     // Hold the create at its statement (it reads the blocks) while the client hangs up.
     let mut hold = app.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE fraud_blocks IN ACCESS EXCLUSIVE MODE")

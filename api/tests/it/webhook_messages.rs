@@ -5,7 +5,7 @@
 //! webhook worker would write are arranged with SQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::webhook_fixtures::{delivery, endpoint, status_of, URL};
+use crate::webhook_fixtures::{attempt, deliver, delivery, endpoint, message, status_of, URL};
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -31,16 +31,7 @@ async fn the_log_lists_events_newest_first_with_their_deliveries_and_filters() {
     let middle = delivery(&app, &a, "failed", now - Duration::hours(2)).await;
     let new = delivery(&app, &b, "pending", now - Duration::hours(1)).await;
     // `middle` went to b as well, delivered there.
-    sqlx::query(
-        "INSERT INTO webhook_endpoint_deliveries (event_id, endpoint_id, client_id, status, attempts, last_status_code)
-         VALUES ($1, $2, $3, 'delivered', 1, 204)",
-    )
-    .bind(&middle)
-    .bind(&b)
-    .bind(&app.client)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    deliver(&app, &middle, &b, "delivered", 1, Some(204)).await;
     sqlx::query("UPDATE webhook_messages SET event_type = 'fraud_guard_blocked' WHERE event_id = $1")
         .bind(&new)
         .execute(&app.pool)
@@ -127,6 +118,63 @@ async fn the_log_lists_events_newest_first_with_their_deliveries_and_filters() {
     assert_eq!(theirs.message(), "404:webhookMessage_not_found");
 }
 
+/// A validation's messages: the events whose body's `object` is it
+/// (0024's index), the client's only.
+#[tokio::test]
+async fn the_log_of_one_validation_is_its_events_and_only_its_clients() {
+    let app = TestApp::spawn().await;
+    let a = endpoint(&app, json!({"url": URL})).await;
+    let (mine, another) = (ObjectId::new().to_string(), ObjectId::new().to_string());
+    let now = Utc::now();
+    let about = |kind: &str, validation: &str| json!({"type": kind, "object": {"_id": validation, "status": "sent"}});
+    let kinds = [
+        "phone_validation_sent",
+        "phone_validation_delivered",
+        "phone_validation_sent",
+    ];
+    let mut events = Vec::new();
+    for (hours, (kind, validation)) in (1..).zip(kinds.into_iter().zip([&mine, &mine, &another])) {
+        let event = message(&app, kind, now - Duration::hours(hours), about(kind, validation)).await;
+        deliver(&app, &event, &a, "delivered", 1, Some(200)).await;
+        events.push(event);
+    }
+    let block = json!({"type": "fraud_guard_blocked", "object": {"prefix": "+507626"}});
+    message(&app, "fraud_guard_blocked", now, block).await;
+
+    let listed = app.get(&format!("/v2/webhook-messages?validation={mine}")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    assert_eq!(event_ids(&listed.body), [events[0].as_str(), &events[1]]);
+    assert_eq!(listed.body["pagination"]["total"], 2);
+    assert_eq!(listed.data()[0]["payload"]["object"]["_id"], mine.as_str());
+    assert_eq!(listed.data()[1]["deliveries"][0]["lastStatusCode"], 200);
+    for (query, expected) in [
+        (
+            format!("validation={mine}&eventType=phone_validation_delivered"),
+            vec![&events[1]],
+        ),
+        (format!("validation={another}&status=delivered"), vec![&events[2]]),
+        (format!("validation={mine}&limit=1&page=2"), vec![&events[1]]),
+        (format!("validation={}", ObjectId::new()), vec![]),
+    ] {
+        let answer = app.get(&format!("/v2/webhook-messages?{query}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}: {:?}", answer.body);
+        let expected: Vec<&str> = expected.into_iter().map(String::as_str).collect();
+        assert_eq!(event_ids(&answer.body), expected, "{query}");
+    }
+    for bad in ["x", "ABCDEF0123456789ABCDEF01", &format!("{mine}0")] {
+        let answer = app.get(&format!("/v2/webhook-messages?validation={bad}")).await;
+        assert_eq!(answer.message(), "400:invalid_validation", "{bad}");
+    }
+
+    // Another client asking for this client's validation gets nothing.
+    let other = testkit::create_client(&app.pool, "Other").await;
+    let token = app.jwt.client_token(&other, 0, 1).unwrap();
+    let path = format!("/v2/webhook-messages?validation={mine}");
+    let theirs = app.request(Method::GET, &path, Some(&token), None).await;
+    assert_eq!(theirs.status, StatusCode::OK, "{:?}", theirs.body);
+    assert_eq!(theirs.body["pagination"]["total"], 0);
+}
+
 #[tokio::test]
 async fn one_event_and_its_attempts_are_read_with_the_response_bodies() {
     let app = TestApp::spawn().await;
@@ -137,20 +185,7 @@ async fn one_event_and_its_attempts_are_read_with_the_response_bodies() {
         (None, None, Some("timed out")),
         (Some(200), Some("ok"), None),
     ] {
-        sqlx::query(
-            "INSERT INTO webhook_endpoint_attempts (event_id, endpoint_id, client_id, url, status_code, latency_ms, error, response_body)
-             VALUES ($1, $2, $3, $4, $5, 12, $6, $7)",
-        )
-        .bind(&event)
-        .bind(&a)
-        .bind(&app.client)
-        .bind(URL)
-        .bind(status)
-        .bind(error)
-        .bind(body)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        attempt(&app, &event, &a, status, error, body).await;
     }
     let read = app.get(&format!("/v2/webhook-messages/{event}")).await;
     assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);

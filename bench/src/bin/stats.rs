@@ -18,7 +18,6 @@
 use anyhow::Context;
 use api::stats::{self, GroupBy, StatsQuery};
 use clap::Parser;
-use shared::ObjectId;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -103,20 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let (url, pool) = testkit::infra::database().await;
     println!("database {url}");
     let client = testkit::api::create_client(&pool, "Stats").await;
-    let (project, flow) = (ObjectId::new(), ObjectId::new());
-    sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'p')")
-        .bind(&project)
-        .bind(&client)
-        .execute(&pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', '{}')",
-    )
-    .bind(&flow)
-    .bind(&client)
-    .bind(&project)
-    .execute(&pool)
-    .await?;
+    let (project, flow) = bench::rows::project_and_flow(&pool, &client, serde_json::json!({})).await?;
 
     // Spread over the last 20 hours, 40 prefixes of 4 countries, two
     // channels and two providers.

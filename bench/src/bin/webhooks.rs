@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 use secrecy::SecretString;
 use shared::amqp::{BasicProperties, Broker, Topology};
 use shared::config::CommonConfig;
-use shared::domain::phone_validation::{PhoneValidation, COLUMNS};
+use shared::domain::PhoneValidation;
 use shared::events::{Event, ValidationEvent, ValidationEventType};
 use shared::process::Service;
 use shared::ObjectId;
@@ -75,8 +75,6 @@ struct Args {
 /// A client, project and flow delivering to `url`; `count` validated records under it.
 async fn validations(pool: &PgPool, url: &str, count: usize) -> anyhow::Result<Vec<PhoneValidation>> {
     let client = ObjectId::new();
-    let project = ObjectId::new();
-    let flow = ObjectId::new();
     // Sealed as `otpctl` stores it: the worker refuses a plaintext secret.
     let sealed = testkit::api::webhook_secret_keys().seal(client.as_str(), "whsec_dGVzdA==")?;
     sqlx::query("INSERT INTO clients (id, name, webhook_secret) VALUES ($1, 'bench', $2)")
@@ -84,34 +82,9 @@ async fn validations(pool: &PgPool, url: &str, count: usize) -> anyhow::Result<V
         .bind(sealed)
         .execute(pool)
         .await?;
-    sqlx::query("INSERT INTO projects (id, client_id, name) VALUES ($1, $2, 'bench')")
-        .bind(&project)
-        .bind(&client)
-        .execute(pool)
-        .await?;
-    sqlx::query("INSERT INTO project_flows (id, client_id, project_id, type, phone) VALUES ($1, $2, $3, 'login', $4)")
-        .bind(&flow)
-        .bind(&client)
-        .bind(&project)
-        .bind(sqlx::types::Json(serde_json::json!({"webhookUrl": url})))
-        .execute(pool)
-        .await?;
-    let ids: Vec<String> = (0..count).map(|_| ObjectId::new().as_str().to_owned()).collect();
-    let rows: Vec<PhoneValidation> = sqlx::query_as(&format!(
-        "INSERT INTO phone_validations (id, client_id, project_id, project_flow_id, status, country_code, phone,
-                phone_gateway, validation_method, type, otp_length, expires_at, max_attempts, validated_at)
-         SELECT id, $2, $3, $4, 'validated', '+507', '6' || lpad(n::text, 7, '0'), 'sms', 'verificationCode',
-                'login', 6, now() + interval '10 minutes', 3, now()
-           FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)
-      RETURNING {COLUMNS}"
-    ))
-    .bind(&ids)
-    .bind(&client)
-    .bind(&project)
-    .bind(&flow)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows)
+    let url = serde_json::json!({"webhookUrl": url});
+    let (project, flow) = bench::rows::project_and_flow(pool, &client, url).await?;
+    bench::rows::validated(pool, &client, &project, &flow, count).await
 }
 
 /// Publishes one `validated` event per record (pipelined, then all confirms awaited).

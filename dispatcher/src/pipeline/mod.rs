@@ -2,27 +2,61 @@
 //! send (with quick retries) → record → ack. Longer waits go through a delay
 //! queue; the message is acked only once its outcome is durable (recorded in
 //! PostgreSQL, or re-published to a delay tier with a confirm).
+//!
+//! This module is the orchestrator, the one place that implements
+//! [`Pipeline`]; each stage is a child module of functions over the
+//! [`Context`](stage::Context) they borrow from the pipeline for one
+//! message, and no stage imports this module.
 
+mod attempt;
 mod failover;
 mod limits;
 mod send;
 mod stage;
 mod workflow;
 
-pub(crate) use send::Channel;
-use stage::{stage, LEASE_MARGIN};
-pub use stage::{Pipeline, PipelineError};
+pub(crate) use attempt::Channel;
+pub use stage::PipelineError;
+use stage::{stage, Context, LEASE_MARGIN};
 
+use crate::hashing::Hashing;
 use crate::plan::{self, Plan};
-use crate::store::{Confirmation, Target};
+use crate::providers::{AnyProvider, SmsRouter};
+use crate::store::{Confirmation, Store};
 use chrono::Utc;
-use shared::amqp::retry;
-use shared::amqp::{BasicProperties, Delivery, Handled};
+use shared::amqp::retry::{self, DelayQueues};
+use shared::amqp::{Broker, Delivery, Handled};
 use shared::domain::{FailedReason, PhoneValidation};
 use shared::events::{Event, OtpFailover, OtpRequested};
-use shared::otp::OtpCode;
+use shared::otp::{CodeDeriver, OtpCode};
+use shared::outbox::Relay;
+use shared::process::Handler;
+use shared::store::fraud::GuardConfig;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
+
+/// Everything a message handler needs.
+pub struct Pipeline {
+    pub store: Store,
+    pub broker: Broker,
+    pub relay: Relay,
+    pub hashing: Hashing,
+    /// Each validation's code, the same on every send.
+    pub codes: CodeDeriver,
+    /// SMS providers, by route and circuit breaker.
+    pub sms: SmsRouter,
+    pub whatsapp: AnyProvider,
+    /// Who places voice calls.
+    pub voice: AnyProvider,
+    /// Provider attempts in process before the message is parked.
+    pub inline_attempts: usize,
+    /// The delay tiers of the dispatch queue.
+    pub delays: DelayQueues,
+    /// The first scheduled delay: how long a parked message waits at least.
+    pub first_delay: Duration,
+    /// How the fraud guard judges a workflow's later steps.
+    pub guard: GuardConfig,
+}
 
 /// Delay tiers for workflow timers (`channelTimeoutSeconds`, 15..=900): a
 /// timer waits in the smallest tier that holds it, so it is late by at most
@@ -34,15 +68,15 @@ pub const CHANNEL_TIMEOUT_TIERS: &[Duration] = &[
     Duration::from_secs(900),
 ];
 
-impl Pipeline {
+impl Handler for Pipeline {
     /// The consumer's entry point.
-    pub async fn handle(&self, delivery: Delivery) -> Handled {
+    async fn handle(&self, delivery: Delivery) -> Handled {
         let earlier = retry::attempts(&delivery.properties);
         // A failover names its cause; a first send does not.
         if let Ok(failover) = serde_json::from_slice::<OtpFailover>(&delivery.data) {
             let outcome = match shared::domain::workflow::step_of(&failover.cause) {
-                Some(index) => self.step(&failover, index, earlier).await,
-                None => self.failover(&failover, earlier).await,
+                Some(index) => workflow::step(&self.context(), &failover, index, earlier).await,
+                None => failover::failover(&self.context(), &failover, earlier).await,
             };
             return self.settle(outcome, &failover, earlier).await;
         }
@@ -52,6 +86,29 @@ impl Pipeline {
         };
         let outcome = self.process(&event, earlier).await;
         self.settle(outcome, &event, earlier).await
+    }
+
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
+    }
+}
+
+impl Pipeline {
+    /// What the stages borrow for one message.
+    fn context(&self) -> Context<'_> {
+        Context {
+            store: &self.store,
+            broker: &self.broker,
+            relay: &self.relay,
+            codes: &self.codes,
+            sms: &self.sms,
+            whatsapp: &self.whatsapp,
+            voice: &self.voice,
+            inline_attempts: self.inline_attempts,
+            delays: &self.delays,
+            first_delay: self.first_delay,
+            guard: &self.guard,
+        }
     }
 
     /// A failure on our side (database, broker) parks the message for the
@@ -65,7 +122,7 @@ impl Pipeline {
                     error = format!("{error:#}"),
                     "dispatch failed on our side; parking the message"
                 );
-                match self.park(event, earlier, self.first_delay).await {
+                match self.context().park(event, earlier, self.first_delay).await {
                     Ok(()) => Handled::Ack,
                     Err(_) => {
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -78,7 +135,8 @@ impl Pipeline {
 
     #[tracing::instrument(skip_all, fields(validation_id = %event.validation_id))]
     async fn process(&self, event: &OtpRequested, earlier: u32) -> Result<Handled, PipelineError> {
-        let Some(target) = self.load(&event.validation_id).await? else {
+        let cx = self.context();
+        let Some(target) = cx.load(&event.validation_id).await? else {
             tracing::warn!("no such validation; dead-lettering the message");
             return Ok(Handled::Reject);
         };
@@ -89,21 +147,19 @@ impl Pipeline {
                 // A crash may have come between recording the send and
                 // parking the workflow's timer: park it again (a duplicate
                 // timer sends nothing twice).
-                self.rearm(&target).await?;
+                workflow::rearm(&cx, &target).await?;
                 return Ok(Handled::Ack);
             }
             Plan::FailExpired => {
                 tracing::info!("expired before it could be sent; failing it");
-                self.fail(&validation.id, FailedReason::Expired, None).await?;
+                cx.fail(&validation.id, FailedReason::Expired, None).await?;
                 return Ok(Handled::Ack);
             }
             Plan::Send => {}
         }
         let code = match target.test_code().map(OtpCode::parse) {
             Some(Ok(code)) => code,
-            _ => self
-                .codes
-                .code(validation.id.as_str(), u8::try_from(validation.otp_length).unwrap_or(6)),
+            _ => cx.code(validation),
         };
         if !self.hash_and_claim(validation, &code).await? {
             return self.claimed_elsewhere(event, earlier).await;
@@ -115,15 +171,7 @@ impl Pipeline {
         let Some(channel) = Channel::of(validation.phone_gateway) else {
             return self.record_unsent(&validation.id, "none").await;
         };
-        self.deliver(event, &target, channel, &code, earlier).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn load(&self, id: &ObjectId) -> Result<Option<Target>, PipelineError> {
-        let started = Instant::now();
-        let target = self.store.load(id).await?;
-        stage("load", started);
-        Ok(target)
+        send::deliver(&cx, event, &target, channel, &code, earlier).await
     }
 
     /// Hashes the code (unless a taken-over send stored its hash already:
@@ -167,19 +215,8 @@ impl Pipeline {
         if let Some(left) = self.store.lease_left(&event.validation_id).await? {
             // The holder may have died: look again just after its lease runs
             // out (then the same code goes out again if it did).
-            self.park(event, earlier, left + LEASE_MARGIN).await?;
+            self.context().park(event, earlier, left + LEASE_MARGIN).await?;
         }
         Ok(Handled::Ack)
-    }
-
-    /// Re-publishes the message to the delay tier for `wait` (with a
-    /// confirm); it comes back to the work queue when the wait is over.
-    async fn park<E: Event>(&self, event: &E, attempts: u32, wait: Duration) -> Result<(), PipelineError> {
-        let payload = serde_json::to_vec(event)?;
-        let properties = BasicProperties::default()
-            .with_message_id(event.event_id().into())
-            .with_headers(retry::headers(attempts, 0, 0));
-        self.delays.park(&self.broker, &payload, properties, wait).await?;
-        Ok(())
     }
 }

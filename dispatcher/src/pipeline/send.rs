@@ -2,20 +2,20 @@
 //! WhatsApp, quick retries in process, longer waits parked in a delay queue,
 //! and what is recorded when it went out or when it is given up.
 
-use super::stage::{calling_code, report, stage, Pipeline, PipelineError};
+use super::attempt::{send_in_flight, Channel, Sent};
+use super::stage::{stage, Context, PipelineError};
+use super::workflow::{arm_next, next_step};
 use crate::plan::{self, AfterFailure};
 use crate::providers::pacing::{Admission, Permit};
 use crate::providers::redact::Redacted;
 use crate::providers::router::Route;
-use crate::providers::{AnyProvider, Outbound, Provider, SendError};
+use crate::providers::{AnyProvider, Provider, SendError};
 use crate::store::{Confirmation, ProviderFailure, Refused, Target};
-use crate::text::{sms_text, voice_twiml};
 use backon::BackoffBuilder;
 use chrono::Utc;
 use shared::amqp::Handled;
 use shared::domain::{workflow, FailedReason, Gateway};
 use shared::events::OtpRequested;
-use shared::locale::Segments;
 use shared::otp::OtpCode;
 use shared::ObjectId;
 use std::time::{Duration, Instant};
@@ -30,42 +30,6 @@ enum Next {
     Done(Handled),
 }
 
-/// A message the provider accepted.
-pub(super) struct Sent {
-    pub message_id: String,
-    /// An SMS's segments and alphabet (none for WhatsApp).
-    pub segments: Option<Segments>,
-}
-
-/// How a code goes out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Channel {
-    Sms,
-    Whatsapp,
-    Voice,
-}
-
-impl Channel {
-    /// The channel a gateway sends by (`None` for gateway `none`).
-    pub(crate) fn of(gateway: Gateway) -> Option<Channel> {
-        match gateway {
-            Gateway::Sms => Some(Channel::Sms),
-            Gateway::Whatsapp => Some(Channel::Whatsapp),
-            Gateway::Voice => Some(Channel::Voice),
-            Gateway::None => None,
-        }
-    }
-
-    /// As in `providerConfirmation.channel`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Whatsapp => "whatsapp",
-            Channel::Voice => "voice",
-        }
-    }
-}
-
 /// What waiting for a place in flight to a provider came to.
 enum Admitted<'a> {
     Go(Permit<'a>),
@@ -74,321 +38,227 @@ enum Admitted<'a> {
     Settled(Handled),
 }
 
-impl Pipeline {
-    /// Sends by `channel`, retrying in process while waits are short (an SMS
-    /// retry goes to another provider when one is available); ends with the
-    /// send recorded, the message parked, or the validation failed.
-    #[tracing::instrument(skip_all, fields(channel = ?channel))]
-    pub(super) async fn deliver(
-        &self,
-        event: &OtpRequested,
-        target: &Target,
-        mut channel: Channel,
-        code: &OtpCode,
-        earlier: u32,
-    ) -> Result<Handled, PipelineError> {
-        let validation = &target.validation;
-        let calling_code = calling_code(&validation.country_code);
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_jitter()
-            .with_max_times(self.inline_attempts.saturating_sub(1))
-            .build();
-        let mut attempts = earlier;
-        let mut failed_last: Option<&'static str> = None;
-        loop {
-            let (provider, route) = match channel {
-                Channel::Whatsapp => (&self.whatsapp, None),
-                Channel::Voice => (&self.voice, None),
-                Channel::Sms => match self.sms.pick(calling_code, failed_last) {
-                    Some(route) => (&route.provider, Some(route)),
-                    None => {
-                        return self
-                            .give_up(
-                                &validation.id,
-                                FailedReason::ProviderUnavailable,
-                                "none",
-                                None,
-                                attempts,
-                            )
-                            .await
-                    }
-                },
-            };
-            if validation.is_expired(Utc::now()) {
-                let reason = FailedReason::ProviderUnavailable;
-                return self
-                    .give_up(&validation.id, reason, provider.name(), None, attempts)
-                    .await;
-            }
-            let permit = match route {
-                Some(route) => match self.admit(event, target, route, attempts).await? {
-                    Admitted::Go(permit) => Some(permit),
-                    Admitted::Settled(handled) => return Ok(handled),
-                },
-                None => None,
-            };
-            attempts += 1;
-            let sent = self.send_once(provider, target, channel, code).await;
-            if let Some(route) = route {
-                report(route, &sent);
-            }
-            drop(permit);
-            let error = match sent {
-                Ok(sent) => {
-                    return self
-                        .record_sent(target, channel, provider.name(), &sent, attempts)
-                        .await
-                }
-                Err(error) => error,
-            };
-            failed_last = Some(provider.name());
-            match self
-                .after_failure(event, target, channel, provider, &error, backoff.next(), attempts)
-                .await?
-            {
-                Next::Retry(wait) => tokio::time::sleep(wait).await,
-                Next::SwitchToSms => channel = Channel::Sms,
-                Next::Done(handled) => return Ok(handled),
-            }
+/// Sends by `channel`, retrying in process while waits are short (an SMS
+/// retry goes to another provider when one is available); ends with the
+/// send recorded, the message parked, or the validation failed.
+#[tracing::instrument(skip_all, fields(channel = ?channel))]
+pub(super) async fn deliver(
+    cx: &Context<'_>,
+    event: &OtpRequested,
+    target: &Target,
+    mut channel: Channel,
+    code: &OtpCode,
+    earlier: u32,
+) -> Result<Handled, PipelineError> {
+    let validation = &target.validation;
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .with_max_times(cx.inline_attempts.saturating_sub(1))
+        .build();
+    let mut attempts = earlier;
+    let mut failed_last: Option<&'static str> = None;
+    loop {
+        let Some((provider, route)) = cx.provider(channel, validation, failed_last) else {
+            let reason = FailedReason::ProviderUnavailable;
+            return give_up(cx, &validation.id, reason, "none", None, attempts).await;
+        };
+        if validation.is_expired(Utc::now()) {
+            let reason = FailedReason::ProviderUnavailable;
+            return give_up(cx, &validation.id, reason, provider.name(), None, attempts).await;
+        }
+        let permit = match route {
+            Some(route) => match admit(cx, event, target, route, attempts).await? {
+                Admitted::Go(permit) => Some(permit),
+                Admitted::Settled(handled) => return Ok(handled),
+            },
+            None => None,
+        };
+        attempts += 1;
+        let error = match send_in_flight(permit, (provider, route), target, channel, code).await {
+            Ok(sent) => return record_sent(cx, target, channel, provider.name(), &sent, attempts).await,
+            Err(error) => error,
+        };
+        failed_last = Some(provider.name());
+        let quick_retry = backoff.next();
+        match after_failure(cx, event, target, channel, provider, &error, quick_retry, attempts).await? {
+            Next::Retry(wait) => tokio::time::sleep(wait).await,
+            Next::SwitchToSms => channel = Channel::Sms,
+            Next::Done(handled) => return Ok(handled),
         }
     }
+}
 
-    /// Waits for a place in flight to the route's provider (`pacing`),
-    /// keeping the send's lease while it waits; parks the message when the
-    /// provider rests (its `Retry-After` was long), or gives up when the
-    /// code would expire first.
-    async fn admit<'a>(
-        &self,
-        event: &OtpRequested,
-        target: &Target,
-        route: &'a Route,
-        attempts: u32,
-    ) -> Result<Admitted<'a>, PipelineError> {
-        let validation = &target.validation;
-        let patience = self.store.lease() / 2;
-        loop {
-            let started = Instant::now();
-            let admission = route.pacer.admit(patience).await;
-            stage("pace", started);
-            let left = (validation.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            match admission {
-                Admission::Go(permit) => return Ok(Admitted::Go(permit)),
-                Admission::Busy if left.is_zero() => {}
-                Admission::Busy => {
-                    if !self.store.renew(&validation.id).await? {
-                        tracing::info!("the send was taken over while it waited for the provider");
-                        return Ok(Admitted::Settled(Handled::Ack));
-                    }
-                    continue;
-                }
-                Admission::Resting(wait) if wait < left => {
-                    tracing::info!(
-                        wait_ms = wait.as_millis() as u64,
-                        "the provider asked for a rest; parking the message"
-                    );
-                    self.store.release(&validation.id).await?;
-                    self.park(event, attempts, wait).await?;
+/// Waits for a place in flight to the route's provider (`pacing`),
+/// keeping the send's lease while it waits; parks the message when the
+/// provider rests (its `Retry-After` was long), or gives up when the
+/// code would expire first.
+async fn admit<'a>(
+    cx: &Context<'_>,
+    event: &OtpRequested,
+    target: &Target,
+    route: &'a Route,
+    attempts: u32,
+) -> Result<Admitted<'a>, PipelineError> {
+    let validation = &target.validation;
+    let patience = cx.store.lease() / 2;
+    loop {
+        let started = Instant::now();
+        let admission = route.pacer.admit(patience).await;
+        stage("pace", started);
+        let left = (validation.expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        match admission {
+            Admission::Go(permit) => return Ok(Admitted::Go(permit)),
+            Admission::Busy if left.is_zero() => {}
+            Admission::Busy => {
+                if !cx.store.renew(&validation.id).await? {
+                    tracing::info!("the send was taken over while it waited for the provider");
                     return Ok(Admitted::Settled(Handled::Ack));
                 }
-                Admission::Resting(_) => {}
+                continue;
             }
+            Admission::Resting(wait) if wait < left => {
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "the provider asked for a rest; parking the message"
+                );
+                cx.store.release(&validation.id).await?;
+                cx.park(event, attempts, wait).await?;
+                return Ok(Admitted::Settled(Handled::Ack));
+            }
+            Admission::Resting(_) => {}
+        }
+        let reason = FailedReason::ProviderUnavailable;
+        let name = route.provider.name();
+        return Ok(Admitted::Settled(
+            give_up(cx, &validation.id, reason, name, None, attempts).await?,
+        ));
+    }
+}
+
+/// Decides and does what follows a failed attempt.
+#[allow(clippy::too_many_arguments)]
+async fn after_failure(
+    cx: &Context<'_>,
+    event: &OtpRequested,
+    target: &Target,
+    channel: Channel,
+    provider: &AnyProvider,
+    error: &SendError,
+    backoff: Option<Duration>,
+    attempts: u32,
+) -> Result<Next, PipelineError> {
+    let validation = &target.validation;
+    let can_fall_back = validation.phone_gateway == Gateway::Whatsapp && target.sms_fallback();
+    let next = plan::after_failure(
+        error,
+        backoff,
+        cx.first_delay,
+        can_fall_back,
+        Utc::now(),
+        validation.expires_at,
+    );
+    let name = provider.name();
+    Ok(match next {
+        AfterFailure::RetryInline(wait) => {
+            metrics::counter!("otp_retried_total", "provider" => name).increment(1);
+            tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failed; retrying");
+            if !cx.store.renew(&validation.id).await? {
+                tracing::info!("the send was taken over meanwhile; leaving it to its new holder");
+                return Ok(Next::Done(Handled::Ack));
+            }
+            Next::Retry(wait)
+        }
+        AfterFailure::FallBackToSms => {
+            tracing::info!("not a WhatsApp user; falling back to SMS");
+            Next::SwitchToSms
+        }
+        AfterFailure::Park(wait) => {
+            metrics::counter!("otp_retried_total", "provider" => name).increment(1);
+            tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failing; parking the message");
+            cx.store.release(&validation.id).await?;
+            cx.park(event, attempts, wait).await?;
+            Next::Done(Handled::Ack)
+        }
+        AfterFailure::GiveUpUnavailable => {
             let reason = FailedReason::ProviderUnavailable;
-            let name = route.provider.name();
-            return Ok(Admitted::Settled(
-                self.give_up(&validation.id, reason, name, None, attempts).await?,
-            ));
+            Next::Done(give_up(cx, &validation.id, reason, name, Some(error), attempts).await?)
         }
-    }
-
-    /// Decides and does what follows a failed attempt.
-    #[allow(clippy::too_many_arguments)]
-    async fn after_failure(
-        &self,
-        event: &OtpRequested,
-        target: &Target,
-        channel: Channel,
-        provider: &AnyProvider,
-        error: &SendError,
-        backoff: Option<Duration>,
-        attempts: u32,
-    ) -> Result<Next, PipelineError> {
-        let validation = &target.validation;
-        let can_fall_back = validation.phone_gateway == Gateway::Whatsapp && target.sms_fallback();
-        let next = plan::after_failure(
-            error,
-            backoff,
-            self.first_delay,
-            can_fall_back,
-            Utc::now(),
-            validation.expires_at,
-        );
-        let name = provider.name();
-        Ok(match next {
-            AfterFailure::RetryInline(wait) => {
-                metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failed; retrying");
-                if !self.store.renew(&validation.id).await? {
-                    tracing::info!("the send was taken over meanwhile; leaving it to its new holder");
-                    return Ok(Next::Done(Handled::Ack));
-                }
-                Next::Retry(wait)
-            }
-            AfterFailure::FallBackToSms => {
-                tracing::info!("not a WhatsApp user; falling back to SMS");
-                Next::SwitchToSms
-            }
-            AfterFailure::Park(wait) => {
-                metrics::counter!("otp_retried_total", "provider" => name).increment(1);
-                tracing::info!(attempts, wait_ms = wait.as_millis() as u64, error = %Redacted(error), "provider failing; parking the message");
-                self.store.release(&validation.id).await?;
-                self.park(event, attempts, wait).await?;
-                Next::Done(Handled::Ack)
-            }
-            AfterFailure::GiveUpUnavailable => {
-                let reason = FailedReason::ProviderUnavailable;
-                Next::Done(
-                    self.give_up(&validation.id, reason, name, Some(error), attempts)
-                        .await?,
-                )
-            }
-            AfterFailure::GiveUpRejected if self.next_step(target, channel).is_some() => {
-                let Some((index, _)) = self.next_step(target, channel) else {
-                    unreachable!("checked by the guard");
-                };
-                tracing::info!(error = %Redacted(error), "the channel refused the code; moving on to the next");
-                let refused = Refused {
-                    channel: channel.as_str(),
-                    provider: name,
-                    code: error.code(),
-                    message: error.message(),
-                };
-                self.store
-                    .move_on(&validation.id, None, &refused, &workflow::step_cause(index))
-                    .await?;
-                Next::Done(Handled::Ack)
-            }
-            AfterFailure::GiveUpRejected => {
-                let reason = FailedReason::ProviderRejected;
-                Next::Done(
-                    self.give_up(&validation.id, reason, name, Some(error), attempts)
-                        .await?,
-                )
-            }
-        })
-    }
-
-    /// One provider request; the provider's message id on success, and
-    /// the segments of an SMS (counted in `sms_segments_total`).
-    pub(super) async fn send_once(
-        &self,
-        provider: &AnyProvider,
-        target: &Target,
-        channel: Channel,
-        code: &OtpCode,
-    ) -> Result<Sent, SendError> {
-        let validation = &target.validation;
-        let minutes = ((validation.expires_at - Utc::now()).num_seconds() + 59) / 60;
-        let settings = target.settings.as_deref();
-        let (language, app, code_text) = (validation.language, validation.title(), code.expose());
-        let text = match channel {
-            Channel::Voice => voice_twiml(language, app, code_text, minutes, settings),
-            Channel::Sms | Channel::Whatsapp => sms_text(language, app, code_text, minutes, settings),
-        };
-        let outbound = Outbound {
-            to: validation.e164(),
-            text,
-            code: code.expose().to_owned(),
-            language: validation.language,
-        };
-        // Segments are an SMS's (a call and a WhatsApp message have none).
-        let is_sms = matches!(channel, Channel::Sms) && !matches!(provider, AnyProvider::Meta(_));
-        let segments = is_sms.then(|| shared::locale::segments(&outbound.text));
-        let started = Instant::now();
-        let result = provider.send(&outbound).await;
-        let name = provider.name();
-        metrics::histogram!("provider_latency_seconds", "provider" => name).record(started.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(SendError::Transient { .. }) => "transient",
-            Err(SendError::Permanent { .. }) => "permanent",
-        };
-        metrics::counter!("provider_requests_total", "provider" => name, "outcome" => outcome).increment(1);
-        if let (Ok(_), Some(segments)) = (&result, segments) {
-            metrics::counter!("sms_segments_total", "provider" => name).increment(segments.count as u64);
+        AfterFailure::GiveUpRejected if next_step(target, channel).is_some() => {
+            let Some((index, _)) = next_step(target, channel) else {
+                unreachable!("checked by the guard");
+            };
+            tracing::info!(error = %Redacted(error), "the channel refused the code; moving on to the next");
+            let refused = Refused {
+                channel: channel.as_str(),
+                provider: name,
+                code: error.code(),
+                message: error.message(),
+            };
+            cx.store
+                .move_on(&validation.id, None, &refused, &workflow::step_cause(index))
+                .await?;
+            Next::Done(Handled::Ack)
         }
-        result.map(|receipt| Sent {
-            message_id: receipt.message_id,
-            segments,
-        })
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn record_sent(
-        &self,
-        target: &Target,
-        channel: Channel,
-        provider: &'static str,
-        sent: &Sent,
-        attempts: u32,
-    ) -> Result<Handled, PipelineError> {
-        let message_id = &sent.message_id;
-        let sent = Confirmation {
-            channel: channel.as_str(),
-            provider,
-            message_id: Some(message_id),
-            attempts,
-            sent_at: Utc::now(),
-            segments: sent.segments,
-        };
-        let started = Instant::now();
-        let recorded = self.store.mark_sent(&target.validation.id, &sent).await?;
-        stage("record", started);
-        if recorded {
-            // The workflow's timer, parked before the message is acked (a
-            // crash in between: the redelivered message arms it again).
-            self.arm_next(target, channel, sent.sent_at).await?;
+        AfterFailure::GiveUpRejected => {
+            let reason = FailedReason::ProviderRejected;
+            Next::Done(give_up(cx, &validation.id, reason, name, Some(error), attempts).await?)
         }
-        metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
-        metrics::histogram!("otp_queue_lag_seconds")
-            .record((sent.sent_at - target.validation.created_at).num_milliseconds() as f64 / 1000.0);
-        tracing::info!(attempts, %message_id, "code sent");
-        Ok(Handled::Ack)
-    }
+    })
+}
 
-    async fn give_up(
-        &self,
-        id: &ObjectId,
-        reason: FailedReason,
-        provider: &str,
-        error: Option<&SendError>,
-        attempts: u32,
-    ) -> Result<Handled, PipelineError> {
-        tracing::warn!(provider, attempts, reason = %reason, error = error.map(|e| Redacted(e).to_string()), "giving up on this code");
-        let failure = ProviderFailure {
-            provider,
-            code: error.and_then(SendError::code),
-            message: error
-                .map(SendError::message)
-                .unwrap_or("the code expired before the provider accepted it"),
-            attempts,
-        };
-        self.fail(id, reason, Some(failure)).await?;
-        metrics::counter!("otp_failed_total", "provider" => provider.to_owned(), "reason" => reason.as_str())
-            .increment(1);
-        Ok(Handled::Ack)
+#[tracing::instrument(skip_all)]
+async fn record_sent(
+    cx: &Context<'_>,
+    target: &Target,
+    channel: Channel,
+    provider: &'static str,
+    sent: &Sent,
+    attempts: u32,
+) -> Result<Handled, PipelineError> {
+    let message_id = &sent.message_id;
+    let sent = Confirmation {
+        channel: channel.as_str(),
+        provider,
+        message_id: Some(message_id),
+        attempts,
+        sent_at: Utc::now(),
+        segments: sent.segments,
+    };
+    let started = Instant::now();
+    let recorded = cx.store.mark_sent(&target.validation.id, &sent).await?;
+    stage("record", started);
+    if recorded {
+        // The workflow's timer, parked before the message is acked (a
+        // crash in between: the redelivered message arms it again).
+        arm_next(cx, target, channel, sent.sent_at).await?;
     }
+    metrics::counter!("otp_sent_total", "provider" => provider).increment(1);
+    metrics::histogram!("otp_queue_lag_seconds")
+        .record((sent.sent_at - target.validation.created_at).num_milliseconds() as f64 / 1000.0);
+    tracing::info!(attempts, %message_id, "code sent");
+    Ok(Handled::Ack)
+}
 
-    pub(super) async fn fail(
-        &self,
-        id: &ObjectId,
-        reason: FailedReason,
-        failure: Option<ProviderFailure<'_>>,
-    ) -> Result<(), PipelineError> {
-        if let Some(message) = self.store.fail(id, reason, failure).await? {
-            self.relay.publish_soon([message]);
-        }
-        Ok(())
-    }
+async fn give_up(
+    cx: &Context<'_>,
+    id: &ObjectId,
+    reason: FailedReason,
+    provider: &str,
+    error: Option<&SendError>,
+    attempts: u32,
+) -> Result<Handled, PipelineError> {
+    tracing::warn!(provider, attempts, reason = %reason, error = error.map(|e| Redacted(e).to_string()), "giving up on this code");
+    let failure = ProviderFailure {
+        provider,
+        code: error.and_then(SendError::code),
+        message: error
+            .map(SendError::message)
+            .unwrap_or("the code expired before the provider accepted it"),
+        attempts,
+    };
+    cx.fail(id, reason, Some(failure)).await?;
+    metrics::counter!("otp_failed_total", "provider" => provider.to_owned(), "reason" => reason.as_str()).increment(1);
+    Ok(Handled::Ack)
 }

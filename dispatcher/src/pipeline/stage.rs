@@ -1,40 +1,100 @@
 //! What the pipeline's stages share, a leaf they import (never the
-//! orchestrator, `mod.rs`): the `Pipeline` each stage is a method of, its
-//! error, the lease margin, the stage timing metric, and how a provider's
-//! answer is reported to its breaker.
+//! orchestrator, `mod.rs`): the parts of the pipeline a stage borrows for one
+//! message ([`Context`]) and the steps every stage takes with them (load,
+//! park, fail), the error, the lease margin, the stage timing metric, and
+//! how a provider's answer is reported to its breaker.
 
-use crate::hashing::{Hashing, HashingStopped};
+use super::attempt::Channel;
+use crate::hashing::HashingStopped;
 use crate::providers::router::Route;
-use crate::providers::{AnyProvider, Provider, SendError, SmsRouter};
-use crate::store::{Store, StoreError};
-use shared::amqp::retry::DelayQueues;
-use shared::amqp::{Broker, PublishError};
-use shared::otp::CodeDeriver;
+use crate::providers::{AnyProvider, SmsRouter};
+use crate::store::{ProviderFailure, Store, StoreError, Target};
+use shared::amqp::retry::{self, DelayQueues};
+use shared::amqp::{BasicProperties, Broker, PublishError};
+use shared::domain::{FailedReason, PhoneValidation};
+use shared::events::Event;
+use shared::otp::{CodeDeriver, OtpCode};
 use shared::outbox::Relay;
 use shared::store::fraud::GuardConfig;
+use shared::ObjectId;
 use std::time::{Duration, Instant};
 
-/// Everything a message handler needs.
-pub struct Pipeline {
-    pub store: Store,
-    pub broker: Broker,
-    pub relay: Relay,
-    pub hashing: Hashing,
-    /// Each validation's code, the same on every send.
-    pub codes: CodeDeriver,
-    /// SMS providers, by route and circuit breaker.
-    pub sms: SmsRouter,
-    pub whatsapp: AnyProvider,
-    /// Who places voice calls.
-    pub voice: AnyProvider,
+/// The parts of the pipeline a stage works with, borrowed for one message.
+pub(super) struct Context<'a> {
+    pub(super) store: &'a Store,
+    pub(super) broker: &'a Broker,
+    pub(super) relay: &'a Relay,
+    pub(super) codes: &'a CodeDeriver,
+    pub(super) sms: &'a SmsRouter,
+    pub(super) whatsapp: &'a AnyProvider,
+    pub(super) voice: &'a AnyProvider,
     /// Provider attempts in process before the message is parked.
-    pub inline_attempts: usize,
-    /// The delay tiers of the dispatch queue.
-    pub delays: DelayQueues,
+    pub(super) inline_attempts: usize,
+    pub(super) delays: &'a DelayQueues,
     /// The first scheduled delay: how long a parked message waits at least.
-    pub first_delay: Duration,
+    pub(super) first_delay: Duration,
     /// How the fraud guard judges a workflow's later steps.
-    pub guard: GuardConfig,
+    pub(super) guard: &'a GuardConfig,
+}
+
+impl Context<'_> {
+    /// Load: the validation and what its send needs (`None`: no such validation).
+    #[tracing::instrument(skip_all)]
+    pub(super) async fn load(&self, id: &ObjectId) -> Result<Option<Target>, PipelineError> {
+        let started = Instant::now();
+        let target = self.store.load(id).await?;
+        stage("load", started);
+        Ok(target)
+    }
+
+    /// Who sends by `channel`: WhatsApp's and voice's one provider, or the
+    /// SMS route for the number (one that did not just fail, when another
+    /// is available), with its breaker; `None` when no SMS route is open.
+    pub(super) fn provider(
+        &self,
+        channel: Channel,
+        validation: &PhoneValidation,
+        failed_last: Option<&str>,
+    ) -> Option<(&AnyProvider, Option<&Route>)> {
+        Some(match channel {
+            Channel::Whatsapp => (self.whatsapp, None),
+            Channel::Voice => (self.voice, None),
+            Channel::Sms => {
+                let route = self.sms.pick(calling_code(&validation.country_code), failed_last)?;
+                (&route.provider, Some(route))
+            }
+        })
+    }
+
+    /// The validation's code, the same on every send.
+    pub(super) fn code(&self, validation: &PhoneValidation) -> OtpCode {
+        let length = u8::try_from(validation.otp_length).unwrap_or(6);
+        self.codes.code(validation.id.as_str(), length)
+    }
+
+    /// Re-publishes the message to the delay tier for `wait` (with a
+    /// confirm); it comes back to the work queue when the wait is over.
+    pub(super) async fn park<E: Event>(&self, event: &E, attempts: u32, wait: Duration) -> Result<(), PipelineError> {
+        let payload = serde_json::to_vec(event)?;
+        let properties = BasicProperties::default()
+            .with_message_id(event.event_id().into())
+            .with_headers(retry::headers(attempts, 0, 0));
+        self.delays.park(self.broker, &payload, properties, wait).await?;
+        Ok(())
+    }
+
+    /// Fails the validation and publishes its event.
+    pub(super) async fn fail(
+        &self,
+        id: &ObjectId,
+        reason: FailedReason,
+        failure: Option<ProviderFailure<'_>>,
+    ) -> Result<(), PipelineError> {
+        if let Some(message) = self.store.fail(id, reason, failure).await? {
+            self.relay.publish_soon([message]);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,28 +120,4 @@ pub(super) fn stage(name: &'static str, started: Instant) {
 /// `+507` → 507 (0 if malformed: no route matches it).
 pub(super) fn calling_code(country_code: &str) -> u16 {
     country_code.trim_start_matches('+').parse().unwrap_or(0)
-}
-
-/// Tells a provider's breaker and pacer how its request went (a permanent
-/// refusal is still an answer; a throttle is an answer that slows the
-/// provider down, not a failure), and shows their state in `/metrics`.
-/// Called while the request still holds its place in flight.
-pub(super) fn report<T>(route: &Route, sent: &Result<T, SendError>) {
-    let (breaker, pacer) = (&route.breaker, &route.pacer);
-    match sent {
-        Err(error @ SendError::Transient { .. }) => match error.throttled() {
-            Some(retry_after) => {
-                breaker.succeeded();
-                pacer.throttled(retry_after);
-            }
-            None => breaker.failed(),
-        },
-        _ => {
-            breaker.succeeded();
-            pacer.accepted();
-        }
-    }
-    let provider = route.provider.name();
-    metrics::gauge!("provider_breaker_state", "provider" => provider).set(f64::from(breaker.state() as u8));
-    metrics::gauge!("provider_in_flight_limit", "provider" => provider).set(f64::from(pacer.limit()));
 }

@@ -1,5 +1,6 @@
 //! The providers the configuration names, built once at start.
 
+use super::twilio::TwilioAccount;
 use super::{AnyProvider, LogProvider, MetaWhatsapp, SmsRouter, Twilio, TwilioVoice, Vonage};
 use crate::config::{DispatcherConfig, SmsProviderConfig, VoiceConfig, WhatsappConfig};
 use anyhow::Context;
@@ -55,12 +56,8 @@ pub fn build(config: &DispatcherConfig) -> anyhow::Result<Providers> {
             from,
             status_callback,
         } => AnyProvider::TwilioVoice(TwilioVoice {
-            http: http.clone(),
-            base_url: base_url.clone(),
-            account_sid: account_sid.clone(),
-            auth_token: auth_token.clone(),
+            account: TwilioAccount::new(&http, base_url, account_sid, auth_token, status_callback),
             from: from.clone(),
-            status_callback: status_callback.clone(),
         }),
     };
     warn_if_log(&sms, &whatsapp, &voice);
@@ -81,12 +78,8 @@ fn sms(config: &SmsProviderConfig, http: &reqwest::Client) -> AnyProvider {
             sender,
             status_callback,
         } => AnyProvider::Twilio(Twilio {
-            http: http.clone(),
-            base_url: base_url.clone(),
-            account_sid: account_sid.clone(),
-            auth_token: auth_token.clone(),
+            account: TwilioAccount::new(http, base_url, account_sid, auth_token, status_callback),
             sender: sender.clone(),
-            status_callback: status_callback.clone(),
         }),
         SmsProviderConfig::Vonage {
             base_url,

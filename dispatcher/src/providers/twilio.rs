@@ -11,14 +11,65 @@ use serde::Deserialize;
 /// opted out (21610), not a mobile number (21614), and a few more of the kind.
 const PERMANENT_CODES: &[i64] = &[21211, 21408, 21610, 21612, 21614, 21617, 21635];
 
-pub struct Twilio {
+/// A Twilio account, as both its messages and its calls are created in it.
+pub struct TwilioAccount {
     pub http: reqwest::Client,
     pub base_url: String,
     pub account_sid: String,
     pub auth_token: SecretString,
-    pub sender: TwilioSender,
-    /// `StatusCallback`: where Twilio reports delivery (`PUBLIC_BASE_URL` set).
+    /// `StatusCallback`: where Twilio reports delivery or the call's end
+    /// (`PUBLIC_BASE_URL` set).
     pub status_callback: Option<String>,
+}
+
+impl TwilioAccount {
+    pub fn new(
+        http: &reqwest::Client,
+        base_url: &str,
+        account_sid: &str,
+        auth_token: &SecretString,
+        status_callback: &Option<String>,
+    ) -> Self {
+        Self {
+            http: http.clone(),
+            base_url: base_url.to_owned(),
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.clone(),
+            status_callback: status_callback.clone(),
+        }
+    }
+
+    /// Creates a `resource` (`Messages`, `Calls`) from `form`, with the
+    /// status callback when one is set: the new resource's sid (`what`), or
+    /// the failure, permanent when its code is one of `permanent`.
+    async fn create(
+        &self,
+        resource: &str,
+        mut form: Vec<(&str, &str)>,
+        permanent: &[i64],
+        what: &str,
+    ) -> Result<Receipt, SendError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/{resource}.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        );
+        if let Some(callback) = &self.status_callback {
+            form.push(("StatusCallback", callback.as_str()));
+        }
+        let request = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(&form);
+        created(request, permanent, what).await
+    }
+}
+
+/// Programmable Messaging: an SMS from a number or a messaging service.
+pub struct Twilio {
+    pub account: TwilioAccount,
+    pub sender: TwilioSender,
 }
 
 #[derive(Deserialize)]
@@ -38,25 +89,14 @@ impl Provider for Twilio {
     }
 
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.base_url.trim_end_matches('/'),
-            self.account_sid
-        );
         let sender = match &self.sender {
             TwilioSender::From(from) => ("From", from.as_str()),
             TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
         };
-        let mut form = vec![("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
-        if let Some(callback) = &self.status_callback {
-            form.push(("StatusCallback", callback.as_str()));
-        }
-        let request = self
-            .http
-            .post(url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form);
-        created(request, PERMANENT_CODES, "a message sid").await
+        let form = vec![("To", message.to.as_str()), sender, ("Body", message.text.as_str())];
+        self.account
+            .create("Messages", form, PERMANENT_CODES, "a message sid")
+            .await
     }
 }
 
@@ -85,14 +125,9 @@ const CALL_PERMANENT_CODES: &[i64] = &[13223, 13224, 21210, 21211, 21212, 21215,
 /// Programmable Voice: a call that reads the code (the TwiML of
 /// `shared::locale::voice`), with a status callback when `PUBLIC_BASE_URL` is set.
 pub struct TwilioVoice {
-    pub http: reqwest::Client,
-    pub base_url: String,
-    pub account_sid: String,
-    pub auth_token: SecretString,
+    pub account: TwilioAccount,
     /// `TWILIO_VOICE_FROM` (default `TWILIO_FROM`).
     pub from: String,
-    /// `StatusCallback`: where Twilio reports the call's end.
-    pub status_callback: Option<String>,
 }
 
 impl Provider for TwilioVoice {
@@ -102,24 +137,13 @@ impl Provider for TwilioVoice {
 
     /// `message.text` is the call's TwiML.
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Calls.json",
-            self.base_url.trim_end_matches('/'),
-            self.account_sid
-        );
-        let mut form = vec![
+        let form = vec![
             ("To", message.to.as_str()),
             ("From", self.from.as_str()),
             ("Twiml", message.text.as_str()),
         ];
-        if let Some(callback) = &self.status_callback {
-            form.push(("StatusCallback", callback.as_str()));
-        }
-        let request = self
-            .http
-            .post(url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form);
-        created(request, CALL_PERMANENT_CODES, "a call sid").await
+        self.account
+            .create("Calls", form, CALL_PERMANENT_CODES, "a call sid")
+            .await
     }
 }

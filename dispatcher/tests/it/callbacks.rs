@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use api::routes::callbacks::signatures::sign;
-use dispatcher::config::{BreakerConfig, SmsConfig};
 use serde_json::{json, Value};
 use std::time::Duration;
 use testkit::api::{
@@ -158,17 +157,6 @@ async fn meta_handshake_and_a_failed_whatsapp_message_falls_back_to_sms_with_the
     );
 }
 
-/// Twilio first, Vonage next.
-async fn two_providers(h: &Harness) {
-    let mut config = h.dispatcher_config();
-    config.sms = SmsConfig {
-        providers: vec![h.twilio_config(), h.vonage_config()],
-        routes: Vec::new(),
-        breaker: BreakerConfig::default(),
-    };
-    h.start_dispatcher_with(config).await;
-}
-
 #[tokio::test]
 async fn an_undelivered_sms_goes_once_through_the_next_provider_only_for_a_transient_cause() {
     let h = Harness::new().await;
@@ -179,7 +167,7 @@ async fn an_undelivered_sms_goes_once_through_the_next_provider_only_for_a_trans
             "messages": [{"status": "0", "message-id": "0A00000000000FA1", "to": "50762647737"}]})))
         .mount(&h.vonage)
         .await;
-    two_providers(&h).await;
+    h.start_twilio_then_vonage().await;
     let (project, flow) = h.project_and_flow(json!({"resendCooldownSeconds": 0})).await;
     let unreachable = h.create_id(&project, &flow, "62647737", json!({})).await;
     h.settled(&unreachable).await;

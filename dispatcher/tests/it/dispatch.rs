@@ -190,38 +190,13 @@ async fn the_same_message_delivered_five_times_sends_one_sms() {
     let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     // Wait for the API's own event, then publish four copies of it.
     h.wait_outbox_empty().await;
-    let channel = h.amqp.create_channel().await.unwrap();
-    let event = serde_json::to_vec(
-        &json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"}),
-    )
-    .unwrap();
-    for _ in 0..4 {
-        channel
-            .basic_publish(
-                h.topology.exchange().as_str().into(),
-                "otp.requested".into(),
-                Default::default(),
-                &event,
-                Default::default(),
-            )
-            .await
-            .unwrap();
-    }
+    let event =
+        json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"});
+    h.publish_copies("otp.requested", &event, 4).await;
     h.start_dispatcher().await;
     h.settled(&id).await;
     testkit::eventually(Duration::from_secs(10), "the queue to drain", || async {
-        let q = channel
-            .queue_declare(
-                h.topology.dispatch_queue().as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .ok()?;
-        (q.message_count() == 0).then_some(())
+        (h.ready_in(h.topology.dispatch_queue().as_str()).await? == 0).then_some(())
     })
     .await;
     assert_eq!(h.twilio.received_requests().await.unwrap().len(), 1);

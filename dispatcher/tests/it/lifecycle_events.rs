@@ -6,14 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use api::routes::callbacks::signatures::sign;
-use dispatcher::config::{BreakerConfig, SmsConfig};
 use serde_json::json;
 use shared::domain::WebhookEventType;
 use shared::events::{routing, LifecycleEvent};
 use std::time::Duration;
 use testkit::api::{PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN};
 use testkit::dispatch::{created, Harness};
-use testkit::lifecycle::{add_endpoint, published, Endpoint, Published};
+use testkit::lifecycle::{published, Published};
+use testkit::webhook_endpoints::Endpoint;
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -64,7 +64,7 @@ fn check_shape(event: &Published, kind: WebhookEventType, routing_key: &str) {
 #[tokio::test]
 async fn a_send_and_its_receipts_emit_one_event_each_for_a_subscribed_endpoint() {
     let h = Harness::new().await;
-    add_endpoint(&h.pool, &h.client, Endpoint::default()).await;
+    Endpoint::at_rest(&h.client).insert(&h.pool).await;
     h.sms_answers([], created("SMlife1")).await;
     let (id, sent) = h
         .send_one(json!({"resendCooldownSeconds": 0}), "62647737", json!({}))
@@ -94,36 +94,16 @@ async fn a_send_and_its_receipts_emit_one_event_each_for_a_subscribed_endpoint()
 async fn no_event_without_a_matching_enabled_endpoint_nor_for_a_send_that_left_nothing() {
     let h = Harness::new().await;
     let (other_project, _) = h.project_and_flow(json!({})).await;
-    let validated_only: &[&str] = &["phone_validation_validated"];
-    add_endpoint(
-        &h.pool,
-        &h.client,
-        Endpoint {
-            disabled: true,
-            ..Endpoint::default()
-        },
-    )
-    .await;
-    add_endpoint(
-        &h.pool,
-        &h.client,
-        Endpoint {
-            event_types: Some(validated_only),
-            ..Endpoint::default()
-        },
-    )
-    .await;
-    add_endpoint(
-        &h.pool,
-        &h.client,
-        Endpoint {
-            project: Some(&other_project),
-            ..Endpoint::default()
-        },
-    )
-    .await;
+    let endpoint = Endpoint::at_rest(&h.client);
+    endpoint.clone().disabled().insert(&h.pool).await;
+    endpoint
+        .clone()
+        .types(&["phone_validation_validated"])
+        .insert(&h.pool)
+        .await;
+    endpoint.project(&other_project).insert(&h.pool).await;
     let stranger = testkit::create_client(&h.pool, "Someone else").await;
-    add_endpoint(&h.pool, &stranger, Endpoint::default()).await;
+    Endpoint::at_rest(&stranger).insert(&h.pool).await;
     h.sms_answers([], created("SMquiet1")).await;
     let (id, sent) = h
         .send_one(json!({"resendCooldownSeconds": 0}), "62647737", json!({}))
@@ -138,7 +118,7 @@ async fn no_event_without_a_matching_enabled_endpoint_nor_for_a_send_that_left_n
     );
 
     // Subscribed, but a test number's send leaves through no provider.
-    add_endpoint(&h.pool, &h.client, Endpoint::default()).await;
+    Endpoint::at_rest(&h.client).insert(&h.pool).await;
     let (project, flow) = h
         .project_and_flow(json!({"testNumbers": {"+50762640000": "024680"}}))
         .await;
@@ -154,29 +134,18 @@ async fn an_undelivered_sms_and_its_failover_emit_undelivered_then_a_second_sent
     let h = Harness::new().await;
     let sent_only: &[&str] = &["phone_validation_sent", "phone_validation_undelivered"];
     let (project, flow) = h.project_and_flow(json!({"resendCooldownSeconds": 0})).await;
-    add_endpoint(
-        &h.pool,
-        &h.client,
-        Endpoint {
-            event_types: Some(sent_only),
-            project: Some(&project),
-            disabled: false,
-        },
-    )
-    .await;
+    Endpoint::at_rest(&h.client)
+        .types(sent_only)
+        .project(&project)
+        .insert(&h.pool)
+        .await;
     h.sms_answers([], created("SMroute1")).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message-count": "1",
             "messages": [{"status": "0", "message-id": "0A00000000000FB1", "to": "50762647737"}]})))
         .mount(&h.vonage)
         .await;
-    let mut config = h.dispatcher_config();
-    config.sms = SmsConfig {
-        providers: vec![h.twilio_config(), h.vonage_config()],
-        routes: Vec::new(),
-        breaker: BreakerConfig::default(),
-    };
-    h.start_dispatcher_with(config).await;
+    h.start_twilio_then_vonage().await;
     let id = h.create_id(&project, &flow, "62647737", json!({})).await;
     h.settled(&id).await;
     twilio_status(&h, "SMroute1", "undelivered", Some("30003")).await;

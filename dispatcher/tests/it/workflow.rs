@@ -209,20 +209,7 @@ async fn dispatch_backlog(h: &Harness) -> Option<u32> {
     }
     let mut total = 0;
     for name in names {
-        let channel = h.amqp.create_channel().await.ok()?;
-        let declared = channel
-            .queue_declare(
-                name.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .ok()?;
-        total += declared.message_count();
-        let _ = channel.close(200, "counted".into()).await;
+        total += h.ready_in(name.as_str()).await?;
     }
     Some(total)
 }
@@ -233,23 +220,10 @@ async fn a_step_delivered_five_times_places_one_call() {
     twilio_answers(&h, created("SMflow6"), created("CAflow6")).await;
     let (id, _) = h.send_one(SMS_THEN_VOICE(900), "62647737", json!({})).await;
     h.wait_outbox_empty().await;
-    let channel = h.amqp.create_channel().await.unwrap();
-    let step = serde_json::to_vec(&json!({
+    let step = json!({
         "eventId": shared::ObjectId::new(), "validationId": id, "cause": "channel_1",
-        "occurredAt": "2026-01-01T00:00:00.000Z"}))
-    .unwrap();
-    for _ in 0..5 {
-        channel
-            .basic_publish(
-                h.topology.exchange().as_str().into(),
-                "otp.failover".into(),
-                Default::default(),
-                &step,
-                Default::default(),
-            )
-            .await
-            .unwrap();
-    }
+        "occurredAt": "2026-01-01T00:00:00.000Z"});
+    h.publish_copies("otp.failover", &step, 5).await;
     calls(&h, 1, Duration::from_secs(20)).await;
     on_channel(&h, &id, "voice").await;
     // Copies that found the step held come back after the lease: wait until
@@ -261,24 +235,6 @@ async fn a_step_delivered_five_times_places_one_call() {
     assert_eq!(h.call_requests().await.len(), 1, "five copies, one call");
     let history = h.validation(&id).await["providerConfirmation"]["history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
-}
-
-/// Ready messages in one queue (`None`: not declared yet).
-async fn ready_in(h: &Harness, name: &str) -> Option<u32> {
-    let channel = h.amqp.create_channel().await.ok()?;
-    let declared = channel
-        .queue_declare(
-            name.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .ok()?;
-    let _ = channel.close(200, "counted".into()).await;
-    Some(declared.message_count())
 }
 
 #[tokio::test]
@@ -293,7 +249,7 @@ async fn a_lost_timer_is_parked_again_by_the_redelivered_request() {
         shared::amqp::retry::tier_ttl(Duration::from_secs(15)),
     );
     testkit::eventually(Duration::from_secs(10), "the timer parked", || async {
-        (ready_in(&h, &tier).await? == 1).then_some(())
+        (h.ready_in(&tier).await? == 1).then_some(())
     })
     .await;
     let channel = h.amqp.create_channel().await.unwrap();
@@ -301,22 +257,11 @@ async fn a_lost_timer_is_parked_again_by_the_redelivered_request() {
         .queue_purge(tier.as_str().into(), Default::default())
         .await
         .unwrap();
-    assert_eq!(ready_in(&h, &tier).await, Some(0), "the timer is gone");
+    assert_eq!(h.ready_in(&tier).await, Some(0), "the timer is gone");
     // The broker redelivers the request whose handler died before its ack.
-    let event = serde_json::to_vec(
-        &json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"}),
-    )
-    .unwrap();
-    channel
-        .basic_publish(
-            h.topology.exchange().as_str().into(),
-            "otp.requested".into(),
-            Default::default(),
-            &event,
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let event =
+        json!({"eventId": shared::ObjectId::new(), "validationId": id, "occurredAt": "2026-01-01T00:00:00.000Z"});
+    h.publish_copies("otp.requested", &event, 1).await;
     let calls = calls(&h, 1, Duration::from_secs(60)).await;
     let sms_code = code_in(&h.sms_requests().await[0]["Body"]);
     assert_eq!(code_in_twiml(&calls[0]["Twiml"]), sms_code, "the same code");

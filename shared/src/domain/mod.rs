@@ -13,7 +13,7 @@ pub mod workflow;
 /// (`shared::locale`), under the name the contract gives the field.
 pub use crate::locale::Locale as Language;
 pub use enums::{FailedReason, FlowType, Gateway, ValidationMethod, ValidationStatus, ValidationType};
-pub use phone::{CountryCode, InvalidPhone, PhoneNumber};
+pub use phone::{digits_of, CountryCode, InvalidPhone, PhoneNumber, SEPARATORS};
 pub use phone_validation::PhoneValidation;
 pub use settings::{check_url, IpLimits, PhoneSettings, PhoneSettingsPatch, RateLimits, SettingsError};
 pub use webhooks::WebhookEventType;

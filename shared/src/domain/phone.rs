@@ -74,13 +74,7 @@ impl PhoneNumber {
     /// Strips spaces, dashes, dots and parentheses, then parses the digits
     /// as a number of `country`.
     pub fn parse(country: CountryCode, raw: &str) -> Result<Self, InvalidPhone> {
-        let digits: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
-        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(InvalidPhone::Number);
-        }
+        let digits = digits_of(raw)?;
         // Parsed as a national number of the code's main region, so a trunk
         // prefix typed after the country code (`+44 07911…`, `+1 1415…`) is
         // recognised as one and dropped.
@@ -99,6 +93,30 @@ impl PhoneNumber {
             region: parsed.country().id().map(|id| format!("{id:?}")),
             national,
         })
+    }
+
+    /// A number written in international form: `+` (or `00`, the prefix
+    /// most countries dial before one) and the country code, then the
+    /// national number, as in `+1 (415) 555-0123` or `00507 6261 0001`.
+    pub fn parse_international(raw: &str) -> Result<Self, InvalidPhone> {
+        let trimmed = raw.trim_start_matches(SEPARATORS);
+        let digits = match trimmed.strip_prefix('+') {
+            Some(rest) => digits_of(rest)?,
+            None => digits_of(trimmed)?
+                .strip_prefix("00")
+                .ok_or(InvalidPhone::Number)?
+                .to_owned(),
+        };
+        // Calling codes are a prefix code (none begins another): the first
+        // 1 to 3 digits that libphonenumber knows as one are the country's.
+        let (country, national) = (1..=3)
+            .filter_map(|length| {
+                let code = CountryCode::parse(&format!("+{}", digits.get(..length)?)).ok()?;
+                Some((code, &digits[length..]))
+            })
+            .next()
+            .ok_or(InvalidPhone::CountryCode)?;
+        Self::parse(country, national)
     }
 
     pub fn country(&self) -> CountryCode {
@@ -141,6 +159,18 @@ impl PhoneNumber {
             phonenumber::Type::Mobile | phonenumber::Type::FixedLineOrMobile
         )
     }
+}
+
+/// What may stand between the digits of a typed number.
+pub const SEPARATORS: [char; 5] = [' ', '-', '.', '(', ')'];
+
+/// The digits of a typed number, separators dropped: 1 to 17 of them.
+pub fn digits_of(raw: &str) -> Result<String, InvalidPhone> {
+    let digits: String = raw.chars().filter(|c| !SEPARATORS.contains(c)).collect();
+    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidPhone::Number);
+    }
+    Ok(digits)
 }
 
 /// The region libphonenumber treats as the main one for a calling code.
@@ -222,6 +252,24 @@ mod tests {
     }
 
     #[test]
+    fn an_international_number_carries_its_country() {
+        for raw in [
+            "+1 (415) 555-2671",
+            "001 415 555 2671",
+            " +14155552671",
+            "+1 1 415 555 2671",
+        ] {
+            let phone = PhoneNumber::parse_international(raw).unwrap();
+            assert_eq!(phone.e164(), "+14155552671", "{raw}");
+        }
+        let uk = PhoneNumber::parse_international("+44 (0)7911 123456").unwrap();
+        assert_eq!((uk.country().value(), uk.national()), (44, "7911123456"));
+        for raw in ["415 555 2671", "+", "00", "+999 1234567", "+1 415 555 267a", "+507 123"] {
+            assert!(PhoneNumber::parse_international(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
     fn numbers_that_cannot_receive_sms_are_told_apart() {
         let uk = CountryCode::parse("+44").unwrap();
         let premium = PhoneNumber::parse(uk, "909 876 5432").unwrap();
@@ -257,6 +305,13 @@ mod tests {
             if let Ok(phone) = PhoneNumber::parse(panama(), &raw) {
                 prop_assert!(phone.national().bytes().all(|b| b.is_ascii_digit()));
                 prop_assert!(phone.e164().starts_with("+507"));
+            }
+        }
+
+        #[test]
+        fn parse_international_never_panics(raw in "[+0-9 ()-]{0,24}") {
+            if let Ok(phone) = PhoneNumber::parse_international(&raw) {
+                prop_assert!(phone.national().bytes().all(|b| b.is_ascii_digit()));
             }
         }
 

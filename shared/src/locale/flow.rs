@@ -153,11 +153,7 @@ pub fn is_app_hash(hash: &str) -> bool {
 mod tests {
     use super::*;
 
-    const ARGS: Args = Args {
-        code: "123456",
-        app: "Acme",
-        minutes: 10,
-    };
+    use crate::locale::tests::ACME as ARGS;
 
     fn templates(json: serde_json::Value) -> FlowTemplates {
         serde_json::from_value(json).unwrap()

@@ -112,31 +112,30 @@ mod tests {
 
     #[test]
     fn limits_are_160_and_153_septets_or_70_and_67_code_units() {
-        let gsm = |n| segments(&"a".repeat(n));
-        assert_eq!(
-            gsm(160),
-            Segments {
-                encoding: Encoding::Gsm7,
-                units: 160,
-                count: 1
-            }
-        );
-        assert_eq!(gsm(161).count, 2);
-        assert_eq!(gsm(306).count, 2);
-        assert_eq!(gsm(307).count, 3);
-        let ucs = |n| segments(&"ж".repeat(n));
-        assert_eq!(
-            ucs(70),
-            Segments {
-                encoding: Encoding::Ucs2,
-                units: 70,
-                count: 1
-            }
-        );
-        assert_eq!(ucs(71).count, 2);
-        assert_eq!(ucs(134).count, 2);
-        assert_eq!(ucs(135).count, 3);
-        assert_eq!(segments("").count, 1);
+        for (text, encoding, units) in [
+            ("a".repeat(160), Encoding::Gsm7, 160),
+            ("ж".repeat(70), Encoding::Ucs2, 70),
+        ] {
+            let one = Segments {
+                encoding,
+                units,
+                count: 1,
+            };
+            assert_eq!(segments(&text), one);
+        }
+        // (a character, how many of it, how many segments)
+        let counts = [
+            ("a", 161, 2),
+            ("a", 306, 2),
+            ("a", 307, 3),
+            ("ж", 71, 2),
+            ("ж", 134, 2),
+            ("ж", 135, 3),
+            ("", 0, 1),
+        ];
+        for (c, n, count) in counts {
+            assert_eq!(segments(&c.repeat(n)).count, count, "{n} × {c:?}");
+        }
     }
 
     #[test]

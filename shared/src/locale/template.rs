@@ -165,11 +165,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ARGS: Args = Args {
-        code: "123456",
-        app: "Acme",
-        minutes: 10,
-    };
+    use crate::locale::tests::ACME as ARGS;
 
     #[test]
     fn placeholders_are_filled_and_voice_codes_are_read_digit_by_digit() {

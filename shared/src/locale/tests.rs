@@ -5,7 +5,8 @@ use super::render::{bundle, SMS, VOICE};
 use super::*;
 use proptest::prelude::*;
 
-const ACME: Args = Args {
+/// What the locale's tests render texts with.
+pub(super) const ACME: Args = Args {
     code: "123456",
     app: "Acme",
     minutes: 10,

@@ -71,7 +71,7 @@ impl Loader<'_> {
                 let validation = self.load_validation(message, None).await?;
                 Self::of_validation(validation)
             }
-            EventKind::FraudGuardBlocked(_) => match self.store.block(&message.subject_id).await {
+            EventKind::FraudGuardBlocked => match self.store.block(&message.subject_id).await {
                 Ok(Some(block)) => Subject {
                     object: WebhookObject::Block(block.block),
                     subject: message.subject_id.clone(),

@@ -26,6 +26,7 @@ use followup::{Deferral, FollowUps};
 use load::{Loaded, Loader, Subject};
 use shared::amqp::retry::DelayQueues;
 use shared::amqp::{Broker, Delivery, Handled};
+use shared::process::Handler;
 use stage::{back_off, stage};
 use std::time::Instant;
 use tracing::Instrument;
@@ -52,9 +53,9 @@ pub struct Deliverer {
     pub fanout: FanOut,
 }
 
-impl Deliverer {
+impl Handler for Deliverer {
     /// Receive: one delivery from the consumer, settled by what this returns.
-    pub async fn handle(&self, delivery: Delivery) -> Handled {
+    async fn handle(&self, delivery: Delivery) -> Handled {
         let message = match Message::decode(&delivery.data, &delivery.properties) {
             Ok(message) => message,
             Err(error) => {
@@ -73,6 +74,12 @@ impl Deliverer {
         self.process(&message).instrument(span).await
     }
 
+    fn delays(&self) -> &DelayQueues {
+        &self.delays
+    }
+}
+
+impl Deliverer {
     async fn process(&self, message: &Message) -> Handled {
         // An event is fanned out to its endpoints when it is first handled,
         // not again when its `webhookUrl` delivery comes back from a delay

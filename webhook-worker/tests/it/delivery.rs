@@ -5,17 +5,13 @@
 
 use serde_json::json;
 use std::time::{Duration, Instant};
-use testkit::webhooks::{BlackHole, Options, Receiver, Reply, TestEnv, CODE, SECRET};
+use testkit::webhooks::{BlackHole, Options, Received, Receiver, Reply, TestEnv, CODE, SECRET};
 
 #[tokio::test]
 async fn a_validated_phone_reaches_the_receiver_once_signed_per_standard_webhooks() {
     let env = TestEnv::spawn(Options::default()).await;
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    let id = env.validated(&project, &flow, "62617737").await;
-
-    let received = receiver.wait_for(1, Duration::from_secs(45)).await;
-    let request = &received[0];
+    let sent = delivered(&env).await;
+    let (receiver, id, request) = (&sent.receiver, &sent.id, &sent.received);
     request
         .verify(SECRET)
         .expect("the signature verifies with the standardwebhooks library");
@@ -31,7 +27,7 @@ async fn a_validated_phone_reaches_the_receiver_once_signed_per_standard_webhook
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
 
     // The attempt is recorded and visible to the client through the API.
-    env.wait_attempts(&id, Duration::from_secs(5), "the delivery to be recorded", |a| {
+    env.wait_attempts(id, Duration::from_secs(5), "the delivery to be recorded", |a| {
         a.len() == 1 && a[0].2 == "delivered"
     })
     .await;
@@ -47,14 +43,7 @@ async fn a_validated_phone_reaches_the_receiver_once_signed_per_standard_webhook
     assert_eq!(receiver.received().len(), 1);
 
     // The operations endpoints.
-    let metrics = env
-        .app
-        .http
-        .get(format!("{}/metrics", env.health))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = env.metrics().await;
     assert!(metrics.contains("webhook_delivered_total"), "{metrics}");
     assert!(metrics.contains("webhook_request_duration_seconds"));
     let health = env.app.http.get(format!("{}/health", env.health)).send().await.unwrap();
@@ -115,14 +104,10 @@ async fn while_a_secret_is_rotated_both_the_old_and_the_new_one_verify() {
     .execute(&env.app.pool)
     .await
     .unwrap();
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    env.validated(&project, &flow, "62617737").await;
-
-    let received = receiver.wait_for(1, Duration::from_secs(45)).await;
-    assert_eq!(received[0].header("webhook-signature").split(' ').count(), 2);
-    received[0].verify(new_secret).expect("the new secret verifies");
-    received[0].verify(SECRET).expect("the previous secret still verifies");
+    let received = delivered(&env).await.received;
+    assert_eq!(received.header("webhook-signature").split(' ').count(), 2);
+    received.verify(new_secret).expect("the new secret verifies");
+    received.verify(SECRET).expect("the previous secret still verifies");
 }
 
 #[tokio::test]
@@ -162,25 +147,16 @@ async fn in_the_upgrade_window_a_plaintext_secret_from_before_encryption_is_seal
     stop.cancel();
     shared::process::Service::run(second).await.unwrap();
 
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    env.validated(&project, &flow, "62617737").await;
-    let received = receiver.wait_for(1, Duration::from_secs(45)).await;
-    received[0].verify(SECRET).expect("the plain secret verifies");
+    let received = delivered(&env).await.received;
+    received.verify(SECRET).expect("the plain secret verifies");
 }
 
 #[tokio::test]
 async fn redelivering_a_delivered_events_message_posts_nothing() {
     // One message at a time, so the second event is handled after the duplicate.
-    let env = TestEnv::spawn(Options {
-        prefetch: 1,
-        ..Options::default()
-    })
-    .await;
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    env.validated(&project, &flow, "62617737").await;
-    let first = receiver.wait_for(1, Duration::from_secs(45)).await[0].json();
+    let env = one_at_a_time().await;
+    let sent = delivered(&env).await;
+    let (receiver, project, flow, first) = (&sent.receiver, &sent.project, &sent.flow, sent.received.json());
 
     // The same event message again, as a broker redelivery or a second outbox publish would bring it.
     let event = json!({
@@ -192,7 +168,7 @@ async fn redelivering_a_delivered_events_message_posts_nothing() {
     let event_id = first["eventId"].as_str().unwrap();
     env.publish_to_work_queue(&serde_json::to_vec(&event).unwrap(), event_id)
         .await;
-    env.validated(&project, &flow, "62617738").await;
+    env.validated(project, flow, "62617738").await;
 
     let received = receiver.wait_for(2, Duration::from_secs(45)).await;
     assert_eq!(received.len(), 2, "the duplicate was not POSTed");
@@ -316,10 +292,7 @@ async fn internal_urls_are_refused_and_the_refusal_is_recorded() {
 #[tokio::test]
 async fn the_delivery_list_is_tenant_isolated() {
     let env = TestEnv::spawn(Options::default()).await;
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    let id = env.validated(&project, &flow, "62617737").await;
-    receiver.wait_for(1, Duration::from_secs(45)).await;
+    let id = delivered(&env).await.id;
 
     let other = testkit::create_client(&env.app.pool, "Other").await;
     let token = env.app.jwt.client_token(&other, 0, 1).unwrap();
@@ -341,16 +314,10 @@ async fn the_delivery_list_is_tenant_isolated() {
 
 #[tokio::test]
 async fn a_forged_event_gets_the_stored_validation_signed_or_nothing() {
-    let env = TestEnv::spawn(Options {
-        prefetch: 1,
-        ..Options::default()
-    })
-    .await;
-    let receiver = Receiver::answering(200).await;
-    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
-    let validated = env.validated(&project, &flow, "62617737").await;
-    receiver.wait_for(1, Duration::from_secs(45)).await;
-    let failed = env.create(&project, &flow, "62617738", None).await;
+    let env = one_at_a_time().await;
+    let sent = delivered(&env).await;
+    let (receiver, project, flow, validated) = (&sent.receiver, &sent.project, &sent.flow, &sent.id);
+    let failed = env.create(project, flow, "62617738", None).await;
     env.app.store_code(&failed, CODE).await;
 
     // Someone who can publish to the broker tries to get the client's
@@ -385,4 +352,40 @@ async fn a_forged_event_gets_the_stored_validation_signed_or_nothing() {
     })
     .await;
     assert_eq!(receiver.received().len(), 2, "nothing posted for it");
+}
+
+/// A worker that handles one message at a time.
+async fn one_at_a_time() -> TestEnv {
+    TestEnv::spawn(Options {
+        prefetch: 1,
+        ..Options::default()
+    })
+    .await
+}
+
+/// A validation whose webhook reached its receiver.
+struct Delivered {
+    /// Answers 200 to everything.
+    receiver: Receiver,
+    project: String,
+    flow: String,
+    id: String,
+    /// The one request the receiver got.
+    received: Received,
+}
+
+/// A receiver, a flow whose webhook posts to it, and one validation
+/// validated, once its webhook has arrived.
+async fn delivered(env: &TestEnv) -> Delivered {
+    let receiver = Receiver::answering(200).await;
+    let (project, flow) = env.flow_with_webhook(&receiver.url(), json!({})).await;
+    let id = env.validated(&project, &flow, "62617737").await;
+    let received = receiver.wait_for(1, Duration::from_secs(45)).await.remove(0);
+    Delivered {
+        receiver,
+        project,
+        flow,
+        id,
+        received,
+    }
 }

@@ -198,14 +198,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled_and_its_pending_deliveries
     );
     let attempted = failing.received().len();
     assert!(attempted <= ids.len(), "no attempt after it was disabled: {attempted}");
-    let metrics = env
-        .app
-        .http
-        .get(format!("{}/metrics", env.health))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = env.metrics().await;
     assert!(metrics.contains("webhook_endpoints_disabled_total 1"), "{metrics}");
     assert!(
         metrics.contains("webhook_endpoint_attempts_total{endpoint_id=\""),

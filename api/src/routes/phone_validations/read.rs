@@ -4,12 +4,12 @@ use crate::auth::AuthClient;
 use crate::envelope::{Envelope, List, Page, Success};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, RawPathId};
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, PagingParams};
 use crate::state::AppState;
 use crate::store::validations::{self, Filters};
 use axum::extract::{RawQuery, State};
 use shared::domain::PhoneValidation;
-use shared::domain::{CountryCode, PhoneNumber, ValidationStatus, ValidationType};
+use shared::domain::{digits_of, CountryCode, PhoneNumber, ValidationStatus, ValidationType, SEPARATORS};
 
 /// Retrieve a phone validation.
 #[utoipa::path(get, path = "/v2/phone-validations/{id}", tag = "phone validations", operation_id = "getPhoneValidation",
@@ -33,14 +33,13 @@ pub async fn read(
 /// List phone validations, newest first.
 #[utoipa::path(get, path = "/v2/phone-validations", tag = "phone validations", operation_id = "listPhoneValidations",
     params(
-        ("page" = Option<i64>, Query, description = "1-based; a list reaches its first 10,000 rows (a page past them is empty)", minimum = 1, maximum = 10000),
-        ("limit" = Option<i64>, Query, description = "Rows per page (default 10)", minimum = 1, maximum = 100),
+        PagingParams,
         ("project" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("projectFlow" = Option<String>, Query, pattern = "^[0-9a-f]{24}$"),
         ("status" = Option<ValidationStatus>, Query), ("type" = Option<ValidationType>, Query),
         ("countryCode" = Option<String>, Query, description = "A calling code, e.g. `+507` (the `+` may be left out)"),
-        ("phone" = Option<String>, Query, pattern = r"^[ .()-]*(?:[0-9][ .()-]*){1,17}$",
-            description = "National number: 1 to 17 digits; spaces, dashes, dots and parentheses are ignored")),
+        ("phone" = Option<String>, Query, pattern = r"^[ .()-]*\+?(?:[0-9][ .()-]*){1,17}$",
+            description = "A national number of `countryCode`, or an international one (`+` or `00` and its country code first, which then filters on that country too): 1 to 17 digits; spaces, dashes, dots and parentheses are ignored; compared in canonical form")),
     responses(
         (status = 200, body = List<PhoneValidation>, description = "A page of validations"),
         (status = 400, description = "`invalid_<parameter>`")),
@@ -66,33 +65,35 @@ pub async fn list(
 
 /// The `countryCode` and `phone` filters. A `+` left unencoded in a query
 /// string arrives as a space, and it may be left out (exactly what the
-/// document's pattern says: `^[+ ]?(?:1|7|20|…)$`); with both given, the number is compared in its
-/// canonical form, as it is stored.
+/// document's pattern says: `^[+ ]?(?:1|7|20|…)$`). The number is compared
+/// in its canonical form, as it is stored (docs/contract.md §4.4): a national
+/// number of `countryCode` (`1 415 555 0123`, trunk prefix dropped), or an
+/// international one (`+1 (415) 555-0123`, `001 415 555 0123`), which
+/// also filters on its own country code when `countryCode` is not given.
+/// A number that reads as neither is compared as its digits.
 fn phone_filter(query: &ListQuery) -> ApiResult<(Option<String>, Option<String>)> {
-    let country = query
+    let mut country = query
         .get("countryCode")
         .map(|raw| {
             let code = raw.strip_prefix(['+', ' ']).unwrap_or(raw);
             CountryCode::parse(&format!("+{code}")).map_err(|_| ApiError::invalid("countryCode"))
         })
         .transpose()?;
-    let phone = query
-        .get("phone")
-        .map(|raw| {
-            let digits: String = raw
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-                .collect();
-            if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ApiError::invalid("phone"));
-            }
-            Ok(match country {
-                Some(country) => PhoneNumber::parse(country, &digits)
-                    .map(|number| number.national().to_owned())
-                    .unwrap_or(digits),
-                None => digits,
-            })
-        })
-        .transpose()?;
-    Ok((country.map(|c| c.to_string()), phone))
+    let Some(raw) = query.get("phone") else {
+        return Ok((country.map(|c| c.to_string()), None));
+    };
+    let lead = raw.trim_start_matches(SEPARATORS);
+    let international = || PhoneNumber::parse_international(lead).ok();
+    let number = match country {
+        Some(code) if !lead.starts_with('+') => PhoneNumber::parse(code, lead).ok().or_else(international),
+        _ => international(),
+    };
+    let phone = match number {
+        Some(number) => {
+            country = country.or(Some(number.country()));
+            number.national().to_owned()
+        }
+        None => digits_of(lead.strip_prefix('+').unwrap_or(lead)).map_err(|_| ApiError::invalid("phone"))?,
+    };
+    Ok((country.map(|c| c.to_string()), Some(phone)))
 }

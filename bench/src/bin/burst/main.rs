@@ -203,7 +203,9 @@ async fn prepare(args: &Args, pool: &sqlx::PgPool, base: String, http: reqwest::
     }
     let client = testkit::create_client(pool, "bench").await;
     if args.webhook_endpoint {
-        testkit::lifecycle::add_endpoint(pool, &client, testkit::lifecycle::Endpoint::default()).await;
+        testkit::webhook_endpoints::Endpoint::at_rest(&client)
+            .insert(pool)
+            .await;
     }
     let token = api::auth::Jwt::new(&SecretString::from(JWT_SECRET)).client_token(&client, 0, 1)?;
     let post = |path: &str, body: serde_json::Value| {
