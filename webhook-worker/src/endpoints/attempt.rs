@@ -56,7 +56,9 @@ impl EndpointLoop {
             (Attempted::Refused, _) | (_, Some(_)) => Heard::Answer,
             (_, None) => Heard::Nothing,
         };
-        if let Some(rest) = self.tracker.finished(&row.endpoint_id, heard) {
+        let rest = self.tracker.finished(&row.endpoint_id, heard);
+        self.slot_freed();
+        if let Some(rest) = rest {
             self.pause(&row.endpoint_id, rest).await;
         }
         metrics::histogram!("webhook_endpoint_request_duration_seconds").record(call.latency.as_secs_f64());

@@ -11,8 +11,12 @@
 //! (`paused_until`), and the claim, which walks endpoints rather than rows,
 //! does not look at its backlog until then.
 //!
-//! The loop is woken at once by a fan-out in this worker, by a finished
-//! request while the last claim found work, and otherwise polls every
+//! The loop is woken at once by a fan-out in this worker and by requests
+//! ending (their slots freed: the claim follows once half of what the last
+//! claim took has ended, or [`GATHER`] after the first, so one claim serves
+//! several slots and the next batch is on its way while the rest of the
+//! last one is still in flight; a dead endpoint's requests, which end only
+//! at their timeout, never hold it back), and otherwise polls every
 //! `WEBHOOK_ENDPOINT_POLL_MS` (an API resend or recovery sets rows due).
 
 mod attempt;
@@ -26,6 +30,7 @@ use crate::sender::Sender;
 use crate::store::EndpointStore;
 use keys::KeyCache;
 use shared::webhook_secrets::WebhookSecretKeys;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -36,8 +41,8 @@ use tracker::Tracker;
 /// How long a claim is held beyond the request's timeout before another
 /// worker may take the delivery over.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
-/// After a finished request, how long more completions are gathered before
-/// the next claim (one claim for several freed slots).
+/// After a request ends, the longest wait for more to end before the next
+/// claim (one claim for several freed slots).
 const GATHER: Duration = Duration::from_millis(10);
 /// Pause after a failed claim (the database is down or overloaded).
 const CLAIM_BACK_OFF: Duration = Duration::from_secs(1);
@@ -54,6 +59,10 @@ pub struct EndpointLoop {
     max_in_flight: usize,
     lease: Duration,
     wake: Arc<Notify>,
+    /// Signalled by each request that ends (its slot is free).
+    freed: Notify,
+    /// Requests ended since the last claim.
+    ended: AtomicUsize,
 }
 
 /// What the loop is built from.
@@ -81,6 +90,8 @@ impl EndpointLoop {
             max_in_flight: parts.max_in_flight.max(1),
             lease: parts.timeout + LEASE_MARGIN,
             wake: parts.wake,
+            freed: Notify::new(),
+            ended: AtomicUsize::new(0),
             config: parts.config,
         }
     }
@@ -90,7 +101,7 @@ impl EndpointLoop {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let retention = tokio::spawn(self.clone().purge_periodically(cancel.clone()));
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut found_work = false;
+        let mut last_claim = 0;
         loop {
             while tasks.try_join_next().is_some() {}
             for (endpoint, rest) in self.tracker.stalled() {
@@ -98,9 +109,10 @@ impl EndpointLoop {
             }
             let room = self.max_in_flight.saturating_sub(tasks.len());
             if room > 0 {
+                self.ended.store(0, Ordering::Relaxed);
                 match self.claim(room).await {
                     Ok(claimed) => {
-                        found_work = !claimed.is_empty();
+                        last_claim = claimed.len();
                         for row in claimed {
                             self.tracker.started(&row.endpoint_id);
                             let this = self.clone();
@@ -109,7 +121,7 @@ impl EndpointLoop {
                     }
                     Err(error) => {
                         tracing::warn!(%error, "claiming endpoint deliveries failed");
-                        found_work = false;
+                        last_claim = 0;
                         tokio::select! {
                             _ = cancel.cancelled() => break,
                             _ = tokio::time::sleep(CLAIM_BACK_OFF) => continue,
@@ -121,14 +133,29 @@ impl EndpointLoop {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
-                Some(_) = tasks.join_next(), if found_work && !tasks.is_empty() => {
-                    let until = tokio::time::Instant::now() + GATHER;
-                    while let Ok(Some(_)) = tokio::time::timeout_at(until, tasks.join_next()).await {}
-                }
+                _ = self.freed.notified(), if !tasks.is_empty() => self.gather(last_claim).await,
             }
         }
         while tasks.join_next().await.is_some() {}
         let _ = retention.await;
+    }
+
+    /// After a request ended: waits until half of the last claim's requests
+    /// have ended (at least one), or [`GATHER`].
+    async fn gather(&self, last_claim: usize) {
+        let enough = (last_claim / 2).max(1);
+        let until = tokio::time::Instant::now() + GATHER;
+        while self.ended.load(Ordering::Relaxed) < enough {
+            if tokio::time::timeout_at(until, self.freed.notified()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A request ended: its slot is free for the next claim.
+    pub(super) fn slot_freed(&self) {
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        self.freed.notify_one();
     }
 
     async fn claim(&self, room: usize) -> Result<Vec<crate::store::ClaimedDelivery>, sqlx::Error> {
