@@ -8,5 +8,6 @@ mod endpoint_rate;
 mod endpoint_retention;
 mod endpoint_signing;
 mod plaintext_secrets;
+mod record_plan;
 mod retries;
 mod shutdown;
